@@ -1,0 +1,114 @@
+"""Resolved configuration values: what the inventory and policy loaders return.
+
+Inheritance (defaults -> groups -> server) is resolved once, at load time; these values are final.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from orchestrator.model import Action, ScanType, Secret
+
+
+class AuthMethod(StrEnum):
+    WHM_TOKEN = "whm_token"
+    CPANEL_TOKEN = "cpanel_token"
+    CPANEL_PASSWORD = "cpanel_password"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    method: AuthMethod
+    user: str
+    secret: Secret
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    verify: bool = True
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """One cPanel/WHM server, fully resolved."""
+
+    name: str
+    base_url: str  # scheme://host:port, no trailing slash
+    auth: Credentials
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    accounts: tuple[str, ...] | None = None  # None means "all" (whm_token only)
+    exclude_accounts: tuple[str, ...] = ()
+    include_suspended: bool = False
+    scan_types: tuple[ScanType, ...] = (ScanType.HOME,)
+    max_concurrent_scans: int = 2
+    requests_per_second: float = 5.0
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PollInterval:
+    min: float = 2.0
+    max: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    request: float = 30.0
+    scan: float = 21600.0
+    stall: float = 1800.0
+    disinfection: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    max_concurrent_servers: int = 50
+    requests_per_second: float = 100.0
+    poll_interval: PollInterval = field(default_factory=PollInterval)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    path: str
+    servers: tuple[Server, ...]
+    settings: Settings = field(default_factory=Settings)
+
+    @property
+    def fleet_id(self) -> str:
+        """Stable digest of the server list: shards of one inventory share it."""
+        names = "\n".join(s.name for s in self.servers)
+        return hashlib.sha256(names.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One policy rule. Every `when` key that is set must match; globs except scan_type."""
+
+    action: Action
+    name: str | None = None
+    virus: str | None = None
+    path: str | None = None
+    account: str | None = None
+    server: str | None = None
+    scan_type: ScanType | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_destructive_per_account: int | None = None
+    max_destructive_per_run: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    default: Action = Action.REPORT
+    rules: tuple[Rule, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    source: str | None = None  # the file it came from, None for the built-in report-only policy
+
+
+REPORT_ONLY = Policy()

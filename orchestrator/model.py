@@ -1,0 +1,179 @@
+"""Values shared by every layer: enums, targets, per-target results, run metadata.
+
+Everything here is a frozen, slotted dataclass or a StrEnum, so it serialises as it is and can be
+passed between tasks without copying. No I/O, no logging.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class ScanType(StrEnum):
+    HOME = "home"
+    MAIL = "mail"
+    PUBLIC_HTML = "public_html"
+    PUBLIC_FTP = "public_ftp"
+
+
+class Action(StrEnum):
+    """What the policy asks for one infected file. `report` means: send nothing."""
+
+    REPORT = "report"
+    IGNORE = "ignore"
+    QUARANTINE = "quarantine"
+    DELETE = "delete"
+    CLEANSE_MAILBOX = "cleanse_mailbox"
+
+    @property
+    def destructive(self) -> bool:
+        return self in (Action.QUARANTINE, Action.DELETE, Action.CLEANSE_MAILBOX)
+
+    @property
+    def sent(self) -> bool:
+        """Whether this action goes to `disinfect_files` at all."""
+        return self is not Action.REPORT
+
+
+class Outcome(StrEnum):
+    """What happened to one infected file; cPanel's step states plus `not-requested`."""
+
+    NOT_REQUESTED = "not-requested"
+    QUARANTINED = "quarantined"
+    DELETED = "deleted"
+    NO_ACTION = "no-action"
+    MAILBOX_CLEANSED = "mailbox-cleansed"
+    ERROR = "error"
+
+
+class Status(StrEnum):
+    CLEAN = "clean"
+    INFECTED = "infected"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class ErrorKind(StrEnum):
+    AUTH = "auth"
+    UNREACHABLE = "unreachable"
+    TLS = "tls"
+    API = "api"
+    PROTOCOL = "protocol"
+    TIMEOUT = "timeout"
+    STALLED = "stalled"
+    POLICY_LIMIT = "policy_limit"
+    INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"
+    INTERNAL = "internal"
+
+
+class Secret:
+    """A token or password. Its repr and str never show the value; `reveal()` does."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Target:
+    """The unit of work: one scan type of one account on one server."""
+
+    server: str
+    account: str
+    scan_type: ScanType
+
+    def __str__(self) -> str:
+        return f"{self.server}/{self.account}/{self.scan_type}"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanStats:
+    """Counters of the scan this run started, as `get_scan_status` last reported them."""
+
+    time_started: int | None
+    scanned_file_count: int
+    scanned_file_size: int
+    total_file_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class InfectedFile:
+    """One infected file: path as cPanel reports it, HTML-unescaped."""
+
+    path: str
+    virus: str
+    action: Action = Action.REPORT
+    outcome: Outcome = Outcome.NOT_REQUESTED
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    kind: ErrorKind
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class TargetResult:
+    """The terminal record of one target: what the report shows for it."""
+
+    target: Target
+    status: Status
+    scan: ScanStats | None = None
+    infected_files: tuple[InfectedFile, ...] = ()
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+    api_calls: int = 0
+    error: ErrorInfo | None = None
+
+    @property
+    def server(self) -> str:
+        return self.target.server
+
+    @property
+    def account(self) -> str:
+        return self.target.account
+
+    @property
+    def scan_type(self) -> ScanType:
+        return self.target.scan_type
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """Run metadata for the report's `run` object.
+
+    `servers` (every server of the inventory, in inventory order, whatever the shard) and
+    `fleet_id` (a digest of that list) are additive extensions of the report contract: they let
+    `merge` order shard reports as one run would, refuse reports of another fleet and name
+    missing shards.
+    """
+
+    id: str
+    tool_version: str
+    started_at: datetime
+    finished_at: datetime | None
+    inventory: str
+    shard: str = "1/1"
+    dry_run: bool = True
+    servers: tuple[str, ...] = field(default=())
+    fleet_id: str = ""
