@@ -123,6 +123,8 @@ class InfectedFile:
     action: Action = Action.REPORT
     outcome: Outcome = Outcome.NOT_REQUESTED
     message: str | None = None
+    #: With `--baseline`: "new" or "recurring" (resolved files are listed by the report layer).
+    delta: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,3 +179,5 @@ class RunInfo:
     dry_run: bool = True
     servers: tuple[str, ...] = field(default=())
     fleet_id: str = ""
+    #: Set by `--only-failed PREVIOUS`: the id of the run whose failures this run retried.
+    rerun_of: str | None = None
