@@ -84,6 +84,9 @@ class TransportError(TargetError):
 
     kind = ErrorKind.UNREACHABLE
     transient = True
+    #: False only when the request certainly never left (connection refused, DNS): then even a
+    #: non-idempotent call did not happen. Everything else may have reached the server.
+    maybe_sent: bool = True
 
     def __init__(
         self,
@@ -109,7 +112,7 @@ class RequestTimeout(TransportError):
 
 
 class ApiError(TargetError):
-    """Raised when the UAPI/WHM call ran and reported failure (`status: 0`, `metadata.result: 0`)."""
+    """Raised when the call ran and reported failure (`status: 0` or `metadata.result: 0`)."""
 
     kind = ErrorKind.API
 

@@ -1,0 +1,399 @@
+"""UAPI / WHM API 1 client over aiohttp: the only module that imports aiohttp.
+
+Layers, bottom up:
+    Http           one ClientSession per run, one SSL context per trust configuration
+    ServerClient   one per server: auth header, route (WHM `uapi_cpanel` or `/execute`), rate
+                   limit before every attempt, retries for idempotent calls only
+    parse_*        pure envelope parsing (`parse.py`), shared with tests
+
+Every aiohttp exception (and aiohttp's own TimeoutError) is translated into the error tree of
+`errors.py` in `_translate`, with `from None`: aiohttp's exceptions and their reprs can carry the
+request headers, i.e. the token, and a chained traceback would print them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+import stamina
+
+from orchestrator.config import AuthMethod, Server, TlsConfig
+from orchestrator.errors import (
+    AuthError,
+    ProtocolError,
+    RequestTimeout,
+    TargetError,
+    TlsError,
+    TransportError,
+)
+from orchestrator.events import DisinfectionStatusReply, StatusData
+from orchestrator.model import Action, ScanType
+from orchestrator.parse import (
+    Account,
+    Answer,
+    check_answer,
+    parse_accounts,
+    parse_disinfection,
+    parse_infected,
+    parse_scan_paths,
+    parse_status,
+    parse_task_id,
+    parse_uapi,
+    parse_whm,
+)
+
+MODULE = "ClamScanner"
+
+
+class Acquire(Protocol):
+    """The rate limiter seen from the client: wait for the right to send one request."""
+
+    async def acquire(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries of idempotent requests: capped in attempts and in total time, with jitter."""
+
+    attempts: int = 5
+    total: float = 120.0
+    initial: float = 0.5
+    max: float = 15.0
+    jitter: float = 0.5
+
+
+class Http:
+    """The run's one ClientSession and its SSL contexts. Use as an async context manager."""
+
+    def __init__(self, *, request_timeout: float, limit: int = 0, limit_per_host: int = 4) -> None:
+        self._timeout = aiohttp.ClientTimeout(
+            total=request_timeout, sock_connect=min(request_timeout, 15.0)
+        )
+        self._limit = limit
+        self._limit_per_host = limit_per_host
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl: dict[tuple[bool, str | None], ssl.SSLContext | bool] = {}
+
+    async def __aenter__(self) -> Http:
+        connector = aiohttp.TCPConnector(
+            limit=self._limit, limit_per_host=self._limit_per_host, ttl_dns_cache=300
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            cookie_jar=aiohttp.DummyCookieJar(),  # session cookies are handled explicitly
+            raise_for_status=False,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("Http used outside its context")
+        return self._session
+
+    def ssl_for(self, tls: TlsConfig) -> ssl.SSLContext | bool:
+        """One SSL context per trust configuration, built once (building one costs ~ms)."""
+        key = (tls.verify, str(tls.ca_file) if tls.ca_file else None)
+        if key not in self._ssl:
+            if not tls.verify:
+                self._ssl[key] = False
+            else:
+                self._ssl[key] = ssl.create_default_context(cafile=key[1])
+        return self._ssl[key]
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    status: int
+    content_type: str
+    body: bytes
+    retry_after: float | None
+    cookies: Mapping[str, str]
+
+
+class ServerClient:
+    """All calls to one server, through the route its credentials allow."""
+
+    def __init__(
+        self,
+        http: Http,
+        server: Server,
+        limiter: Acquire,
+        retry: RetryPolicy | None = None,
+        on_request: Callable[[], None] | None = None,
+    ) -> None:
+        self._http = http
+        self._server = server
+        self._limiter = limiter
+        self._retry = retry or RetryPolicy()
+        self._on_request = on_request
+        self._ssl = http.ssl_for(server.tls)
+        self._whm = server.auth.method is AuthMethod.WHM_TOKEN
+        self._auth_header = _auth_header(server)
+
+    # -- ClamScanner -------------------------------------------------------------------------
+
+    async def get_scan_status(self, account: str) -> StatusData | None:
+        return parse_status(await self._idempotent(account, "get_scan_status"))
+
+    async def start_scan(self, account: str, scan_type: ScanType) -> None:
+        await self._once(account, "start_scan", {"scan_type": str(scan_type)})
+
+    async def list_infected(self, account: str) -> tuple[tuple[str, str], ...]:
+        return parse_infected(await self._idempotent(account, "list_infected_files"))
+
+    async def get_scan_paths(self, account: str) -> tuple[str, ...]:
+        return parse_scan_paths(await self._idempotent(account, "get_scan_paths"))
+
+    async def check_disinfection(
+        self, account: str, last_id: int | None
+    ) -> DisinfectionStatusReply:
+        params = {"last_id": str(last_id)} if last_id else None
+        data = await self._idempotent(account, "check_disinfection_status", params)
+        return parse_disinfection(data)
+
+    async def disinfect(self, account: str, actions: Mapping[str, Action]) -> str:
+        """POST JSON `{"actions": {...}}`; through WHM, inside a cPanel session of the account."""
+        body = json.dumps({"actions": {p: str(a) for p, a in actions.items()}}).encode()
+        if self._whm:
+            data = await self._disinfect_in_session(account, body)
+        else:
+            url = f"{self._server.base_url}/execute/{MODULE}/disinfect_files"
+            data = await self._post_json(url, body, {"Authorization": self._auth_header})
+        return parse_task_id(data)
+
+    # -- WHM ---------------------------------------------------------------------------------
+
+    async def list_accounts(self) -> tuple[Account, ...]:
+        params = {"api.version": "1", "want": "user,domain,suspended"}
+        url = f"{self._server.base_url}/json-api/listaccts"
+        answer = await self._with_retries(lambda: self._get(url, params, "listaccts"))
+        return parse_accounts(parse_whm(answer, "listaccts"))
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _idempotent(
+        self, account: str, function: str, params: Mapping[str, str] | None = None
+    ) -> Any:
+        return await self._with_retries(lambda: self._uapi(account, function, params))
+
+    async def _once(
+        self, account: str, function: str, params: Mapping[str, str] | None = None
+    ) -> Any:
+        return await self._uapi(account, function, params)
+
+    async def _with_retries(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        policy = self._retry
+        async for attempt in stamina.retry_context(
+            on=_retry_hook,
+            attempts=policy.attempts,
+            timeout=policy.total,
+            wait_initial=policy.initial,
+            wait_max=policy.max,
+            wait_jitter=policy.jitter,
+        ):
+            with attempt:
+                return await call()
+        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+    async def _uapi(self, account: str, function: str, params: Mapping[str, str] | None) -> Any:
+        if self._whm:
+            query = {
+                "api.version": "1",
+                "cpanel.user": account,
+                "cpanel.module": MODULE,
+                "cpanel.function": function,
+                **(params or {}),
+            }
+            url = f"{self._server.base_url}/json-api/uapi_cpanel"
+            answer = parse_whm(await self._get(url, query, function), function)
+            uapi = (
+                answer.get("data", {}).get("uapi") if isinstance(answer.get("data"), dict) else None
+            )
+            return parse_uapi(uapi, self._server.name, function)
+        url = f"{self._server.base_url}/execute/{MODULE}/{function}"
+        return parse_uapi(await self._get(url, params, function), self._server.name, function)
+
+    async def _get(self, url: str, params: Mapping[str, str] | None, function: str) -> Answer:
+        raw = await self._send("GET", url, function, params=params, headers=self._headers())
+        return check_answer(
+            raw.status, raw.content_type, raw.body, self._server.name, function, raw.retry_after
+        )
+
+    async def _post_json(self, url: str, body: bytes, headers: Mapping[str, str]) -> Any:
+        # Exactly `application/json`: cPanel compares the header verbatim (cpanel-api.md 3.5).
+        headers = {**headers, "Content-Type": "application/json"}
+        function = "disinfect_files"
+        raw = await self._send("POST", url, function, headers=headers, data=body)
+        answer = check_answer(
+            raw.status, raw.content_type, raw.body, self._server.name, function, raw.retry_after
+        )
+        return parse_uapi(answer, self._server.name, function)
+
+    async def _disinfect_in_session(self, account: str, body: bytes) -> Any:
+        """WHM tokens cannot pass nested JSON through `uapi_cpanel`; use the account's session.
+
+        create_user_session gives a one-time login URL; logging in sets the `cpsession` cookie;
+        the JSON POST then goes to `/cpsessNNN/execute/...` as the account itself.
+        """
+        params = {"api.version": "1", "user": account, "service": "cpaneld"}
+        url = f"{self._server.base_url}/json-api/create_user_session"
+        answer = await self._with_retries(lambda: self._get(url, params, "create_user_session"))
+        data = parse_whm(answer, "create_user_session").get("data")
+        if not isinstance(data, dict) or not data.get("url") or not data.get("cp_security_token"):
+            raise ProtocolError(
+                "create_user_session returned no login URL", server=self._server.name
+            )
+        origin = self._session_origin(str(data["url"]))
+        login = await self._send(
+            "GET",
+            origin + urlsplit(str(data["url"])).path,
+            "login",
+            params=_query(str(data["url"])),
+        )
+        if login.status not in (200, 301, 302, 303) or not login.cookies:
+            raise AuthError(
+                "cPanel session login failed", server=self._server.name, function="login"
+            )
+        cookie = "; ".join(f"{k}={v}" for k, v in login.cookies.items())
+        token = str(data["cp_security_token"]).rstrip("/")
+        post_url = f"{origin}{token}/execute/{MODULE}/disinfect_files"
+        return await self._post_json(post_url, body, {"Cookie": cookie})
+
+    def _session_origin(self, login_url: str) -> str:
+        """Scheme and port from cPanel's login URL, host from the inventory.
+
+        cPanel may put the server's public IP into the URL; the inventory's host is the one the
+        TLS settings were written for, and a run never sends credentials anywhere else.
+        """
+        ours, theirs = urlsplit(self._server.base_url), urlsplit(login_url)
+        scheme = theirs.scheme or ours.scheme
+        port = theirs.port or ours.port
+        host = ours.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        return f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": self._auth_header}
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        function: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> _Raw:
+        await self._limiter.acquire()
+        if self._on_request is not None:
+            self._on_request()
+        async with self._translate(function), self._http.session.request(
+            method,
+            url,
+            params=params,
+            headers=headers,
+            data=data,
+            ssl=self._ssl,
+            allow_redirects=False,
+        ) as resp:
+            body = await resp.read()
+            cookies = {k: m.value for k, m in resp.cookies.items()}
+            return _Raw(
+                resp.status,
+                resp.headers.get("Content-Type", ""),
+                body,
+                _retry_after(resp.headers.get("Retry-After")),
+                cookies,
+            )
+
+    @asynccontextmanager
+    async def _translate(self, function: str) -> AsyncIterator[None]:
+        """The one boundary where aiohttp's exceptions become ours (without their reprs)."""
+        name = self._server.name
+        try:
+            yield
+        except TargetError:
+            raise
+        except (
+            aiohttp.ClientConnectorCertificateError,
+            aiohttp.ClientSSLError,
+            ssl.SSLError,
+        ) as exc:
+            raise TlsError(
+                f"TLS failure: {_describe(exc)}", server=name, function=function
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            err = TransportError(
+                f"cannot connect: {_describe(exc)}", server=name, function=function
+            )
+            err.maybe_sent = False
+            raise err from None
+        except TimeoutError:
+            raise RequestTimeout("request timed out", server=name, function=function) from None
+        except aiohttp.ClientError as exc:
+            raise TransportError(
+                f"connection failed: {_describe(exc)}", server=name, function=function
+            ) from None
+
+
+def _retry_hook(exc: Exception) -> bool | float:
+    """Retry transient faults only; honour Retry-After. Auth and TLS failures never retry."""
+    if not isinstance(exc, TargetError) or not exc.transient:
+        return False
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        return float(min(retry_after, 60.0))
+    return True
+
+
+def _auth_header(server: Server) -> str:
+    auth = server.auth
+    secret = auth.secret.reveal()
+    if auth.method is AuthMethod.WHM_TOKEN:
+        return f"whm {auth.user}:{secret}"
+    if auth.method is AuthMethod.CPANEL_TOKEN:
+        return f"cpanel {auth.user}:{secret}"
+    pair = base64.b64encode(f"{auth.user}:{secret}".encode()).decode()
+    return f"Basic {pair}"
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None
+
+
+def _query(url: str) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+
+
+def _describe(exc: BaseException) -> str:
+    """A short cause without headers: the OS error text, or the exception's class name."""
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(os_error, BaseException) and str(os_error):
+        return str(os_error)[:200]
+    reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None)
+    if reason:
+        return str(reason)[:200]
+    return type(exc).__name__

@@ -1,0 +1,174 @@
+"""The vocabulary between the workflow (pure) and the runner (I/O).
+
+Commands go out of the workflow: a request to make, a wait, a decision to ask for, or the end.
+Replies come back in: what the client parsed from cPanel's answer, or what went wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from orchestrator.model import Action, ErrorInfo, InfectedFile, ScanStats, ScanType, Status
+
+# ---------------------------------------------------------------------------------------------
+# Commands (workflow -> runner)
+
+
+@dataclass(frozen=True, slots=True)
+class GetScanStatus:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StartScan:
+    scan_type: ScanType
+
+
+@dataclass(frozen=True, slots=True)
+class ListInfected:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PlanActions:
+    """Ask the runner to run the policy (and the run-wide caps) over these (path, virus) pairs."""
+
+    files: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Disinfect:
+    actions: Mapping[str, Action]
+
+
+@dataclass(frozen=True, slots=True)
+class GetDisinfection:
+    last_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    status: Status
+    scan: ScanStats | None = None
+    files: tuple[InfectedFile, ...] = ()
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    verdict: Verdict
+
+
+Request = GetScanStatus | StartScan | ListInfected | Disinfect | GetDisinfection
+Command = Request | PlanActions | Wait | Finish
+
+# ---------------------------------------------------------------------------------------------
+# Replies (runner -> workflow)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusData:
+    """`get_scan_status` data. `None` in ScanStatusReply means "No active scans" (never scanned)."""
+
+    scan_complete: bool
+    time_started: int | None
+    scanned_file_count: int = 0
+    scanned_file_size: int = 0
+    total_file_count: int = 0
+
+    def stats(self) -> ScanStats:
+        return ScanStats(
+            self.time_started,
+            self.scanned_file_count,
+            self.scanned_file_size,
+            self.total_file_count,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScanStatusReply:
+    data: StatusData | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanStarted:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class InfectedListReply:
+    """Files as cPanel lists them: (path, virus), still HTML-escaped."""
+
+    files: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedFile:
+    path: str
+    virus: str
+    action: Action
+    send: bool
+    outcome: str | None = None  # an Outcome value when not sent
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionsPlanned:
+    files: tuple[PlannedFile, ...]
+    #: Set when a destructive-action cap refused this target: nothing is sent.
+    limit_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DisinfectQueued:
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DisinfectionRecord:
+    id: int
+    type: str  # step | issue | done
+    state: str
+    file: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DisinfectionStatusReply:
+    status: str  # done | running | queued | none
+    details: tuple[DisinfectionRecord, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFailed:
+    """A request failed for good (retries, if any, are spent).
+
+    `ambiguous`: the request may have reached the server (timeout, reset after sending), so a
+    non-idempotent call must be checked before it is ever sent again.
+    """
+
+    error: ErrorInfo
+    ambiguous: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The last Wait is over."""
+
+
+Reply = (
+    ScanStatusReply
+    | ScanStarted
+    | InfectedListReply
+    | ActionsPlanned
+    | DisinfectQueued
+    | DisinfectionStatusReply
+    | RequestFailed
+    | Tick
+)

@@ -1,0 +1,196 @@
+"""Pure parsing of cPanel's answers into values or typed errors (cpanel-api.md section 2, 6).
+
+Three envelopes carry the same UAPI result object: bare over `/execute`, wrapped in
+`apiversion/func/module/result` by the command-line `uapi` (accepted too), and inside
+`data.uapi` through WHM `uapi_cpanel`, where `metadata.result` is 1 even when the inner call
+failed. Success is read from the body, never from the HTTP status alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.errors import (
+    ApiError,
+    AuthError,
+    FeatureMissing,
+    ProtocolError,
+    TransportError,
+)
+from orchestrator.events import DisinfectionRecord, DisinfectionStatusReply, StatusData
+
+Answer = dict[str, Any]
+
+_LOGIN_MARKERS = ("tfa_login_form", 'name="login"', 'id="login', "login_form", "<form")
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    user: str
+    domain: str
+    suspended: bool
+
+
+def check_answer(
+    status: int,
+    content_type: str,
+    body: bytes,
+    server: str,
+    function: str,
+    retry_after: float | None = None,
+) -> Answer:
+    """HTTP status, content type and JSON decoding; the body's own verdict is read later."""
+    where = {"server": server, "function": function}
+    if status in (401, 403):
+        raise AuthError(f"HTTP {status}: credentials refused by {function}", **where)
+    if status == 429 or status >= 500:
+        raise TransportError(f"HTTP {status} from {function}", retry_after=retry_after, **where)
+    text = body.decode("utf-8", "replace")
+    if "html" in content_type.lower() or text.lstrip()[:1] == "<":
+        lowered = text.lower()
+        if any(marker in lowered for marker in _LOGIN_MARKERS):
+            raise AuthError(f"{function} answered with a login page, not JSON", **where)
+        raise ProtocolError(f"{function} answered HTML, not JSON", **where)
+    if not 200 <= status < 300:
+        raise ProtocolError(f"HTTP {status} from {function}", **where)
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        raise ProtocolError(f"{function} answered invalid or truncated JSON", **where) from None
+    if not isinstance(answer, dict):
+        raise ProtocolError(f"{function} answered JSON that is not an object", **where)
+    return answer
+
+
+def parse_whm(answer: Answer, function: str) -> Answer:
+    """WHM API 1: `metadata.result` must be 1; `reason` says why not."""
+    metadata = answer.get("metadata")
+    if not isinstance(metadata, dict):
+        cpanelresult = answer.get("cpanelresult")
+        if isinstance(cpanelresult, dict) and cpanelresult.get("error"):
+            raise AuthError(str(cpanelresult["error"])[:200], function=function)
+        raise ProtocolError(f"{function}: WHM answer without metadata", function=function)
+    if str(metadata.get("result")) != "1":
+        reason = str(metadata.get("reason") or "WHM API call failed")[:300]
+        raise ApiError(f"{function}: {reason}", function=function)
+    return answer
+
+
+def parse_uapi(result: Any, server: str, function: str) -> Any:
+    """The UAPI result object: `status` 1 gives `data`; 0 raises with cPanel's `errors`."""
+    where = {"server": server, "function": function}
+    if (
+        isinstance(result, dict)
+        and "status" not in result
+        and isinstance(result.get("result"), dict)
+    ):
+        result = result["result"]  # the command-line envelope
+    if not isinstance(result, dict) or "status" not in result:
+        raise ProtocolError(f"{function}: not a UAPI result object", **where)
+    if str(result["status"]) == "1":
+        return result.get("data")
+    if str(result["status"]) != "0":
+        raise ProtocolError(f"{function}: UAPI status {result['status']!r}", **where)
+    errors = result.get("errors") or []
+    message = "; ".join(str(e) for e in errors)[:500] if isinstance(errors, list) else str(errors)
+    message = message or f"{function} failed"
+    if "clamavconnector_scan" in message or "is disabled for this account" in message:
+        raise FeatureMissing(message, **where)
+    raise ApiError(message, **where)
+
+
+def parse_status(data: Any) -> StatusData | None:
+    if data is None:
+        return None  # "No active scans.": this account never scanned
+    if not isinstance(data, dict) or "scan_complete" not in data:
+        raise ProtocolError(
+            "get_scan_status: data is not a status object", function="get_scan_status"
+        )
+    return StatusData(
+        scan_complete=_int(data.get("scan_complete")) == 1,
+        time_started=_int_or_none(data.get("time_started")),
+        scanned_file_count=_int(data.get("scanned_file_count")),
+        scanned_file_size=_int(data.get("scanned_file_size")),
+        total_file_count=_int(data.get("total_file_count")),
+    )
+
+
+def parse_infected(data: Any) -> tuple[tuple[str, str], ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise ProtocolError(
+            "list_infected_files: data is not a list", function="list_infected_files"
+        )
+    out = []
+    for item in data:
+        if not isinstance(item, dict) or not isinstance(item.get("file"), str):
+            raise ProtocolError(
+                "list_infected_files: entry without file", function="list_infected_files"
+            )
+        out.append((item["file"], str(item.get("virus_type") or "unknown")))
+    return tuple(out)
+
+
+def parse_scan_paths(data: Any) -> tuple[str, ...]:
+    items = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
+    return tuple(str(i["id"]) for i in items if isinstance(i, dict) and "id" in i)
+
+
+def parse_task_id(data: Any) -> str:
+    if not isinstance(data, dict) or not data.get("task_id"):
+        raise ProtocolError("disinfect_files: no task_id in the answer", function="disinfect_files")
+    return str(data["task_id"])
+
+
+def parse_disinfection(data: Any) -> DisinfectionStatusReply:
+    function = "check_disinfection_status"
+    if not isinstance(data, dict) or "status" not in data:
+        raise ProtocolError(f"{function}: data is not a status object", function=function)
+    details = data.get("details") or []
+    if not isinstance(details, list):
+        raise ProtocolError(f"{function}: details is not a list", function=function)
+    records = tuple(_record(d) for d in details if isinstance(d, dict) and "id" in d)
+    return DisinfectionStatusReply(str(data["status"]), records)
+
+
+def _record(d: dict[str, Any]) -> DisinfectionRecord:
+    file = d.get("file")
+    message = d.get("message")
+    return DisinfectionRecord(
+        id=_int(d.get("id")),
+        type=str(d.get("type") or "step"),
+        state=str(d.get("state") or ""),
+        file=str(file) if file is not None else None,
+        message=str(message) if message is not None else None,
+    )
+
+
+def parse_accounts(answer: Answer) -> tuple[Account, ...]:
+    data = answer.get("data")
+    accounts = data.get("acct") if isinstance(data, dict) else None
+    if accounts is None:
+        return ()  # zero matches: cPanel leaves `acct` out entirely
+    if not isinstance(accounts, list):
+        raise ProtocolError("listaccts: acct is not a list", function="listaccts")
+    return tuple(
+        Account(str(a["user"]), str(a.get("domain") or ""), _int(a.get("suspended")) == 1)
+        for a in accounts
+        if isinstance(a, dict) and a.get("user")
+    )
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
