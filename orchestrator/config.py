@@ -14,9 +14,9 @@ from orchestrator.model import Action, ScanType, Secret
 
 
 class AuthMethod(StrEnum):
-    WHM_TOKEN = "whm_token"
-    CPANEL_TOKEN = "cpanel_token"
-    CPANEL_PASSWORD = "cpanel_password"
+    WHM_TOKEN = "whm_token"  # noqa: S105 (a method name, not a secret)
+    CPANEL_TOKEN = "cpanel_token"  # noqa: S105
+    CPANEL_PASSWORD = "cpanel_password"  # noqa: S105
 
 
 @dataclass(frozen=True, slots=True)
