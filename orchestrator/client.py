@@ -303,15 +303,18 @@ class ServerClient:
         await self._limiter.acquire()
         if self._on_request is not None:
             self._on_request()
-        async with self._translate(function), self._http.session.request(
-            method,
-            url,
-            params=params,
-            headers=headers,
-            data=data,
-            ssl=self._ssl,
-            allow_redirects=False,
-        ) as resp:
+        async with (
+            self._translate(function),
+            self._http.session.request(
+                method,
+                url,
+                params=params,
+                headers=headers,
+                data=data,
+                ssl=self._ssl,
+                allow_redirects=False,
+            ) as resp,
+        ):
             body = await resp.read()
             cookies = {k: m.value for k, m in resp.cookies.items()}
             return _Raw(
@@ -397,3 +400,24 @@ def _describe(exc: BaseException) -> str:
     if reason:
         return str(reason)[:200]
     return type(exc).__name__
+
+
+async def post_webhook(
+    url: str, payload: Mapping[str, Any], limit_seconds: float = 10.0
+) -> str | None:
+    """POST a JSON notification; return None, or a short reason it failed. Never raises.
+
+    The URL is a secret (Slack-style URLs embed a token), so it never appears in the reason.
+    """
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=limit_seconds)) as session,
+            session.post(url, json=dict(payload)) as resp,
+        ):
+            if resp.status >= 300:
+                return f"webhook answered HTTP {resp.status}"
+            return None
+    except TimeoutError:
+        return "webhook timed out"
+    except (aiohttp.ClientError, ValueError) as exc:
+        return f"webhook failed: {type(exc).__name__}"

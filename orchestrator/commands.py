@@ -1,0 +1,406 @@
+"""What each subcommand does. cli.py parses; these load, run, report and pick the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import structlog
+
+from orchestrator import __version__, log
+from orchestrator.config import REPORT_ONLY, Inventory, Limits, Policy, Rule
+from orchestrator.errors import ConfigError
+from orchestrator.inventory import load_inventory, select_servers
+from orchestrator.journal import Journal
+from orchestrator.model import Action, RunInfo, ScanType, Status, Target, TargetResult
+from orchestrator.policy import load_policy
+from orchestrator.report import (
+    FORMATS,
+    Report,
+    apply_baseline,
+    build_report,
+    load_report,
+    merge_reports,
+    summary_table,
+    write_report,
+)
+from orchestrator.runner import FleetRun, NullObserver, Observer, RunOptions
+from orchestrator.shard import resolve_shard, servers_in_shard
+
+T = TypeVar("T")
+logger = structlog.get_logger("clamfleet")
+
+EXIT_INCOMPLETE = 2
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+
+
+def run(args: argparse.Namespace) -> int:
+    log.configure(args.log_format, args.log_level)
+    inventory = load_inventory(args.inventory)
+    if args.servers:
+        inventory = select_servers(inventory, args.servers)
+    shard_index, shard_total = resolve_shard(args.shard, os.environ)
+    all_servers = tuple(s.name for s in inventory.servers)
+    fleet_id = inventory.fleet_id
+    inventory = servers_in_shard(inventory, shard_index, shard_total)
+    policy = load_policy(args.policy) if args.policy else REPORT_ONLY
+    formats = parse_formats(args.formats)
+    baseline = load_report(args.baseline) if args.baseline else None
+    previous = load_report(args.only_failed) if args.only_failed else None
+    webhook = _webhook_url(args.notify_webhook)
+    _register_secrets(inventory, webhook)
+    options = RunOptions(
+        policy=policy,
+        dry_run=args.dry_run or args.policy is None,
+        scan_types=tuple(ScanType(s) for s in args.scan_types) if args.scan_types else None,
+        only=_failed_targets(previous) if previous else None,
+    )
+    shard = f"{shard_index}/{shard_total}"
+    journal, meta = _open_journal(args, fleet_id, shard, policy, options.dry_run)
+    run_id = meta.get("run_id") or uuid.uuid4().hex
+    started_at = datetime.fromisoformat(meta["started_at"]) if meta else datetime.now(UTC)
+    if journal is not None and not meta:
+        journal.start({"run_id": run_id, "started_at": started_at.isoformat()})
+    try:
+        observer = _observer(args, inventory)
+        results, interrupted = _arun(_execute, inventory, options, observer, journal)
+        info = RunInfo(
+            id=run_id,
+            tool_version=__version__,
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            inventory=str(args.inventory),
+            shard=shard,
+            dry_run=options.dry_run,
+            servers=all_servers,
+            fleet_id=fleet_id,
+            rerun_of=previous.run.id if previous else None,
+        )
+        report = build_report(info, results)
+        if baseline is not None:
+            report = apply_baseline(report, baseline)
+        paths = write_report(report, args.out, formats)
+        if journal is not None and not interrupted:
+            journal.finish()
+    finally:
+        if journal is not None:
+            journal.close()
+    _print_outcome(report, paths, interrupted)
+    if webhook:
+        _notify(webhook, report, args.notify_on)
+    return int(report.summary.exit_code)
+
+
+async def _execute(
+    inventory: Inventory, options: RunOptions, observer: Observer, journal: Journal | None
+) -> tuple[list[TargetResult], bool]:
+    """Run the fleet; SIGINT/SIGTERM cancel it, and every target is still accounted for."""
+    fleet = FleetRun(inventory, options, observer=observer, journal=journal)
+    interrupted = False
+    async with anyio.create_task_group() as tg:
+        if threading.current_thread() is threading.main_thread():
+
+            async def watch_signals() -> None:
+                nonlocal interrupted
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for signum in signals:
+                        interrupted = True
+                        logger.warning("run.interrupted", signal=signal.Signals(signum).name)
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(watch_signals)
+        observed = getattr(observer, "running", None)
+        if callable(observed):
+            async with observed():
+                await fleet.run()
+        else:
+            await fleet.run()
+        tg.cancel_scope.cancel()
+    return fleet.results(), interrupted
+
+
+def _arun(func: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """anyio.run on asyncio, with uvloop when it is installed."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return anyio.run(func, *args)
+    return anyio.run(func, *args, backend_options={"use_uvloop": True})
+
+
+def _open_journal(
+    args: argparse.Namespace, fleet_id: str, shard: str, policy: Policy, dry_run: bool
+) -> tuple[Journal | None, dict[str, str]]:
+    if args.journal is None:
+        if args.resume:
+            raise ConfigError("--resume needs --journal FILE", field="--resume")
+        return None, {}
+    identity = {
+        "fleet_id": fleet_id,
+        "shard": shard,
+        "policy": str(policy.source or "report-only"),
+        "dry_run": str(dry_run),
+    }
+    journal = Journal(args.journal)
+    meta = journal.open(identity, resume=args.resume)
+    if not meta:
+        journal.start(identity)
+    return journal, meta
+
+
+def _observer(args: argparse.Namespace, inventory: Inventory) -> Observer:
+    if args.no_progress or not sys.stdout.isatty():
+        return NullObserver()
+    try:
+        from orchestrator.progress import LiveProgress
+    except ImportError:  # pragma: no cover - progress display is optional
+        return NullObserver()
+    return LiveProgress(inventory)
+
+
+def _failed_targets(report: Report) -> frozenset[Target]:
+    return frozenset(t.target for t in report.targets if t.status is Status.FAILED)
+
+
+def parse_formats(text: str | None) -> set[str]:
+    from orchestrator.report import DEFAULT_FORMATS
+
+    if not text:
+        return set(DEFAULT_FORMATS)
+    wanted = {f.strip() for f in text.split(",") if f.strip()}
+    unknown = wanted - set(FORMATS)
+    if unknown:
+        allowed = ", ".join(sorted(FORMATS))
+        raise ConfigError(
+            f"unknown format {', '.join(sorted(unknown))} (allowed: {allowed})", field="--format"
+        )
+    return wanted | {"json"}
+
+
+def _webhook_url(env_var: str | None) -> str | None:
+    if env_var is None:
+        return None
+    if "://" in env_var:
+        raise ConfigError(
+            "webhook URLs carry secrets: put the URL in an environment variable and pass its name",
+            field="--notify-webhook",
+        )
+    url = os.environ.get(env_var.removeprefix("env:"), "")
+    if not url:
+        raise ConfigError(f"environment variable {env_var} is not set", field="--notify-webhook")
+    return url
+
+
+def _register_secrets(inventory: Inventory, webhook: str | None) -> None:
+    log.register_secrets(s.auth.secret.reveal() for s in inventory.servers)
+    if webhook:
+        log.register_secret(webhook)
+
+
+def _print_outcome(report: Report, paths: list[Path], interrupted: bool) -> None:
+    print(summary_table(report))
+    if interrupted:
+        print("run interrupted: partial report written")
+    folder = paths[0].parent if paths else None
+    print(f"report: {folder}  (exit code {report.summary.exit_code})")
+
+
+def _notify(url: str, report: Report, mode: str) -> None:
+    from orchestrator.client import post_webhook
+    from orchestrator.report import notification_payload, should_notify
+
+    if not should_notify(report, mode):
+        return
+    error = _arun(post_webhook, url, notification_payload(report))
+    if error:
+        logger.warning("notify.failed", error=error)
+
+
+# ---------------------------------------------------------------------------------------------
+# validate
+
+
+def validate(args: argparse.Namespace) -> int:
+    log.configure(args.log_format, args.log_level)
+    inventory = load_inventory(args.inventory)
+    policy = load_policy(args.policy) if args.policy else None
+    if args.check_connectivity:
+        from orchestrator.preflight import check_connectivity
+
+        _register_secrets(inventory, None)
+        return check_connectivity(inventory)
+    print(f"{args.inventory}: OK, {len(inventory.servers)} servers")
+    for server in inventory.servers:
+        accounts = "all" if server.accounts is None else ",".join(server.accounts)
+        types = ",".join(str(t) for t in server.scan_types)
+        method = str(server.auth.method)
+        print(f"  {server.name:<20} {server.base_url:<40} {method:<16} {accounts}  [{types}]")
+    if policy is not None:
+        print(f"{args.policy}: OK, {len(policy.rules)} rules, default {policy.default}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# merge
+
+
+def merge(args: argparse.Namespace) -> int:
+    reports = [load_report(p) for p in args.reports]
+    merged = merge_reports(reports)
+    paths = write_report(merged.report, args.out, parse_formats(args.formats))
+    print(summary_table(merged.report))
+    code = int(merged.report.summary.exit_code)
+    if merged.missing_shards:
+        print(f"missing shards: {', '.join(str(i) for i in merged.missing_shards)}")
+    if merged.missing_servers:
+        print(f"servers in no report: {', '.join(merged.missing_servers)}")
+    if (merged.missing_shards or merged.missing_servers) and code == 0:
+        code = EXIT_INCOMPLETE
+    print(f"report: {paths[0].parent}  (exit code {code})")
+    return code
+
+
+# ---------------------------------------------------------------------------------------------
+# simulate and demo
+
+
+def simulate(args: argparse.Namespace) -> int:
+    from orchestrator.simulator import generate_fleet, serve
+
+    spec = generate_fleet(
+        servers=args.servers,
+        accounts=args.accounts,
+        infected_ratio=args.infected_ratio,
+        seed=args.seed,
+        scan_seconds=args.scan_seconds,
+        suspended_ratio=args.suspended_ratio,
+    )
+    spec = _with_faults(spec, args.fault)
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(
+            lambda: serve(
+                spec,
+                tls=args.tls,
+                write_inventory=args.write_inventory,
+                auth=args.auth,
+                announce=_say,
+            )
+        )
+    return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _with_faults(spec: Any, fault_args: list[str]) -> Any:
+    """Apply `SERVER:KNOB=VALUE` fault knobs to a generated fleet spec."""
+    import dataclasses
+
+    from orchestrator.simulator import Faults
+
+    by_server: dict[str, dict[str, Any]] = {}
+    kinds = {f.name: f for f in dataclasses.fields(Faults)}
+    for text in fault_args:
+        server, _, assignment = text.partition(":")
+        knob, _, value = assignment.partition("=")
+        if not server or knob not in kinds or not value:
+            raise ConfigError(
+                f"expected SERVER:KNOB=VALUE with KNOB one of {', '.join(sorted(kinds))}",
+                field="--fault",
+            )
+        by_server.setdefault(server, {})[knob] = _fault_value(Faults(), knob, value)
+    servers = []
+    for server_spec in spec.servers:
+        knobs = by_server.pop(server_spec.name, None)
+        if knobs:
+            server_spec = replace(server_spec, faults=replace(server_spec.faults, **knobs))
+        servers.append(server_spec)
+    if by_server:
+        raise ConfigError(f"no simulated server named {', '.join(by_server)}", field="--fault")
+    return replace(spec, servers=type(spec.servers)(servers))
+
+
+def _fault_value(defaults: Any, knob: str, value: str) -> Any:
+    current = getattr(defaults, knob)
+    try:
+        if isinstance(current, bool):
+            return value.lower() in ("1", "true", "yes", "on")
+        if isinstance(current, int):
+            return int(value)
+        if isinstance(current, float):
+            return float(value)
+        if isinstance(current, frozenset) or current is None:
+            return frozenset(v for v in value.split(",") if v)
+    except ValueError:
+        raise ConfigError(f"{knob}: {value!r} is not a valid value", field="--fault") from None
+    return value
+
+
+DEMO_POLICY = Policy(
+    default=Action.QUARANTINE,
+    rules=(
+        Rule(action=Action.IGNORE, name="test-signatures", virus="Eicar-*"),
+        Rule(action=Action.CLEANSE_MAILBOX, name="mail", path="*/mail/*"),
+    ),
+    limits=Limits(max_destructive_per_account=10, max_destructive_per_run=100),
+    source="demo (cPanel's own UI default)",
+)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Scan an embedded fleet end to end; exit 0 when the demo itself worked."""
+    from orchestrator.simulator import SimulatorThread, generate_fleet
+
+    log.configure(args.log_format, "warning")
+    spec = generate_fleet(
+        servers=3, accounts=6, infected_ratio=0.35, seed=7, scan_seconds=1.0, suspended_ratio=0.1
+    )
+    settings = {"poll_interval": {"min": 0.1, "max": 1.0}, "requests_per_second": 200}
+    print("starting a simulated fleet of 3 cPanel servers on 127.0.0.1 ...")
+    with (
+        tempfile.TemporaryDirectory(prefix="clamfleet-demo-") as tmp,
+        SimulatorThread(spec) as fleet,
+    ):
+        inventory_path = Path(tmp) / "inventory.yaml"
+        env: Mapping[str, str] = fleet.write_inventory(
+            inventory_path, auth="whm", settings=settings
+        )
+        inventory = load_inventory(inventory_path, env={**os.environ, **env})
+        _register_secrets(inventory, None)
+        options = RunOptions(policy=DEMO_POLICY, dry_run=True)
+        started = datetime.now(UTC)
+        results, _ = _arun(_execute, inventory, options, NullObserver(), None)
+        info = RunInfo(
+            id=uuid.uuid4().hex,
+            tool_version=__version__,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            inventory="demo (embedded simulator)",
+            dry_run=True,
+            servers=tuple(s.name for s in inventory.servers),
+            fleet_id=inventory.fleet_id,
+        )
+        report = build_report(info, results)
+        paths = write_report(report, args.out, parse_formats(None))
+    print(summary_table(report))
+    print("dry run: the policy's planned actions are in the report; nothing was disinfected")
+    print(f"report: {paths[0].parent.resolve()}")
+    print(f"a real run would have exited with code {report.summary.exit_code}")
+    return 0

@@ -1,0 +1,222 @@
+"""Durable per-target progress in SQLite (standard library), for `--resume` after a crash.
+
+Every workflow transition is written (and committed) before the request it leads to, so after
+a kill -9 the journal says, for each target, either its final result or the last state whose
+request may or may not have gone out; `workflow.resume` knows how to go on from there without
+resending a non-idempotent call blindly.
+
+WAL with synchronous=NORMAL: a committed transaction survives the process dying at any moment
+(only an OS crash may lose the last few). One run per journal: an exclusive `flock` on
+`<journal>.lock`, which the kernel releases when the process dies, however it dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator import workflow
+from orchestrator.errors import ConfigError
+from orchestrator.model import (
+    Action,
+    ErrorInfo,
+    ErrorKind,
+    InfectedFile,
+    Outcome,
+    ScanStats,
+    ScanType,
+    Status,
+    Target,
+    TargetResult,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS servers (server TEXT PRIMARY KEY, targets TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS targets (
+    server TEXT NOT NULL, account TEXT NOT NULL, scan_type TEXT NOT NULL,
+    state TEXT, result TEXT,
+    PRIMARY KEY (server, account, scan_type)
+);
+"""
+
+
+class Journal:
+    """The journal of one run. `open()` it, hand it to the runner, `close()` it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self.resumed = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def open(self, identity: dict[str, str], *, resume: bool) -> dict[str, str]:
+        """Lock and open; return the run's meta (its id and start time on a resume).
+
+        `identity` (inventory digest, shard, policy, dry-run...) must match to resume: going on
+        with another inventory's journal would mix two runs in one report.
+        """
+        self._lock()
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open journal: {exc}", field="--journal") from None
+        self._db = db
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(
+                f"{self.path}: not a clamfleet journal ({exc})", field="--journal"
+            ) from None
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        if resume and meta and meta.get("finished") != "1":
+            mismatch = [k for k, v in identity.items() if meta.get(k) != v]
+            if mismatch:
+                raise ConfigError(
+                    f"{self.path}: journal belongs to another run ({', '.join(mismatch)} differ); "
+                    "remove it or run without --resume",
+                    field="--journal",
+                )
+            self.resumed = True
+            return meta
+        db.executescript("DELETE FROM meta; DELETE FROM servers; DELETE FROM targets;")
+        return {}
+
+    def start(self, meta: dict[str, str]) -> None:
+        self._put_meta({**meta, "finished": "0"})
+
+    def finish(self) -> None:
+        """The run ended by itself (not interrupted): a later --resume starts afresh."""
+        self._put_meta({"finished": "1"})
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _lock(self) -> None:
+        lock_path = Path(f"{self.path}.lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create {lock_path}: {exc.strerror}", field="--journal"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ConfigError(
+                f"{self.path} is in use by another clamfleet run", field="--journal"
+            ) from None
+        self._lock_fd = fd
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("journal is not open")
+        return self._db
+
+    def _put_meta(self, values: dict[str, str]) -> None:
+        self._conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            list(values.items()),
+        )
+
+    # -- the runner's side (runner.Journal protocol) -------------------------------------------
+
+    def server_targets(self, server: str) -> tuple[Target, ...] | None:
+        row = self._conn.execute(
+            "SELECT targets FROM servers WHERE server = ?", (server,)
+        ).fetchone()
+        if row is None:
+            return None
+        return tuple(Target(s, a, ScanType(t)) for s, a, t in json.loads(row[0]))
+
+    def save_server_targets(self, server: str, targets: tuple[Target, ...]) -> None:
+        encoded = json.dumps([[t.server, t.account, str(t.scan_type)] for t in targets])
+        self._conn.execute(
+            "INSERT INTO servers (server, targets) VALUES (?, ?) "
+            "ON CONFLICT(server) DO UPDATE SET targets = excluded.targets",
+            (server, encoded),
+        )
+
+    def state(self, target: Target) -> workflow.State | None:
+        row = self._row(target, "state")
+        return workflow.from_dict(json.loads(row)) if row else None
+
+    def result(self, target: Target) -> TargetResult | None:
+        row = self._row(target, "result")
+        return result_from_dict(json.loads(row)) if row else None
+
+    def save_state(self, state: workflow.State) -> None:
+        self._upsert(state.target, "state", json.dumps(workflow.to_dict(state)))
+
+    def save_result(self, result: TargetResult) -> None:
+        self._upsert(result.target, "result", json.dumps(result_to_dict(result)))
+
+    def _row(self, target: Target, column: str) -> str | None:
+        row = self._conn.execute(
+            f"SELECT {column} FROM targets WHERE server = ? AND account = ? AND scan_type = ?",  # noqa: S608 (column is one of two literals)
+            (target.server, target.account, str(target.scan_type)),
+        ).fetchone()
+        return row[0] if row else None
+
+    def _upsert(self, target: Target, column: str, value: str) -> None:
+        self._conn.execute(
+            f"INSERT INTO targets (server, account, scan_type, {column}) VALUES (?, ?, ?, ?) "  # noqa: S608
+            f"ON CONFLICT(server, account, scan_type) DO UPDATE SET {column} = excluded.{column}",
+            (target.server, target.account, str(target.scan_type), value),
+        )
+
+
+def result_to_dict(result: TargetResult) -> dict[str, Any]:
+    data = asdict(result)
+    for key in ("started_at", "finished_at"):
+        value = getattr(result, key)
+        data[key] = value.isoformat() if value else None
+    return data
+
+
+def result_from_dict(data: dict[str, Any]) -> TargetResult:
+    t = data["target"]
+    error = data.get("error")
+    return TargetResult(
+        target=Target(t["server"], t["account"], ScanType(t["scan_type"])),
+        status=Status(data["status"]),
+        scan=ScanStats(**data["scan"]) if data.get("scan") else None,
+        infected_files=tuple(
+            InfectedFile(
+                f["path"],
+                f["virus"],
+                Action(f["action"]),
+                Outcome(f["outcome"]),
+                f["message"],
+                f.get("delta"),
+            )
+            for f in data["infected_files"]
+        ),
+        started_at=_dt(data.get("started_at")),
+        finished_at=_dt(data.get("finished_at")),
+        duration_s=data.get("duration_s"),
+        api_calls=data.get("api_calls", 0),
+        error=ErrorInfo(ErrorKind(error["kind"]), error["message"]) if error else None,
+    )
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None

@@ -1,0 +1,98 @@
+"""structlog configuration: a pipeline of small processors, configured once per process.
+
+Secrets are redacted twice over: values registered with `register_secret` (every token and
+password the inventory resolved) are masked wherever they appear in an event, and keys that
+name credentials (authorization, token, password, cookie) are masked whatever their value.
+Tracebacks are rendered without local variables, which could hold a token.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+MASK = "********"
+_SECRET_KEYS = ("authorization", "token", "password", "passwd", "secret", "cookie", "session")
+_secrets: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Mask this value in every log event from now on (values shorter than 4 chars are not)."""
+    if len(value) >= 4:
+        _secrets.add(value)
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    for value in values:
+        register_secret(value)
+
+
+def redact_text(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: MASK if _secret_key(k) else _redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redact(v) for v in value)
+    if isinstance(value, BaseException):
+        return redact_text(f"{type(value).__name__}: {value}")
+    return value
+
+
+def _secret_key(key: object) -> bool:
+    return isinstance(key, str) and any(word in key.lower() for word in _SECRET_KEYS)
+
+
+def redact_processor(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key, value in list(event_dict.items()):
+        event_dict[key] = MASK if _secret_key(key) else _redact(value)
+    return event_dict
+
+
+def configure(fmt: str = "console", level: str = "info", stream: TextIO | None = None) -> None:
+    """Configure structlog (and route stdlib logging through the same redaction)."""
+    stream = stream or sys.stderr
+    numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any
+    if fmt == "json":
+        shared.append(structlog.processors.dict_tracebacks)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
+    structlog.configure(
+        processors=[*shared, redact_processor, _redact_rendered(renderer)],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=stream, force=True)
+
+
+def _redact_rendered(renderer: Any) -> Any:
+    """Mask secrets in the final line too (a traceback rendered from an exception's text)."""
+
+    def render(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        return redact_text(str(renderer(logger, method, event_dict)))
+
+    return render

@@ -1,0 +1,502 @@
+"""Concurrency lives here and only here: one task group, a worker per server, lanes per server.
+
+    run_fleet
+      └── task group
+            ├── server worker (web01)  ── holds a max_concurrent_servers slot
+            │     resolve targets (listaccts) ── lanes (max_concurrent_scans) ── drive(target)
+            └── server worker (web02) ...
+
+`drive` is the ten-line driver of the pure workflow: execute the command, feed the reply back.
+A target's failure is a result, never an exception: one server's trouble cannot stop another.
+Cancellation (SIGINT/SIGTERM, via the CLI's cancel scope) turns targets in flight into
+`interrupted` results and is then re-raised, never swallowed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+import anyio
+import structlog
+
+from orchestrator import workflow
+from orchestrator.client import Http, RetryPolicy, ServerClient
+from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Policy, Server
+from orchestrator.errors import ProtocolError, TargetError, TransportError
+from orchestrator.events import (
+    ActionsPlanned,
+    Command,
+    Disinfect,
+    DisinfectQueued,
+    Finish,
+    GetDisinfection,
+    GetScanStatus,
+    InfectedListReply,
+    ListInfected,
+    PlanActions,
+    PlannedFile,
+    Reply,
+    RequestFailed,
+    ScanStarted,
+    ScanStatusReply,
+    StartScan,
+    Tick,
+    Wait,
+)
+from orchestrator.limiter import FleetLimits, ServerLimits
+from orchestrator.model import (
+    ErrorInfo,
+    ErrorKind,
+    ScanStats,
+    ScanType,
+    Status,
+    Target,
+    TargetResult,
+)
+from orchestrator.policy import DestructiveBudget, plan
+
+log = structlog.get_logger("clamfleet")
+
+#: Consecutive failed requests (retries spent) after which a server is given up on.
+BREAKER_THRESHOLD = 3
+ALL_ACCOUNTS = "*"
+
+
+class Observer(Protocol):
+    """Progress seam (live display, tests). Called from the event loop; must not block."""
+
+    def targets_resolved(self, server: str, targets: tuple[Target, ...]) -> None: ...
+    def target_started(self, target: Target) -> None: ...
+    def scan_progress(self, target: Target, stats: ScanStats) -> None: ...
+    def target_finished(self, result: TargetResult) -> None: ...
+
+
+class NullObserver:
+    def targets_resolved(self, server: str, targets: tuple[Target, ...]) -> None:
+        pass
+
+    def target_started(self, target: Target) -> None:
+        pass
+
+    def scan_progress(self, target: Target, stats: ScanStats) -> None:
+        pass
+
+    def target_finished(self, result: TargetResult) -> None:
+        pass
+
+
+class Journal(Protocol):
+    """What the runner needs of the journal (journal.py)."""
+
+    def server_targets(self, server: str) -> tuple[Target, ...] | None: ...
+    def save_server_targets(self, server: str, targets: tuple[Target, ...]) -> None: ...
+    def state(self, target: Target) -> workflow.State | None: ...
+    def result(self, target: Target) -> TargetResult | None: ...
+    def save_state(self, state: workflow.State) -> None: ...
+    def save_result(self, result: TargetResult) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    policy: Policy = REPORT_ONLY
+    dry_run: bool = False
+    scan_types: tuple[ScanType, ...] | None = None  # --scan-type overrides the inventory
+    only: frozenset[Target] | None = None  # --only-failed: just these targets
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    connections_per_host: int = 4
+
+
+@dataclass(slots=True)
+class ServerHealth:
+    """Per-server verdicts that stop further requests: auth/TLS refusal, or a tripped breaker."""
+
+    fatal: ErrorInfo | None = None
+    consecutive_failures: int = 0
+
+    def blocked(self) -> ErrorInfo | None:
+        if self.fatal is not None:
+            return self.fatal
+        if self.consecutive_failures >= BREAKER_THRESHOLD:
+            message = f"given up after {self.consecutive_failures} consecutive failed requests"
+            return ErrorInfo(ErrorKind.UNREACHABLE, message)
+        return None
+
+    def record(self, error: TargetError | None) -> None:
+        if error is None:
+            self.consecutive_failures = 0
+        elif error.kind in (ErrorKind.AUTH, ErrorKind.TLS):
+            # One refusal is final: retrying gets the orchestrator's IP blocked by cPHulk.
+            self.fatal = self.fatal or ErrorInfo(error.kind, str(error))
+        elif isinstance(error, TransportError):
+            self.consecutive_failures += 1
+
+
+@dataclass(slots=True)
+class _Run:
+    inventory: Inventory
+    options: RunOptions
+    limits: FleetLimits
+    http: Http
+    observer: Observer
+    journal: Journal | None
+    clock: Callable[[], float]
+    budget: DestructiveBudget
+    cfg: workflow.WorkflowConfig
+    targets: dict[str, tuple[Target, ...]] = field(default_factory=dict)
+    results: dict[Target, TargetResult] = field(default_factory=dict)
+
+
+class FleetRun:
+    """One run over an inventory. `await run()`, then `results()`; also after cancellation.
+
+    Cancelling `run()` (the CLI does on SIGINT/SIGTERM) stops new work; targets in flight become
+    `interrupted` results, and `results()` still accounts for every target.
+    """
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        options: RunOptions | None = None,
+        *,
+        observer: Observer | None = None,
+        journal: Journal | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        options = options or RunOptions()
+        settings = inventory.settings
+        self._run = _Run(
+            inventory=inventory,
+            options=options,
+            limits=FleetLimits(settings),
+            http=Http(
+                request_timeout=settings.timeouts.request,
+                limit_per_host=options.connections_per_host,
+            ),
+            observer=observer or NullObserver(),
+            journal=journal,
+            clock=clock,
+            budget=DestructiveBudget(options.policy.limits),
+            cfg=_workflow_config(inventory),
+        )
+
+    async def run(self) -> None:
+        run = self._run
+        async with run.http, anyio.create_task_group() as tg:
+            for server in run.inventory.servers:
+                tg.start_soon(_server_worker, run, server, name=f"server:{server.name}")
+
+    def results(self) -> list[TargetResult]:
+        """One result per target, in inventory order; targets never reached are interrupted."""
+        return _collect(self._run)
+
+
+async def run_fleet(
+    inventory: Inventory,
+    options: RunOptions | None = None,
+    *,
+    observer: Observer | None = None,
+    journal: Journal | None = None,
+    clock: Callable[[], float] = time.time,
+) -> list[TargetResult]:
+    """Scan every target of the inventory; one result per target, in inventory order."""
+    fleet = FleetRun(inventory, options, observer=observer, journal=journal, clock=clock)
+    await fleet.run()
+    return fleet.results()
+
+
+def _workflow_config(inventory: Inventory) -> workflow.WorkflowConfig:
+    s = inventory.settings
+    return workflow.WorkflowConfig(
+        poll_min=s.poll_interval.min,
+        poll_max=s.poll_interval.max,
+        scan_timeout=s.timeouts.scan,
+        stall_timeout=s.timeouts.stall,
+        disinfection_timeout=s.timeouts.disinfection,
+        none_grace=min(
+            max(30 * s.poll_interval.min, 4 * s.poll_interval.max), s.timeouts.disinfection
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers
+
+
+async def _server_worker(run: _Run, server: Server) -> None:
+    with structlog.contextvars.bound_contextvars(server=server.name):
+        async with run.limits.servers:
+            limits = run.limits.for_server(server)
+            client = ServerClient(run.http, server, limits.gate, run.options.retry)
+            health = ServerHealth()
+            if not server.tls.verify and server.base_url.startswith("https"):
+                log.warning(
+                    "tls.verify_disabled", hint="certificate checks are off for this server"
+                )
+            targets = await _resolve_targets(run, server, client, health)
+            run.targets[server.name] = targets
+            run.observer.targets_resolved(server.name, targets)
+            todo = iter([t for t in targets if t not in run.results])
+            async with anyio.create_task_group() as tg:
+                for lane in range(server.max_concurrent_scans):
+                    tg.start_soon(
+                        _lane, run, client, limits, health, todo, name=f"lane:{server.name}:{lane}"
+                    )
+
+
+async def _resolve_targets(
+    run: _Run, server: Server, client: ServerClient, health: ServerHealth
+) -> tuple[Target, ...]:
+    scan_types = run.options.scan_types or server.scan_types
+    if run.journal is not None and (known := run.journal.server_targets(server.name)) is not None:
+        return _only(run, known)
+    if server.auth.method is not AuthMethod.WHM_TOKEN:
+        targets = tuple(
+            Target(server.name, a, st) for a in server.accounts or () for st in scan_types
+        )
+        return _save_targets(run, server, _only(run, targets))
+    try:
+        accounts = await client.list_accounts()
+    except TargetError as exc:
+        health.record(exc)
+        return _unlisted(run, server, scan_types, ErrorInfo(exc.kind, str(exc)))
+    health.record(None)
+    wanted = server.accounts
+    listed = {a.user: a for a in accounts}
+    names = [a.user for a in accounts] if wanted is None else list(wanted)
+    targets = []
+    for name in names:
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in server.exclude_accounts):
+            continue
+        account = listed.get(name)
+        for scan_type in scan_types:
+            target = Target(server.name, name, scan_type)
+            targets.append(target)
+            if account is None:
+                _skip(
+                    run,
+                    target,
+                    ErrorKind.API,
+                    "no such account on this server (listaccts)",
+                    Status.FAILED,
+                )
+            elif account.suspended and not server.include_suspended:
+                _skip(run, target, ErrorKind.SKIPPED, "account is suspended", Status.SKIPPED)
+    return _save_targets(run, server, _only(run, tuple(targets)))
+
+
+def _unlisted(
+    run: _Run, server: Server, scan_types: tuple[ScanType, ...], error: ErrorInfo
+) -> tuple[Target, ...]:
+    """The account list itself failed: with `accounts: all`, one row per scan type, account `*`."""
+    accounts = server.accounts if server.accounts is not None else (ALL_ACCOUNTS,)
+    targets = _only(run, tuple(Target(server.name, a, st) for a in accounts for st in scan_types))
+    for target in targets:
+        _record(run, TargetResult(target, Status.FAILED, error=error))
+    log.error("server.failed", error_kind=error.kind, error=error.message)
+    return targets
+
+
+def _only(run: _Run, targets: tuple[Target, ...]) -> tuple[Target, ...]:
+    only = run.options.only
+    return targets if only is None else tuple(t for t in targets if t in only)
+
+
+def _save_targets(run: _Run, server: Server, targets: tuple[Target, ...]) -> tuple[Target, ...]:
+    if run.journal is not None:
+        run.journal.save_server_targets(server.name, targets)
+    return targets
+
+
+def _skip(run: _Run, target: Target, kind: ErrorKind, message: str, status: Status) -> None:
+    _record(run, TargetResult(target, status, error=ErrorInfo(kind, message)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets
+
+
+async def _lane(
+    run: _Run,
+    client: ServerClient,
+    limits: ServerLimits,
+    health: ServerHealth,
+    todo: Iterator[Target],
+) -> None:
+    for target in todo:  # lanes share one iterator: each target is taken exactly once
+        if (done := run.journal.result(target) if run.journal else None) is not None:
+            _record(run, done)
+            continue
+        async with limits.scans:
+            result = await _drive(run, client, health, target)
+        _record(run, result)
+
+
+async def _drive(
+    run: _Run, client: ServerClient, health: ServerHealth, target: Target
+) -> TargetResult:
+    with structlog.contextvars.bound_contextvars(
+        account=target.account, scan_type=str(target.scan_type)
+    ):
+        started = datetime.now(UTC)
+        run.observer.target_started(target)
+        saved = run.journal.state(target) if run.journal else None
+        if saved is not None:
+            log.info("target.resumed", phase=str(saved.phase))
+            state, command = workflow.resume(saved, run.clock())
+        else:
+            state, command = workflow.begin(target, run.cfg, run.clock())
+        try:
+            while not isinstance(command, Finish):
+                if run.journal is not None:
+                    run.journal.save_state(state)  # before the request it leads to
+                reply = await _execute(run, client, health, target, command)
+                state, command = workflow.step(state, reply, run.clock())
+        except anyio.get_cancelled_exc_class():
+            _record(run, _interrupted(state, started))
+            raise
+        if run.journal is not None:
+            run.journal.save_state(state)
+        return _result(state, command, started)
+
+
+async def _execute(
+    run: _Run, client: ServerClient, health: ServerHealth, target: Target, command: Command
+) -> Reply:
+    if isinstance(command, Wait):
+        await run.limits.sleep(command.seconds)
+        return Tick()
+    if isinstance(command, PlanActions):
+        return _plan(run, target, command.files)
+    if (blocked := health.blocked()) is not None:
+        return RequestFailed(blocked)
+    try:
+        reply = await _request(client, target, command)
+    except TargetError as exc:
+        health.record(exc)
+        ambiguous = isinstance(exc, ProtocolError) or (
+            isinstance(exc, TransportError) and exc.maybe_sent
+        )
+        log.debug(
+            "request.failed", command=type(command).__name__, error_kind=exc.kind, error=str(exc)
+        )
+        return RequestFailed(ErrorInfo(exc.kind, str(exc)), ambiguous=ambiguous)
+    health.record(None)
+    if isinstance(reply, ScanStatusReply) and reply.data is not None:
+        run.observer.scan_progress(target, reply.data.stats())
+    return reply
+
+
+async def _request(client: ServerClient, target: Target, command: Command) -> Reply:
+    account = target.account
+    match command:
+        case GetScanStatus():
+            return ScanStatusReply(await client.get_scan_status(account))
+        case StartScan(scan_type=scan_type):
+            await client.start_scan(account, scan_type)
+            log.info("scan.started")
+            return ScanStarted()
+        case ListInfected():
+            return InfectedListReply(await client.list_infected(account))
+        case Disinfect(actions=actions):
+            task_id = await client.disinfect(account, actions)
+            log.info("disinfection.queued", files=len(actions), task_id=task_id)
+            return DisinfectQueued(task_id)
+        case GetDisinfection(last_id=last_id):
+            return await client.check_disinfection(account, last_id)
+    raise AssertionError(f"not a request: {command!r}")
+
+
+def _plan(run: _Run, target: Target, files: tuple[tuple[str, str], ...]) -> ActionsPlanned:
+    decided = plan(run.options.policy, target, files, dry_run=run.options.dry_run)
+    planned = tuple(
+        PlannedFile(f.path, f.virus, f.action, f.send, f.outcome, f.message) for f in decided.files
+    )
+    count = decided.destructive_count()
+    if count and (refusal := run.budget.reserve(target.server, target.account, count)) is not None:
+        log.warning("policy.limit", destructive=count, reason=refusal)
+        return ActionsPlanned(planned, limit_error=refusal)
+    return ActionsPlanned(planned)
+
+
+def _result(state: workflow.State, command: Finish, started: datetime) -> TargetResult:
+    verdict = command.verdict
+    finished = datetime.now(UTC)
+    result = TargetResult(
+        target=state.target,
+        status=verdict.status,
+        scan=verdict.scan,
+        infected_files=verdict.files,
+        started_at=started,
+        finished_at=finished,
+        duration_s=(finished - started).total_seconds(),
+        api_calls=state.api_calls,
+        error=verdict.error,
+    )
+    error = verdict.error
+    log.info(
+        "target.finished",
+        status=str(result.status),
+        infected=len(result.infected_files),
+        duration_s=round(result.duration_s or 0.0, 1),
+        api_calls=result.api_calls,
+        error_kind=str(error.kind) if error else None,
+        error=error.message if error else None,
+    )
+    return result
+
+
+def _interrupted(state: workflow.State, started: datetime) -> TargetResult:
+    finished = datetime.now(UTC)
+    return TargetResult(
+        target=state.target,
+        status=Status.FAILED,
+        scan=state.stats,
+        infected_files=workflow.infected_files(state),
+        started_at=started,
+        finished_at=finished,
+        duration_s=(finished - started).total_seconds(),
+        api_calls=state.api_calls,
+        error=ErrorInfo(ErrorKind.INTERRUPTED, f"run interrupted during {state.phase}"),
+    )
+
+
+def _record(run: _Run, result: TargetResult) -> None:
+    if result.target in run.results:
+        return
+    run.results[result.target] = result
+    if run.journal is not None and (
+        result.error is None or result.error.kind is not ErrorKind.INTERRUPTED
+    ):
+        run.journal.save_result(result)
+    run.observer.target_finished(result)
+
+
+def _collect(run: _Run) -> list[TargetResult]:
+    """Results in inventory order; targets never reached are reported as interrupted."""
+    out: list[TargetResult] = []
+    for server in run.inventory.servers:
+        targets = run.targets.get(server.name)
+        if targets is None:
+            targets = _planned_targets(run, server)
+        for target in targets:
+            result = run.results.get(target)
+            if result is None:
+                result = TargetResult(
+                    target,
+                    Status.FAILED,
+                    error=ErrorInfo(ErrorKind.INTERRUPTED, "run ended before this target started"),
+                )
+                run.results[target] = result
+            out.append(result)
+    return out
+
+
+def _planned_targets(run: _Run, server: Server) -> tuple[Target, ...]:
+    scan_types = run.options.scan_types or server.scan_types
+    accounts = server.accounts if server.accounts is not None else (ALL_ACCOUNTS,)
+    return _only(run, tuple(Target(server.name, a, st) for a in accounts for st in scan_types))
