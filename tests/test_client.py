@@ -1,0 +1,207 @@
+"""The client's routes, retries and error mapping, against aioresponses (no sockets)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import stamina
+from aioresponses import aioresponses
+
+from orchestrator.client import Http, RetryPolicy, ServerClient
+from orchestrator.config import AuthMethod, Credentials, Server
+from orchestrator.errors import ApiError, AuthError, RequestTimeout, TargetError, TransportError
+from orchestrator.model import Action, ScanType, Secret
+
+CANARY = "CANARY-TOKEN-5f1e9a"
+BASE = "https://web01.test:2087"
+UAPI_OK = {
+    "data": None,
+    "errors": None,
+    "messages": None,
+    "metadata": {},
+    "status": 1,
+    "warnings": None,
+}
+
+
+class NoLimit:
+    async def acquire(self) -> None:
+        return None
+
+
+def whm(data: object, status: int = 1) -> dict[str, object]:
+    return {
+        "data": {
+            "uapi": {
+                **UAPI_OK,
+                "data": data,
+                "status": status,
+                "errors": None if status else ["bad"],
+            }
+        },
+        "metadata": {"command": "uapi_cpanel", "reason": "OK", "result": 1, "version": 1},
+    }
+
+
+def server(method: AuthMethod = AuthMethod.WHM_TOKEN, base: str = BASE) -> Server:
+    return Server(name="web01", base_url=base, auth=Credentials(method, "root", Secret(CANARY)))
+
+
+@pytest.fixture(autouse=True)
+def no_retry_waits() -> object:
+    stamina.set_testing(True, attempts=3)
+    yield
+    stamina.set_testing(False)
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[Http]:
+    async with Http(request_timeout=5) as h:
+        yield h
+
+
+def uapi_url(function: str) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(BASE)}/json-api/uapi_cpanel\?.*cpanel\.function={function}.*$")
+
+
+def assert_no_secret(exc: BaseException) -> None:
+    for text in (
+        str(exc),
+        repr(exc),
+        str(exc.__cause__),
+        str(exc.__context__ if exc.__suppress_context__ is False else ""),
+    ):
+        assert CANARY not in text
+
+
+@pytest.mark.asyncio
+async def test_whm_route_sends_whm_header_and_reads_data_uapi(http: Http) -> None:
+    with aioresponses() as mocked:
+        mocked.get(
+            uapi_url("get_scan_status"), payload=whm({"scan_complete": 1, "time_started": 5})
+        )
+        client = ServerClient(http, server(), NoLimit())
+        status = await client.get_scan_status("alice")
+        assert status is not None and status.scan_complete
+        ((key, calls),) = mocked.requests.items()
+        assert calls[0].kwargs["headers"]["Authorization"] == f"whm root:{CANARY}"
+        assert "cpanel.user=alice" in str(key[1])
+
+
+@pytest.mark.asyncio
+async def test_cpanel_token_route_uses_execute(http: Http) -> None:
+    base = "https://web01.test:2083"
+    with aioresponses() as mocked:
+        mocked.get(
+            f"{base}/execute/ClamScanner/list_infected_files",
+            payload={**UAPI_OK, "data": [{"file": "/home/a/x&amp;y", "virus_type": "V"}]},
+        )
+        client = ServerClient(http, server(AuthMethod.CPANEL_TOKEN, base), NoLimit())
+        assert await client.list_infected("alice") == (("/home/a/x&amp;y", "V"),)
+        ((_, calls),) = mocked.requests.items()
+        assert calls[0].kwargs["headers"]["Authorization"] == f"cpanel root:{CANARY}"
+
+
+@pytest.mark.asyncio
+async def test_idempotent_polls_are_retried_on_5xx(http: Http) -> None:
+    with aioresponses() as mocked:
+        mocked.get(uapi_url("get_scan_status"), status=503, body="busy")
+        mocked.get(uapi_url("get_scan_status"), payload=whm(None))
+        client = ServerClient(http, server(), NoLimit())
+        assert await client.get_scan_status("alice") is None
+        assert sum(len(v) for v in mocked.requests.values()) == 2
+
+
+@pytest.mark.asyncio
+async def test_start_scan_is_never_retried(http: Http) -> None:
+    with aioresponses() as mocked:
+        mocked.get(uapi_url("start_scan"), status=503, body="busy")
+        mocked.get(uapi_url("start_scan"), payload=whm(None))
+        client = ServerClient(http, server(), NoLimit())
+        with pytest.raises(TransportError):
+            await client.start_scan("alice", ScanType.HOME)
+        assert sum(len(v) for v in mocked.requests.values()) == 1
+
+
+@pytest.mark.asyncio
+async def test_auth_failure_is_not_retried_and_carries_no_token(http: Http) -> None:
+    with aioresponses() as mocked:
+        mocked.get(
+            uapi_url("get_scan_status"),
+            status=403,
+            body='{"cpanelresult":{"error":"Access denied"}}',
+            repeat=True,
+        )
+        client = ServerClient(http, server(), NoLimit())
+        with pytest.raises(AuthError) as err:
+            await client.get_scan_status("alice")
+        assert sum(len(v) for v in mocked.requests.values()) == 1
+        assert_no_secret(err.value)
+
+
+@pytest.mark.asyncio
+async def test_inner_uapi_failure_is_an_api_error(http: Http) -> None:
+    with aioresponses() as mocked:
+        mocked.get(uapi_url("start_scan"), payload=whm(None, status=0))
+        client = ServerClient(http, server(), NoLimit())
+        with pytest.raises(ApiError):
+            await client.start_scan("alice", ScanType.HOME)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("exception", "expected"),
+    [
+        (aiohttp.ServerDisconnectedError(), TransportError),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), TransportError),
+        (TimeoutError(), RequestTimeout),
+    ],
+)
+async def test_aiohttp_errors_are_translated_without_chaining(
+    http: Http, exception: Exception, expected: type[TargetError]
+) -> None:
+    with aioresponses() as mocked:
+        mocked.get(uapi_url("get_scan_status"), exception=exception, repeat=True)
+        client = ServerClient(http, server(), NoLimit())
+        with pytest.raises(expected) as err:
+            await client.get_scan_status("alice")
+        assert err.value.__cause__ is None and err.value.__suppress_context__
+        assert not isinstance(err.value, aiohttp.ClientError)
+        assert_no_secret(err.value)
+
+
+@pytest.mark.asyncio
+async def test_retry_after_is_honoured_as_the_backoff(http: Http) -> None:
+    stamina.set_testing(False)
+    with aioresponses() as mocked:
+        mocked.get(
+            uapi_url("get_scan_status"), status=429, body="", headers={"Retry-After": "0.01"}
+        )
+        mocked.get(uapi_url("get_scan_status"), payload=whm(None))
+        client = ServerClient(
+            http, server(), NoLimit(), RetryPolicy(attempts=2, total=5, initial=30, max=30)
+        )
+        assert await client.get_scan_status("alice") is None  # 30 s backoff would not finish here
+
+
+@pytest.mark.asyncio
+async def test_disinfect_posts_exact_json_through_execute(http: Http) -> None:
+    base = "https://web01.test:2083"
+    with aioresponses() as mocked:
+        mocked.post(
+            f"{base}/execute/ClamScanner/disinfect_files",
+            payload={**UAPI_OK, "data": {"task_id": "0/ab", "log": "/x"}},
+        )
+        client = ServerClient(http, server(AuthMethod.CPANEL_TOKEN, base), NoLimit())
+        task = await client.disinfect("alice", {"/home/alice/public_html/x.php": Action.QUARANTINE})
+        assert task == "0/ab"
+        ((_, calls),) = mocked.requests.items()
+        assert calls[0].kwargs["headers"]["Content-Type"] == "application/json"
+        assert (
+            calls[0].kwargs["data"]
+            == b'{"actions": {"/home/alice/public_html/x.php": "quarantine"}}'
+        )
