@@ -58,12 +58,6 @@ class Gate:
 
 
 @dataclass(slots=True)
-class ServerLimits:
-    gate: Gate
-    scans: anyio.Semaphore
-
-
-@dataclass(slots=True)
 class FleetLimits:
     """All limits of one run; the runner is their only user."""
 
@@ -77,6 +71,6 @@ class FleetLimits:
         self.global_pacer = Pacer(self.settings.requests_per_second)
         self.servers = anyio.CapacityLimiter(self.settings.max_concurrent_servers)
 
-    def for_server(self, server: Server) -> ServerLimits:
-        gate = Gate((Pacer(server.requests_per_second), self.global_pacer), self.clock, self.sleep)
-        return ServerLimits(gate, anyio.Semaphore(server.max_concurrent_scans))
+    def gate_for(self, server: Server) -> Gate:
+        """The gate of one server: its own pacer and the fleet's global one."""
+        return Gate((Pacer(server.requests_per_second), self.global_pacer), self.clock, self.sleep)

@@ -48,7 +48,7 @@ from orchestrator.events import (
     Tick,
     Wait,
 )
-from orchestrator.limiter import FleetLimits, ServerLimits
+from orchestrator.limiter import FleetLimits
 from orchestrator.model import (
     ErrorInfo,
     ErrorKind,
@@ -230,8 +230,9 @@ def _workflow_config(inventory: Inventory) -> workflow.WorkflowConfig:
 async def _server_worker(run: _Run, server: Server) -> None:
     with structlog.contextvars.bound_contextvars(server=server.name):
         async with run.limits.servers:
-            limits = run.limits.for_server(server)
-            client = ServerClient(run.http, server, limits.gate, run.options.retry)
+            # Lanes are the per-server scan cap: max_concurrent_scans of them share one queue.
+            gate = run.limits.gate_for(server)
+            client = ServerClient(run.http, server, gate, run.options.retry)
             health = ServerHealth()
             if not server.tls.verify and server.base_url.startswith("https"):
                 log.warning(
@@ -244,7 +245,7 @@ async def _server_worker(run: _Run, server: Server) -> None:
             async with anyio.create_task_group() as tg:
                 for lane in range(server.max_concurrent_scans):
                     tg.start_soon(
-                        _lane, run, client, limits, health, todo, name=f"lane:{server.name}:{lane}"
+                        _lane, run, client, health, todo, name=f"lane:{server.name}:{lane}"
                     )
 
 
@@ -302,8 +303,14 @@ def _unlisted(
 
 
 def _only(run: _Run, targets: tuple[Target, ...]) -> tuple[Target, ...]:
+    """With --only-failed: the failed targets, and every account of a server whose account
+    list could not be read last time (reported as account `*`)."""
     only = run.options.only
-    return targets if only is None else tuple(t for t in targets if t in only)
+    if only is None:
+        return targets
+    return tuple(
+        t for t in targets if t in only or Target(t.server, ALL_ACCOUNTS, t.scan_type) in only
+    )
 
 
 def _save_targets(run: _Run, server: Server, targets: tuple[Target, ...]) -> tuple[Target, ...]:
@@ -323,7 +330,6 @@ def _skip(run: _Run, target: Target, kind: ErrorKind, message: str, status: Stat
 async def _lane(
     run: _Run,
     client: ServerClient,
-    limits: ServerLimits,
     health: ServerHealth,
     todo: Iterator[Target],
 ) -> None:
@@ -331,9 +337,7 @@ async def _lane(
         if (done := run.journal.result(target) if run.journal else None) is not None:
             _record(run, done)
             continue
-        async with limits.scans:
-            result = await _drive(run, client, health, target)
-        _record(run, result)
+        _record(run, await _drive(run, client, health, target))
 
 
 async def _drive(
