@@ -1,0 +1,274 @@
+"""The HTTP face of one simulated server: routing, auth, envelopes, fault injection."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from orchestrator.simulator import uapi, whm
+from orchestrator.simulator.auth import COOKIE, parse_authorization
+from orchestrator.simulator.faults import LOGIN_PAGE, Decision, Hit, error_page
+from orchestrator.simulator.runtime import RequestRecord, ServerRuntime
+
+RUNTIME = web.AppKey("runtime", ServerRuntime)
+ACCESS_DENIED = (
+    '{"cpanelresult":{"apiversion":"2","error":"Access denied",'
+    '"data":{"reason":"Access denied","result":"0"},"type":"text"}}'
+)
+EXPIRED_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>Invalid security token</title></head><body>"
+    "<h1>Invalid security token</h1><p>The security token in your request is invalid or has "
+    "expired. Log in again.</p></body></html>\n"
+)
+SESSION_PATH = re.compile(r"^(/cpsess\d{10})(/.*)$")
+WHM_FUNCTIONS = ("listaccts", "uapi_cpanel", "create_user_session")
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    route: str
+    function: str | None
+    account: str | None
+    args: dict[str, Any]
+    token: str | None = None  # the /cpsessNNN prefix
+    module: str | None = None
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_response(obj: Any) -> web.Response:
+    return web.Response(body=dumps(obj), content_type="application/json")
+
+
+def access_denied() -> web.Response:
+    return web.Response(status=403, text=ACCESS_DENIED, content_type="text/plain")
+
+
+def invalid_token() -> web.Response:
+    return web.Response(status=401, text=EXPIRED_PAGE, content_type="text/html")
+
+
+async def read_args(request: web.Request) -> dict[str, Any]:
+    """Query plus body: a JSON object only for exactly `application/json`, else a form."""
+    args: dict[str, Any] = dict(request.query)
+    if request.method != "POST":
+        return args
+    body = await request.read()
+    if request.headers.get("Content-Type") == "application/json":
+        try:
+            parsed = json.loads(body or b"{}")
+        except ValueError:
+            parsed = None
+        args.update(parsed if isinstance(parsed, dict) else {"__invalid_json__": True})
+    else:
+        args.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    return args
+
+
+def classify(
+    path: str, args: Mapping[str, Any], auth_user: str | None, cookie: str | None
+) -> Parsed:
+    token = None
+    if m := SESSION_PATH.match(path):
+        token, path = m.group(1), m.group(2)
+    parts = path.strip("/").split("/")
+    if parts[0] == "execute" and len(parts) == 3:
+        user = (cookie or "").partition(":")[0] if token else auth_user
+        route = "cpsess_execute" if token else "execute"
+        return Parsed(route, parts[2], user or None, dict(args), token, parts[1])
+    if token and parts[0] == "login":
+        user = str(args.get("session", "")).partition(":")[0]
+        return Parsed("session_login", "login", user or None, dict(args), token)
+    if parts[0] == "json-api" and len(parts) == 2 and not token:
+        name = parts[1]
+        if name == "uapi_cpanel":
+            return Parsed(
+                name, _opt(args, "cpanel.function"), _opt(args, "cpanel.user"), dict(args)
+            )
+        route = name if name in WHM_FUNCTIONS else "json_api"
+        return Parsed(route, name, _opt(args, "user"), dict(args))
+    return Parsed("unknown", None, None, dict(args), token)
+
+
+def _opt(args: Mapping[str, Any], key: str) -> str | None:
+    value = args.get(key)
+    return str(value) if value else None
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME]
+    arrived = time.monotonic()
+    status, content_type = 0, ""
+    parsed = classify(request.path, {}, None, None)
+    try:
+        args = await read_args(request)
+        creds = parse_authorization(request.headers.get("Authorization"))
+        parsed = classify(
+            request.path, args, creds.user if creds else None, request.cookies.get(COOKIE)
+        )
+        with rt.lock:
+            decision = rt.fault_state.decide(parsed.function)
+            slow = rt.faults.slow_seconds
+        if slow > 0:
+            await asyncio.sleep(slow)
+        if decision.hit is Hit.RESET:
+            _drop(request)
+            return web.Response()  # never sent: aiohttp sees the closed transport and gives up
+        response = _faulted(decision) or _dispatch(rt, request, parsed)
+        if decision.truncate and isinstance(response, web.Response) and response.body:
+            body = bytes(response.body)  # type: ignore[arg-type]
+            response.body = body[: len(body) // 2]
+        status, content_type = response.status, response.content_type
+        return response
+    finally:
+        rt.record(
+            RequestRecord(
+                arrived,
+                request.method,
+                request.path,
+                parsed.route,
+                parsed.function,
+                parsed.account,
+                status,
+                content_type,
+            )
+        )
+
+
+def _drop(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+def _faulted(decision: Decision) -> web.Response | None:
+    match decision.hit:
+        case Hit.NONE:
+            return None
+        case Hit.HTML_LOGIN:
+            return web.Response(text=LOGIN_PAGE, content_type="text/html")
+        case Hit.RETRY_AFTER:
+            return web.Response(
+                status=429,
+                text=error_page(429),
+                content_type="text/html",
+                headers={"Retry-After": "1"},
+            )
+        case _:
+            return web.Response(
+                status=decision.status, text=error_page(decision.status), content_type="text/html"
+            )
+
+
+def _dispatch(rt: ServerRuntime, request: web.Request, parsed: Parsed) -> web.Response:
+    ip = request.remote or "?"
+    with rt.lock:
+        now = rt.clock.time()
+        if rt.hulk.locked(ip, now):
+            return access_denied()
+        match parsed.route:
+            case "execute":
+                return _execute(rt, request, parsed, ip, now)
+            case "cpsess_execute":
+                return _session_execute(rt, request, parsed, now)
+            case "session_login":
+                return _session_login(rt, parsed, now)
+            case "unknown":
+                raise web.HTTPNotFound
+            case _:
+                return _json_api(rt, request, parsed, ip, now)
+
+
+def _uapi(rt: ServerRuntime, parsed: Parsed, user: str, now: float) -> web.Response:
+    account = rt.accounts[user]
+    if parsed.module != uapi.MODULE:
+        module = parsed.module
+        return json_response(
+            uapi.failure(f"Failed to load module “{module}”: Can't locate Cpanel/API/{module}.pm")
+        )
+    if parsed.args.pop("__invalid_json__", False):
+        return json_response(uapi.failure("The system could not parse the JSON request body."))
+    return json_response(uapi.call(account, parsed.function or "", parsed.args, now, rt.faults))
+
+
+def _execute(
+    rt: ServerRuntime, request: web.Request, parsed: Parsed, ip: str, now: float
+) -> web.Response:
+    creds = parse_authorization(request.headers.get("Authorization"))
+    account = rt.accounts.get(creds.user) if creds else None
+    if creds is None or account is None or creds.scheme == "whm":
+        return _refuse(rt, ip, now)
+    expected = account.spec.cpanel_token if creds.scheme == "cpanel" else account.spec.password
+    if creds.secret != expected:
+        return _refuse(rt, ip, now)
+    if account.spec.suspended:
+        return access_denied()  # a suspended account cannot log in (right secret: no cPHulk count)
+    return _uapi(rt, parsed, creds.user, now)
+
+
+def _refuse(rt: ServerRuntime, ip: str, now: float) -> web.Response:
+    rt.hulk.fail(ip, now, rt.faults)
+    return access_denied()
+
+
+def _session_execute(
+    rt: ServerRuntime, request: web.Request, parsed: Parsed, now: float
+) -> web.Response:
+    session = rt.sessions.lookup(parsed.token or "", request.cookies.get(COOKIE), now)
+    if session is None:
+        return invalid_token()
+    return _uapi(rt, parsed, session.user, now)
+
+
+def _session_login(rt: ServerRuntime, parsed: Parsed, now: float) -> web.Response:
+    session = rt.sessions.login(parsed.token or "", str(parsed.args.get("session", "")), now)
+    if session is None:
+        return invalid_token()
+    response = web.Response(status=302, headers={"Location": f"{session.token}/"})
+    response.set_cookie(COOKIE, session.name, path="/", httponly=True)
+    return response
+
+
+def _json_api(
+    rt: ServerRuntime, request: web.Request, parsed: Parsed, ip: str, now: float
+) -> web.Response:
+    creds = parse_authorization(request.headers.get("Authorization"))
+    spec = rt.spec
+    if (
+        creds is None
+        or creds.scheme != "whm"
+        or (creds.user, creds.secret) != (spec.whm_user, spec.whm_token)
+    ):
+        return _refuse(rt, ip, now)
+    name, args = parsed.function or "", parsed.args
+    if str(args.get("api.version", "")) != "1":
+        return json_response(
+            whm.fail(name, "This simulator speaks WHM API 1 only: send “api.version=1”.")
+        )
+    match parsed.route:
+        case "listaccts":
+            return json_response(whm.listaccts(rt, args))
+        case "uapi_cpanel":
+            return json_response(whm.uapi_cpanel(rt, args, now))
+        case "create_user_session":
+            return json_response(whm.create_user_session(rt, args, now))
+    return json_response(
+        whm.fail(name, f'Unknown app ("{name}") requested for this version (1) of the API.')
+    )
+
+
+def make_app(rt: ServerRuntime) -> web.Application:
+    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app[RUNTIME] = rt
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app

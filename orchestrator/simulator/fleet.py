@@ -1,0 +1,146 @@
+"""SimulatedFleet: every simulated server on its own 127.0.0.1 port, in the current loop."""
+
+from __future__ import annotations
+
+import ssl
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import trustme
+from aiohttp import web
+
+from orchestrator.simulator import inventory
+from orchestrator.simulator.account import AccountView
+from orchestrator.simulator.app import make_app
+from orchestrator.simulator.clock import Clock, SystemClock
+from orchestrator.simulator.runtime import RequestRecord, ServerRuntime
+from orchestrator.simulator.spec import Faults, FleetSpec
+
+HOST = "127.0.0.1"  # never anything else
+SHUTDOWN_SECONDS = 0.5
+
+
+class SimulatedFleet:
+    """`async with SimulatedFleet(spec) as fleet:`; the servers run in the caller's loop."""
+
+    def __init__(self, spec: FleetSpec, tls: bool = False, clock: Clock | None = None) -> None:
+        self.spec = spec
+        self.tls = tls
+        self.clock: Clock = clock or SystemClock()
+        self.ca_file: Path | None = None
+        self.env: dict[str, str] = inventory.all_secrets(spec)
+        self._runtimes: dict[str, ServerRuntime] = {}
+        self._runners: dict[str, web.AppRunner] = {}
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    async def __aenter__(self) -> SimulatedFleet:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        context = self._tls_context() if self.tls else None
+        for server in self.spec.servers:
+            runtime = ServerRuntime(server, self.spec, self.clock)
+            runner = web.AppRunner(
+                make_app(runtime), access_log=None, handle_signals=False,
+                shutdown_timeout=SHUTDOWN_SECONDS,
+            )  # fmt: skip
+            await runner.setup()
+            self._runners[server.name] = runner
+            site = web.TCPSite(
+                runner, HOST, 0, ssl_context=context, shutdown_timeout=SHUTDOWN_SECONDS
+            )
+            await site.start()
+            port = runner.addresses[0][1]
+            runtime.base_url = f"{'https' if context else 'http'}://{HOST}:{port}"
+            self._runtimes[server.name] = runtime
+
+    def _tls_context(self) -> ssl.SSLContext:
+        self._tmp = tempfile.TemporaryDirectory(prefix="clamfleet-sim-tls-")
+        ca = trustme.CA()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert(HOST, "localhost").configure_cert(context)
+        self.ca_file = Path(self._tmp.name) / "ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        return context
+
+    async def stop_server(self, name: str) -> None:
+        """Take one server down: its port refuses connections from now on."""
+        runner = self._runners.pop(name, None)
+        if runner is not None:
+            await runner.cleanup()
+
+    async def close(self) -> None:
+        while self._runners:
+            await self.stop_server(next(iter(self._runners)))
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    # -- inspection and control (thread-safe) --------------------------------------------------
+
+    def _rt(self, name: str) -> ServerRuntime:
+        return self._runtimes[name]
+
+    def base_url(self, name: str) -> str:
+        return self._rt(name).base_url
+
+    def urls(self) -> dict[str, str]:
+        return {name: rt.base_url for name, rt in self._runtimes.items()}
+
+    def write_inventory(
+        self,
+        path: Path | str,
+        auth: str = "whm",
+        settings: Mapping[str, Any] | None = None,
+        extra_server_keys: Mapping[str, Any] | None = None,
+    ) -> dict[str, str]:
+        """Write a YAML inventory for this fleet; return the env vars it references."""
+        document, env = inventory.inventory_document(
+            self.spec, self.urls(), auth=auth, ca_file=self.ca_file, settings=settings,
+            extra_server_keys=extra_server_keys,
+        )  # fmt: skip
+        inventory.write(Path(path), document)
+        return env
+
+    def set_faults(self, name: str, faults: Faults) -> None:
+        self._rt(name).set_faults(faults)
+
+    def faults(self, name: str) -> Faults:
+        return self._rt(name).faults
+
+    def request_log(self, name: str) -> list[RequestRecord]:
+        return self._rt(name).requests()
+
+    def calls(
+        self,
+        name: str,
+        function: str | None = None,
+        account: str | None = None,
+        route: str | None = None,
+    ) -> int:
+        """Requests the server received (dropped and refused ones included), filtered."""
+        return sum(
+            1
+            for r in self.request_log(name)
+            if (function is None or r.function == function)
+            and (account is None or r.account == account)
+            and (route is None or r.route == route)
+        )
+
+    def account_state(self, name: str, user: str) -> AccountView:
+        rt = self._rt(name)
+        with rt.lock:
+            return rt.accounts[user].view(rt.clock.time())

@@ -1,0 +1,59 @@
+"""One simulated server's live state: accounts, faults, cPHulk, sessions and the request log.
+
+Handlers touch it only while holding `lock`, and never await while holding it, so other
+threads (SimulatorThread's callers) may read the log or swap faults at any time.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from orchestrator.simulator.account import AccountState
+from orchestrator.simulator.auth import Hulk, Sessions
+from orchestrator.simulator.clock import Clock
+from orchestrator.simulator.faults import FaultState
+from orchestrator.simulator.spec import Faults, FleetSpec, ServerSpec
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One request as the server saw it; status 0 when the connection was dropped."""
+
+    t: float  # time.monotonic() on arrival
+    method: str
+    path: str
+    route: str  # execute | cpsess_execute | session_login | listaccts | uapi_cpanel | ...
+    function: str | None
+    account: str | None
+    status: int
+    content_type: str
+
+
+class ServerRuntime:
+    def __init__(self, spec: ServerSpec, fleet: FleetSpec, clock: Clock) -> None:
+        self.spec = spec
+        self.clock = clock
+        self.accounts = {a.user: AccountState(a, fleet.scan_seconds_of(a)) for a in spec.accounts}
+        self.fault_state = FaultState(spec.faults)
+        self.hulk = Hulk()
+        self.sessions = Sessions(f"clamfleet-sim/{fleet.seed}/{spec.name}")
+        self.lock = threading.Lock()
+        self.log: list[RequestRecord] = []
+        self.base_url = ""
+
+    @property
+    def faults(self) -> Faults:
+        return self.fault_state.faults
+
+    def set_faults(self, faults: Faults) -> None:
+        with self.lock:
+            self.fault_state = FaultState(faults)
+
+    def record(self, entry: RequestRecord) -> None:
+        with self.lock:
+            self.log.append(entry)
+
+    def requests(self) -> list[RequestRecord]:
+        with self.lock:
+            return list(self.log)

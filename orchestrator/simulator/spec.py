@@ -1,0 +1,129 @@
+"""What a simulated fleet holds: plain frozen values that tests can also build by hand.
+
+Secrets left empty are derived from the name (a digest), so a hand-built spec needs only names
+and files; `generate_fleet` fills every field from its seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+SCAN_TYPES: tuple[str, ...] = ("home", "mail", "public_html", "public_ftp")
+QUARANTINE_DIR = "quarantine_clamavconnector"
+
+
+def derived_secret(kind: str, name: str) -> str:
+    """A stable 32-character upper-case token (cPanel's token alphabet) for a name."""
+    return hashlib.sha256(f"{kind}:{name}".encode()).hexdigest()[:32].upper()
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Per-server fault knobs; all off by default, all deterministic (count-based).
+
+    A request "matches" when `functions` is None or holds its function name (`start_scan`,
+    `listaccts`, `create_user_session`, `login`, ...). The `*_every` knobs count matching
+    requests of one server: the Nth, 2Nth, ... one is hit.
+    """
+
+    status_5xx_every: int = 0  # answer 500, 502, 503 in turn
+    retry_after_every: int = 0  # 429 with Retry-After: 1
+    reset_every: int = 0  # drop the connection without an answer (before the call runs)
+    truncated_json_every: int = 0  # the call runs; its JSON body is cut in half
+    slow_seconds: float = 0.0  # delay every reply
+    html_login: bool = False  # 200 text/html cPanel login page for every request
+    fail_next: int = 0  # the next N matching requests get 503
+    stall_accounts: frozenset[str] = frozenset()  # scans die at ~40% and never complete
+    clamd_down: bool = False  # start_scan: "failed to connect to the ClamAV service"
+    lockout_failures: int = 5  # cPHulk: failed logins per IP within lockout_window
+    lockout_window: float = 900.0
+    lockout_seconds: float = 600.0
+    stale_seconds: float = 0.2  # after start_scan the previous completed status shows this long
+    disinfect_start_delay: float = 0.3  # the transient `none` before the task writes records
+    disinfect_step_seconds: float = 0.02  # between two disinfection log records
+    functions: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SimFile:
+    """One file of a home directory. For an mbox under `mail/`, `mail_messages` holds one entry
+    per message: None when clean, else the virus it carries."""
+
+    relpath: str
+    size: int = 1024
+    virus: str | None = None
+    mail_messages: Sequence[str | None] | None = None
+
+    @property
+    def infected_by(self) -> str | None:
+        """The signature a scan reports for this file (the first infected message of an mbox)."""
+        if self.virus:
+            return self.virus
+        return next((m for m in self.mail_messages or () if m), None)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSpec:
+    user: str
+    domain: str = ""
+    password: str = ""
+    cpanel_token: str = ""
+    suspended: bool = False
+    has_feature: bool = True
+    allowed_scan_types: Sequence[str] = SCAN_TYPES
+    files: Sequence[SimFile] = ()
+    scan_seconds: float | None = None  # None: FleetSpec.scan_seconds
+    owner: str = "root"
+    plan: str = "default"
+    unix_startdate: int = 1_700_000_000
+
+    def __post_init__(self) -> None:
+        if not self.domain:
+            object.__setattr__(self, "domain", f"{self.user}.example.com")
+        if not self.password:
+            object.__setattr__(self, "password", derived_secret("password", self.user)[:16])
+        if not self.cpanel_token:
+            object.__setattr__(self, "cpanel_token", derived_secret("cpanel", self.user))
+
+    @property
+    def home(self) -> str:
+        return f"/home/{self.user}"
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    name: str
+    accounts: Sequence[AccountSpec] = ()
+    whm_user: str = "root"
+    whm_token: str = ""
+    faults: Faults = field(default_factory=Faults)
+
+    def __post_init__(self) -> None:
+        if not self.whm_token:
+            object.__setattr__(self, "whm_token", derived_secret("whm", self.name))
+
+    def account(self, user: str) -> AccountSpec | None:
+        return next((a for a in self.accounts if a.user == user), None)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSpec:
+    servers: Sequence[ServerSpec] = ()
+    scan_seconds: float = 1.0  # for accounts without their own scan_seconds
+    seed: int = 0
+
+    def server(self, name: str) -> ServerSpec:
+        for server in self.servers:
+            if server.name == name:
+                return server
+        raise KeyError(name)
+
+    def scan_seconds_of(self, account: AccountSpec) -> float:
+        """Seconds a `home` scan of this account takes (from start_scan to scan_complete)."""
+        return self.scan_seconds if account.scan_seconds is None else account.scan_seconds

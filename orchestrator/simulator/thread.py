@@ -1,0 +1,136 @@
+"""SimulatorThread (the fleet in a background thread's own loop) and `serve` (for the CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+
+from orchestrator.simulator.account import AccountView
+from orchestrator.simulator.clock import Clock
+from orchestrator.simulator.fleet import SimulatedFleet
+from orchestrator.simulator.runtime import RequestRecord
+from orchestrator.simulator.spec import Faults, FleetSpec
+
+START_TIMEOUT = 30.0
+
+
+class SimulatorThread:
+    """`with SimulatorThread(spec) as fleet:` for sync code; the same inspection API."""
+
+    def __init__(self, spec: FleetSpec, tls: bool = False, clock: Clock | None = None) -> None:
+        self.spec = spec
+        self._args = (spec, tls, clock)
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="clamfleet-simulator", daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._fleet: SimulatedFleet | None = None
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> SimulatorThread:
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT):
+            raise TimeoutError("the simulator did not start")
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=30)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported to __enter__ when it happened at start-up
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with SimulatedFleet(*self._args) as fleet:
+            self._fleet = fleet
+            self._ready.set()
+            await self._stop.wait()
+
+    @property
+    def fleet(self) -> SimulatedFleet:
+        if self._fleet is None:
+            raise RuntimeError("the simulator is not running")
+        return self._fleet
+
+    @property
+    def ca_file(self) -> Path | None:
+        return self.fleet.ca_file
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.fleet.env
+
+    def base_url(self, name: str) -> str:
+        return self.fleet.base_url(name)
+
+    def write_inventory(
+        self,
+        path: Path | str,
+        auth: str = "whm",
+        settings: Mapping[str, Any] | None = None,
+        extra_server_keys: Mapping[str, Any] | None = None,
+    ) -> dict[str, str]:
+        return self.fleet.write_inventory(path, auth, settings, extra_server_keys)
+
+    def set_faults(self, name: str, faults: Faults) -> None:
+        self.fleet.set_faults(name, faults)
+
+    def calls(
+        self, name: str, function: str | None = None, account: str | None = None,
+        route: str | None = None,
+    ) -> int:  # fmt: skip
+        return self.fleet.calls(name, function, account, route)
+
+    def request_log(self, name: str) -> list[RequestRecord]:
+        return self.fleet.request_log(name)
+
+    def account_state(self, name: str, user: str) -> AccountView:
+        return self.fleet.account_state(name, user)
+
+    def stop_server(self, name: str) -> None:
+        """Take one server down (blocking until its port is closed)."""
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self.fleet.stop_server(name), self._loop).result(30)
+
+
+async def serve(
+    spec: FleetSpec,
+    tls: bool = False,
+    write_inventory: Path | None = None,
+    auth: str = "whm",
+    announce: Callable[[str], None] = print,
+    clock: Clock | None = None,
+) -> None:
+    """Run the fleet until cancelled; announce URLs, the inventory and `export` lines."""
+    async with SimulatedFleet(spec, tls=tls, clock=clock) as fleet:
+        for name, url in fleet.urls().items():
+            announce(f"{name} {url}")
+        if fleet.ca_file is not None:
+            announce(f"CA certificate: {fleet.ca_file}")
+        env = fleet.env
+        if write_inventory is not None:
+            env = fleet.write_inventory(write_inventory, auth=auth)
+            announce(f"inventory: {write_inventory}")
+        for key, value in env.items():
+            announce(f"export {key}={shlex.quote(value)}")
+        await anyio.sleep_forever()
