@@ -1,0 +1,249 @@
+"""Live progress: the model behind the display, and the real CLI on a pseudo-terminal."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pytest
+import structlog
+from rich.console import Console
+
+from orchestrator import log
+from orchestrator.config import Credentials, Inventory, Server, Settings
+from orchestrator.model import (
+    ErrorInfo,
+    ErrorKind,
+    InfectedFile,
+    ScanStats,
+    ScanType,
+    Secret,
+    Status,
+    Target,
+    TargetResult,
+)
+from orchestrator.progress import Estimate, FleetProgress, LiveProgress
+
+HOME, MAIL = ScanType.HOME, ScanType.MAIL
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def server(name: str, accounts: tuple[str, ...] | None, **kw: object) -> Server:
+    auth = Credentials("whm_token", "root", Secret("t0ken"))  # type: ignore[arg-type]
+    return Server(name, f"http://127.0.0.1:1/{name}", auth, accounts=accounts, **kw)  # type: ignore[arg-type]
+
+
+def inventory(*servers: Server, max_servers: int = 50) -> Inventory:
+    return Inventory("inv.yaml", servers, Settings(max_concurrent_servers=max_servers))
+
+
+def stats(scanned: int, total: int) -> ScanStats:
+    return ScanStats(time_started=1, scanned_file_count=scanned, scanned_file_size=0,
+                     total_file_count=total)  # fmt: skip
+
+
+def finished(target: Target, status: Status = Status.CLEAN, **kw: object) -> TargetResult:
+    return TargetResult(target, status, **kw)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+
+
+def test_totals_count_explicit_accounts_then_grow_as_servers_list_theirs() -> None:
+    web01 = server(
+        "web01", ("alice", "bob", "tmp1"), scan_types=(HOME, MAIL), exclude_accounts=("tmp*",)
+    )
+    inv = inventory(web01, server("web02", None))
+    model = FleetProgress(inv, FakeClock())
+    assert (model.total, model.unlisted) == (4, 1)  # web01: 2 accounts x 2 types; web02 unknown
+    model.targets_resolved("web02", tuple(Target("web02", a, HOME) for a in "xyz"))
+    assert (model.total, model.unlisted) == (7, 0)
+    model.targets_resolved("web01", (Target("web01", "alice", HOME),))  # e.g. --only-failed
+    assert model.total == 4
+
+
+def test_counts_files_infections_and_failures() -> None:
+    model = FleetProgress(inventory(server("web01", ("alice", "bob", "carol"))), FakeClock())
+    alice, bob, carol = (Target("web01", a, HOME) for a in ("alice", "bob", "carol"))
+    model.targets_resolved("web01", (alice, bob, carol))
+    model.target_started(alice)
+    model.target_started(bob)
+    model.scan_progress(alice, stats(10, 100))
+    model.scan_progress(alice, stats(40, 100))
+    model.scan_progress(bob, stats(5, 50))
+    assert model.files == 45
+    assert model.servers["web01"].files_running == 45
+    model.target_finished(
+        finished(alice, Status.INFECTED, scan=stats(100, 100),
+                 infected_files=(InfectedFile("/home/alice/x", "Eicar"),))
+    )  # fmt: skip
+    assert (model.done, model.files, model.infected) == (1, 105, 1)
+    error = ErrorInfo(ErrorKind.AUTH, "credentials refused")
+    model.target_finished(finished(bob, Status.FAILED, error=error))
+    assert (model.done, model.failed, model.files) == (2, 1, 100)
+    assert [f.line() for f in model.failures] == ["✗ web01/bob/home: auth — credentials refused"]
+    assert model.take_lines() == ["✗ web01/bob/home: auth — credentials refused"]
+    assert model.take_lines() == []
+    web01 = model.servers["web01"]
+    assert (len(web01.running), web01.done, web01.total, web01.active) == (0, 2, 3, True)
+    model.target_finished(finished(carol, Status.SKIPPED))
+    assert not web01.active
+    assert model.failed == 1
+
+
+def test_a_servers_repeated_error_is_printed_once_and_counted() -> None:
+    model = FleetProgress(inventory(server("web02", ("a", "b", "c"))), FakeClock())
+    refused = ErrorInfo(ErrorKind.AUTH, "credentials refused")
+    for account in "abc":
+        model.target_finished(
+            finished(Target("web02", account, HOME), Status.FAILED, error=refused)
+        )
+    stop = ErrorInfo(ErrorKind.INTERRUPTED, "run interrupted")
+    model.target_finished(finished(Target("web02", "d", HOME), Status.FAILED, error=stop))
+    assert model.take_lines() == ["✗ web02/a/home: auth — credentials refused"]
+    assert model.suppressed == {"web02": 2}
+    assert len(model.failures) == 4 and model.failed == 4
+
+
+def test_eta_unknown_until_something_can_be_extrapolated() -> None:
+    clock = FakeClock()
+    model = FleetProgress(inventory(server("web01", ("alice", "bob"))), clock)
+    alice = Target("web01", "alice", HOME)
+    assert model.eta() is None
+    model.target_started(alice)
+    clock.now += 10
+    assert model.eta() is None  # no counters yet
+    model.scan_progress(alice, stats(0, 100))
+    assert model.eta() is None  # a fraction of 0 says nothing about speed
+
+
+def test_eta_extrapolates_running_scans_from_their_own_counters() -> None:
+    clock = FakeClock()
+    model = FleetProgress(
+        inventory(server("web01", ("alice", "bob"), max_concurrent_scans=2)), clock
+    )
+    alice, bob = Target("web01", "alice", HOME), Target("web01", "bob", HOME)
+    model.target_started(alice)
+    model.target_started(bob)
+    clock.now += 10
+    model.scan_progress(alice, stats(25, 100))  # 10 s for a quarter: 30 s to go
+    model.scan_progress(bob, stats(50, 100))  # 10 s for half: 10 s to go
+    assert model.eta() == Estimate(30.0)
+    clock.now += 10
+    model.target_finished(finished(bob, scan=stats(100, 100)))
+    assert model.eta() == Estimate(20.0)  # alice's own counters still say 20 s from now
+
+
+def test_eta_uses_observed_durations_for_targets_not_started() -> None:
+    clock = FakeClock()
+    inv = inventory(server("web01", ("a", "b", "c", "d", "e"), max_concurrent_scans=2))
+    model = FleetProgress(inv, clock)
+    a, b, c = (Target("web01", n, HOME) for n in "abc")
+    model.target_started(a)
+    clock.now += 60
+    model.target_finished(finished(a))  # 60 s a scan on this server
+    model.target_started(b)
+    model.target_started(c)
+    clock.now += 30  # b and c: no counters yet, ~30 s each to go by the mean
+    # work: 30 + 30 + 2 pending x 60 = 180 s over 2 lanes
+    assert model.eta() == Estimate(90.0)
+
+
+def test_eta_spreads_server_time_over_the_server_slots() -> None:
+    clock = FakeClock()
+    names = ("web01", "web02", "web03", "web04")
+    inv = inventory(*(server(n, ("a",), max_concurrent_scans=1) for n in names), max_servers=2)
+    model = FleetProgress(inv, clock)
+    first = Target("web01", "a", HOME)
+    model.target_started(first)
+    clock.now += 40
+    model.target_finished(finished(first))
+    # three servers of one 40 s target each, two at a time: the makespan bound is 60 s
+    assert model.eta() == Estimate(60.0)
+
+
+def test_eta_is_a_lower_bound_while_accounts_are_unlisted() -> None:
+    clock = FakeClock()
+    model = FleetProgress(inventory(server("web01", ("a",)), server("web02", None)), clock)
+    a = Target("web01", "a", HOME)
+    model.target_started(a)
+    clock.now += 5
+    model.scan_progress(a, stats(50, 100))
+    assert model.eta() == Estimate(5.0, lower_bound=True)
+    model.targets_resolved("web02", ())
+    assert model.eta() == Estimate(5.0)
+
+
+def test_failed_targets_do_not_shorten_the_mean_duration() -> None:
+    clock = FakeClock()
+    model = FleetProgress(
+        inventory(server("web01", ("a", "b", "c"), max_concurrent_scans=1)), clock
+    )
+    a, b = Target("web01", "a", HOME), Target("web01", "b", HOME)
+    model.target_started(a)
+    clock.now += 50
+    model.target_finished(finished(a))
+    model.target_started(b)
+    model.target_finished(
+        finished(b, Status.FAILED, error=ErrorInfo(ErrorKind.API, "feature disabled"))
+    )
+    assert model.eta() == Estimate(50.0)  # one pending target at the 50 s the scan took
+
+
+def test_events_of_unknown_servers_are_counted_not_fatal() -> None:
+    model = FleetProgress(inventory(), FakeClock())
+    model.target_finished(finished(Target("ghost", "a", HOME)))
+    assert model.done == 1 and model.total == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The display, in process
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    yield
+    log.configure("console", "info")
+
+
+@pytest.mark.asyncio
+async def test_running_shows_the_area_prints_failures_and_routes_logs(
+    restore_logging: None,
+) -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120, color_system=None)
+    log.configure("console", "info", stream=io.StringIO())
+    log.register_secret("SECRET-TOKEN-123")
+    progress = LiveProgress(inventory(server("web02", ("alice",))), console, route_logs=True)
+    target = Target("web02", "alice", HOME)
+    async with progress.running():
+        progress.targets_resolved("web02", (target,))
+        progress.target_started(target)
+        structlog.get_logger("t").warning("tls.verify_disabled", token="SECRET-TOKEN-123")
+        progress.target_finished(
+            finished(target, Status.FAILED, error=ErrorInfo(ErrorKind.AUTH, "credentials refused"))
+        )
+    out = buffer.getvalue()
+    assert "✗ web02/alice/home: auth — credentials refused" in out
+    assert "targets 1/1" in out
+    assert "tls.verify_disabled" in out and "SECRET-TOKEN-123" not in out
+    # afterwards the logs go where they went before
+    structlog.get_logger("t").warning("after.run")
+    assert "after.run" not in buffer.getvalue()
+
+
+@pytest.mark.asyncio
+async def test_running_reraises_the_bodys_error_unwrapped() -> None:
+    console = Console(file=io.StringIO(), force_terminal=True, width=100)
+    progress = LiveProgress(inventory(), console, route_logs=False)
+    with pytest.raises(KeyError):
+        async with progress.running():
+            raise KeyError("boom")
