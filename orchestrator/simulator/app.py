@@ -51,7 +51,7 @@ def json_response(obj: Any) -> web.Response:
 
 
 def access_denied() -> web.Response:
-    return web.Response(status=403, text=ACCESS_DENIED, content_type="text/plain")
+    return web.Response(status=403, body=ACCESS_DENIED.encode(), content_type="text/plain")
 
 
 def invalid_token() -> web.Response:

@@ -59,9 +59,7 @@ class SimulatedFleet:
             )  # fmt: skip
             await runner.setup()
             self._runners[server.name] = runner
-            site = web.TCPSite(
-                runner, HOST, 0, ssl_context=context, shutdown_timeout=SHUTDOWN_SECONDS
-            )
+            site = web.TCPSite(runner, HOST, 0, ssl_context=context)
             await site.start()
             port = runner.addresses[0][1]
             runtime.base_url = f"{'https' if context else 'http'}://{HOST}:{port}"
