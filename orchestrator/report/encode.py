@@ -1,0 +1,123 @@
+"""Report -> the report.json document (design.md section 6), keys in the contract's order.
+
+Additive keys beyond the contract: `run.servers`, `run.fleet_id`, `run.rerun_of` (always
+present), and, only when a baseline was applied, `summary.delta`, each infected file's `delta`
+and a top-level `resolved` list.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from orchestrator.model import ErrorInfo, InfectedFile, RunInfo, ScanStats, TargetResult
+from orchestrator.report.model import SCHEMA, Delta, Report, ResolvedFile, Summary, utc_second
+
+
+def format_time(moment: datetime) -> str:
+    """`2026-11-28T02:00:00Z`: UTC, to the second."""
+    return utc_second(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_optional_time(moment: datetime | None) -> str | None:
+    return None if moment is None else format_time(moment)
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "run": run_to_dict(report.run),
+        "summary": summary_to_dict(report.summary),
+        "targets": [target_to_dict(t) for t in report.targets],
+    }
+    if report.compared:
+        doc["resolved"] = [resolved_to_dict(r) for r in report.resolved]
+    return doc
+
+
+def run_to_dict(run: RunInfo) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "tool_version": run.tool_version,
+        "started_at": format_time(run.started_at),
+        "finished_at": format_optional_time(run.finished_at),
+        "inventory": run.inventory,
+        "shard": run.shard,
+        "dry_run": run.dry_run,
+        "servers": list(run.servers),
+        "fleet_id": run.fleet_id or None,
+        "rerun_of": run.rerun_of,
+    }
+
+
+def summary_to_dict(summary: Summary) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "servers": summary.servers,
+        "targets": summary.targets,
+        "clean": summary.clean,
+        "infected": summary.infected,
+        "failed": summary.failed,
+        "skipped": summary.skipped,
+        "infected_files": summary.infected_files,
+        "outcomes": dict(summary.outcomes),
+        "exit_code": summary.exit_code,
+    }
+    if summary.delta is not None:
+        doc["delta"] = delta_to_dict(summary.delta)
+    return doc
+
+
+def delta_to_dict(delta: Delta) -> dict[str, int]:
+    return {"new": delta.new, "recurring": delta.recurring, "resolved": delta.resolved}
+
+
+def target_to_dict(result: TargetResult) -> dict[str, Any]:
+    return {
+        "server": result.server,
+        "account": result.account,
+        "scan_type": str(result.scan_type),
+        "status": str(result.status),
+        "scan": None if result.scan is None else scan_to_dict(result.scan),
+        "infected_files": [file_to_dict(f) for f in result.infected_files],
+        "started_at": format_optional_time(result.started_at),
+        "finished_at": format_optional_time(result.finished_at),
+        "duration_s": None if result.duration_s is None else round(result.duration_s, 1),
+        "api_calls": result.api_calls,
+        "error": None if result.error is None else error_to_dict(result.error),
+    }
+
+
+def scan_to_dict(scan: ScanStats) -> dict[str, Any]:
+    return {
+        "time_started": scan.time_started,
+        "scanned_file_count": scan.scanned_file_count,
+        "scanned_file_size": scan.scanned_file_size,
+        "total_file_count": scan.total_file_count,
+    }
+
+
+def file_to_dict(infected: InfectedFile) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "path": infected.path,
+        "virus": infected.virus,
+        "action": str(infected.action),
+        "outcome": str(infected.outcome),
+        "message": infected.message,
+    }
+    if infected.delta is not None:
+        doc["delta"] = infected.delta
+    return doc
+
+
+def error_to_dict(error: ErrorInfo) -> dict[str, str]:
+    return {"kind": str(error.kind), "message": error.message}
+
+
+def resolved_to_dict(resolved: ResolvedFile) -> dict[str, str]:
+    return {
+        "server": resolved.server,
+        "account": resolved.account,
+        "scan_type": str(resolved.scan_type),
+        "path": resolved.path,
+        "virus": resolved.virus,
+    }

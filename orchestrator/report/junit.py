@@ -1,0 +1,97 @@
+"""junit.xml: one <testsuite> per server, one <testcase> per target.
+
+An infected target is a <failure> listing its files, a failed one an <error> with kind and
+message, a skipped one <skipped>. CI systems then show a fleet scan like a test run.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+
+from orchestrator.model import Status, TargetResult
+from orchestrator.report.encode import format_time
+from orchestrator.report.model import Report
+
+# Characters XML 1.0 cannot carry at all, not even escaped.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def xml_text(value: str) -> str:
+    """`value` with characters XML cannot represent replaced by `\\xNN`."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+
+
+def junit_xml(report: Report) -> str:
+    groups: dict[str, list[TargetResult]] = {}
+    for t in report.targets:
+        groups.setdefault(t.server, []).append(t)
+    root = ET.Element("testsuites", name="clamfleet")
+    for server, targets in groups.items():
+        root.append(_suite(report, server, targets))
+    _set_counts(root, report.targets)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _verdict(t: TargetResult) -> str:
+    """Exactly one JUnit verdict per target: error, failure, skipped or passed."""
+    if t.status is Status.FAILED:
+        return "error"
+    if t.infected_files or t.status is Status.INFECTED:
+        return "failure"
+    return "skipped" if t.status is Status.SKIPPED else "passed"
+
+
+def _set_counts(element: ET.Element, targets: Sequence[TargetResult]) -> None:
+    def count(verdict: str) -> str:
+        return str(sum(1 for t in targets if _verdict(t) == verdict))
+
+    element.set("tests", str(len(targets)))
+    element.set("failures", count("failure"))
+    element.set("errors", count("error"))
+    element.set("skipped", count("skipped"))
+    element.set("time", _seconds(sum(t.duration_s or 0.0 for t in targets)))
+
+
+def _suite(report: Report, server: str, targets: Sequence[TargetResult]) -> ET.Element:
+    suite = ET.Element("testsuite", name=xml_text(server))
+    _set_counts(suite, targets)
+    suite.set("timestamp", format_time(report.run.started_at).removesuffix("Z"))
+    for target in targets:
+        suite.append(_case(target))
+    return suite
+
+
+def _case(t: TargetResult) -> ET.Element:
+    case = ET.Element(
+        "testcase",
+        classname=xml_text(t.server),
+        name=xml_text(f"{t.account}/{t.scan_type}"),
+        time=_seconds(t.duration_s or 0.0),
+    )
+    verdict = _verdict(t)
+    files = xml_text("\n".join(_file_line(t, i) for i in range(len(t.infected_files))))
+    if verdict == "failure":
+        failure = ET.SubElement(case, "failure", type="infected")
+        failure.set("message", f"{len(t.infected_files)} infected file(s)")
+        failure.text = files
+    elif verdict == "error":
+        error = ET.SubElement(case, "error", type=str(t.error.kind) if t.error else "internal")
+        error.set("message", xml_text(t.error.message if t.error else "failed"))
+        error.text = files or None
+    elif verdict == "skipped":
+        reason = t.error.message if t.error else "skipped"
+        ET.SubElement(case, "skipped", message=xml_text(reason))
+    return case
+
+
+def _file_line(t: TargetResult, index: int) -> str:
+    f = t.infected_files[index]
+    line = f"{f.path}: {f.virus} (action {f.action}, outcome {f.outcome})"
+    return f"{line}: {f.message}" if f.message else line
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}"

@@ -1,0 +1,195 @@
+"""`clamfleet merge`: shard reports of one run -> the report one unsharded run would have written.
+
+A report whose `run.rerun_of` is set (`--only-failed`) is not a shard: it is folded onto the
+merged result, its targets replacing the same (server, account, scan_type) targets, or the
+`*` row that stood for a server whose accounts could not be listed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from orchestrator.errors import ConfigError
+from orchestrator.model import RunInfo, Target, TargetResult
+from orchestrator.report.model import Delta, Report, ResolvedFile, summarize
+
+#: The account of the row the runner writes when a server's accounts could not be listed.
+ALL_ACCOUNTS = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class MergeResult:
+    report: Report
+    missing_shards: tuple[int, ...]
+    missing_servers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Shard:
+    label: str
+    indexes: frozenset[int]
+    total: int
+
+
+def parse_shard(text: str, label: str = "report") -> tuple[frozenset[int], int]:
+    """`"2/4"` -> ({2}, 4); `"1,3/4"` (a partial merge) -> ({1, 3}, 4)."""
+    head, sep, tail = text.partition("/")
+    try:
+        indexes = frozenset(int(part) for part in head.split(","))
+        total = int(tail)
+    except ValueError:
+        indexes, total = frozenset(), 0
+    if not sep or total < 1 or not indexes or not all(1 <= i <= total for i in indexes):
+        raise ConfigError(f"{label}: invalid shard {text!r} (expected I/N)", field="run.shard")
+    return indexes, total
+
+
+def format_shard(indexes: Iterable[int], total: int) -> str:
+    ordered = sorted(indexes)
+    if ordered == list(range(1, total + 1)):
+        return "1/1"
+    return ",".join(map(str, ordered)) + f"/{total}"
+
+
+def merge_reports(reports: Sequence[Report], sources: Sequence[str] | None = None) -> MergeResult:
+    """Merge shard reports (and fold reruns); `sources` names the reports in error messages."""
+    if not reports:
+        raise ConfigError("no reports to merge")
+    labels = list(sources) if sources else [_label(i, r) for i, r in enumerate(reports)]
+    _check_same_fleet(reports, labels)
+    bases = [(label, r) for label, r in zip(labels, reports, strict=True) if r.run.rerun_of is None]
+    reruns = sorted(
+        (r for r in reports if r.run.rerun_of is not None), key=lambda r: r.run.started_at
+    )
+    if not bases:
+        raise ConfigError("every report is a rerun (--only-failed): nothing to fold them onto")
+    shards = _check_shards(bases)
+    servers = bases[0][1].run.servers
+    targets = _union(bases)
+    for rerun in reruns:
+        targets = _fold(targets, rerun.targets)
+    targets = _in_server_order(targets, servers)
+    covered = frozenset().union(*(s.indexes for s in shards))
+    total = shards[0].total
+    run = _merged_run(reports, bases[0][1].run, format_shard(covered, total))
+    seen = {t.server for t in targets}
+    return MergeResult(
+        report=_with_delta(run, targets, reports),
+        missing_shards=tuple(i for i in range(1, total + 1) if i not in covered),
+        missing_servers=tuple(s for s in servers if s not in seen),
+    )
+
+
+def _label(index: int, report: Report) -> str:
+    return f"report {index + 1} (run {report.run.id}, shard {report.run.shard})"
+
+
+def _check_same_fleet(reports: Sequence[Report], labels: Sequence[str]) -> None:
+    first = reports[0].run.fleet_id
+    for label, report in zip(labels, reports, strict=True):
+        if report.run.fleet_id != first:
+            raise ConfigError(
+                f"reports of different runs: {labels[0]} is of fleet {first or '?'}, "
+                f"{label} of fleet {report.run.fleet_id or '?'}"
+            )
+
+
+def _check_shards(bases: Sequence[tuple[str, Report]]) -> list[_Shard]:
+    shards: list[_Shard] = []
+    for label, report in bases:
+        indexes, total = parse_shard(report.run.shard, label)
+        shard = _Shard(label, indexes, total)
+        for other in shards:
+            if other.total != total:
+                raise ConfigError(
+                    f"reports of different shard counts: {other.label} is one of "
+                    f"{other.total} shards, {label} one of {total}"
+                )
+            if other.indexes & indexes:
+                both = format_shard(other.indexes & indexes, total)
+                raise ConfigError(
+                    f"overlapping shards: {other.label} and {label} both cover shard {both}"
+                )
+        shards.append(shard)
+    return shards
+
+
+def _union(bases: Sequence[tuple[str, Report]]) -> list[TargetResult]:
+    owner: dict[Target, str] = {}
+    targets: list[TargetResult] = []
+    for label, report in bases:
+        for t in report.targets:
+            if t.target in owner:
+                raise ConfigError(
+                    f"overlapping reports: {owner[t.target]} and {label} both contain {t.target}"
+                )
+            owner[t.target] = label
+            targets.append(t)
+    return targets
+
+
+def _fold(targets: list[TargetResult], rerun: Iterable[TargetResult]) -> list[TargetResult]:
+    """Replace targets by the rerun's; a `*` row by every rerun target of its server."""
+    position = {t.target: i for i, t in enumerate(targets)}
+    slots: dict[int, list[TargetResult]] = {}
+    extra: list[TargetResult] = []
+    for t in rerun:
+        wildcard = Target(t.server, ALL_ACCOUNTS, t.scan_type)
+        index = position.get(t.target, position.get(wildcard))
+        if index is None:
+            extra.append(t)
+        else:
+            slots.setdefault(index, []).append(t)
+    folded = [new for i, old in enumerate(targets) for new in slots.get(i, [old])]
+    return folded + extra
+
+
+def _in_server_order(targets: list[TargetResult], servers: Sequence[str]) -> list[TargetResult]:
+    """Stable sort by the inventory position of the server; unknown servers keep their place
+    after the known ones."""
+    rank = {name: i for i, name in enumerate(servers)}
+    return sorted(targets, key=lambda t: rank.get(t.server, len(rank)))
+
+
+def _merged_run(reports: Sequence[Report], first: RunInfo, shard: str) -> RunInfo:
+    ids = sorted(r.run.id for r in reports)
+    finished = [r.run.finished_at for r in reports if r.run.finished_at is not None]
+    return replace(
+        first,
+        id=hashlib.sha256("\n".join(["merge", *ids]).encode()).hexdigest()[:32],
+        started_at=min(r.run.started_at for r in reports),
+        finished_at=max(finished) if finished else None,
+        shard=shard,
+        dry_run=all(r.run.dry_run for r in reports),
+        rerun_of=None,
+    )
+
+
+def _with_delta(run: RunInfo, targets: list[TargetResult], reports: Sequence[Report]) -> Report:
+    """Keep the baseline comparison only when every merged report had one."""
+    if not all(r.compared for r in reports):
+        plain = [_strip_delta(t) for t in targets]
+        return Report(run=run, summary=summarize(plain), targets=tuple(plain))
+    present = {
+        ResolvedFile(t.server, t.account, t.scan_type, f.path, f.virus)
+        for t in targets
+        for f in t.infected_files
+    }
+    resolved = tuple(dict.fromkeys(f for r in reports for f in r.resolved if f not in present))
+    files = [f for t in targets for f in t.infected_files]
+    delta = Delta(
+        new=sum(1 for f in files if f.delta == "new"),
+        recurring=sum(1 for f in files if f.delta == "recurring"),
+        resolved=len(resolved),
+    )
+    return Report(
+        run=run, summary=summarize(targets, delta), targets=tuple(targets), resolved=resolved
+    )
+
+
+def _strip_delta(t: TargetResult) -> TargetResult:
+    if not any(f.delta for f in t.infected_files):
+        return t
+    return replace(t, infected_files=tuple(replace(f, delta=None) for f in t.infected_files))

@@ -1,0 +1,152 @@
+"""The report model: run metadata, per-target results and the summary computed from them.
+
+Every output format is rendered from one `Report`, so none can disagree with another. The model
+is normalised when it is built (UTC datetimes to the second, durations to 0.1 s): exactly what
+report.json can carry, so a report read back from JSON equals the one that was written.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from orchestrator.model import Outcome, RunInfo, ScanType, Status, TargetResult
+
+SCHEMA = "clamfleet.report/1"
+
+EXIT_CLEAN = 0
+EXIT_INFECTED = 1
+EXIT_INCOMPLETE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """Counts of a comparison with a baseline report (`--baseline`)."""
+
+    new: int
+    recurring: int
+    resolved: int
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    servers: int
+    targets: int
+    clean: int
+    infected: int
+    failed: int
+    skipped: int
+    infected_files: int
+    #: Outcome -> count over every infected file; only non-zero keys, most common first.
+    outcomes: Mapping[str, int]
+    exit_code: int
+    #: Present only when the report was compared with a baseline.
+    delta: Delta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedFile:
+    """An infected file of the baseline that a completed target no longer has."""
+
+    server: str
+    account: str
+    scan_type: ScanType
+    path: str
+    virus: str
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    run: RunInfo
+    summary: Summary
+    targets: tuple[TargetResult, ...]
+    resolved: tuple[ResolvedFile, ...] = field(default=())
+
+    @property
+    def compared(self) -> bool:
+        """Whether a baseline was applied (the delta column and counts are then shown)."""
+        return self.summary.delta is not None
+
+
+def exit_code(results: Iterable[TargetResult]) -> int:
+    """1 if any infected file was found (it wins), else 2 if any target failed, else 0."""
+    failed = False
+    for result in results:
+        if result.infected_files:
+            return EXIT_INFECTED
+        failed = failed or result.status is Status.FAILED
+    return EXIT_INCOMPLETE if failed else EXIT_CLEAN
+
+
+def outcome_counts(results: Iterable[TargetResult]) -> dict[str, int]:
+    counts = Counter(f.outcome for r in results for f in r.infected_files)
+    rank = {outcome: i for i, outcome in enumerate(Outcome)}
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], rank[kv[0]]))
+    return {str(outcome): n for outcome, n in ordered if n}
+
+
+def summarize(results: Sequence[TargetResult], delta: Delta | None = None) -> Summary:
+    statuses = Counter(r.status for r in results)
+    return Summary(
+        servers=len({r.server for r in results}),
+        targets=len(results),
+        clean=statuses[Status.CLEAN],
+        infected=statuses[Status.INFECTED],
+        failed=statuses[Status.FAILED],
+        skipped=statuses[Status.SKIPPED],
+        infected_files=sum(len(r.infected_files) for r in results),
+        outcomes=outcome_counts(results),
+        exit_code=exit_code(results),
+        delta=delta,
+    )
+
+
+def build_report(run: RunInfo, results: Sequence[TargetResult]) -> Report:
+    """The report of `results`, in the order given (the runner passes inventory order)."""
+    targets = tuple(normalize_result(r) for r in results)
+    return Report(run=normalize_run(run), summary=summarize(targets), targets=targets)
+
+
+def with_targets(report: Report, targets: Sequence[TargetResult]) -> Report:
+    """`report` with other targets and the summary recomputed (delta kept)."""
+    targets = tuple(targets)
+    return replace(report, targets=targets, summary=summarize(targets, report.summary.delta))
+
+
+# ---------------------------------------------------------------------------------------------
+# normalisation to what report.json carries
+
+
+def utc_second(moment: datetime) -> datetime:
+    """`moment` in UTC without sub-seconds; a naive datetime is taken as UTC."""
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return aware.replace(microsecond=0)
+
+
+def _maybe_utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else utc_second(moment)
+
+
+def round_duration(seconds: float | None) -> float | None:
+    return None if seconds is None else round(float(seconds), 1)
+
+
+def normalize_run(run: RunInfo) -> RunInfo:
+    return replace(
+        run,
+        started_at=utc_second(run.started_at),
+        finished_at=_maybe_utc(run.finished_at),
+        servers=tuple(run.servers),
+    )
+
+
+def normalize_result(result: TargetResult) -> TargetResult:
+    return replace(
+        result,
+        infected_files=tuple(result.infected_files),
+        started_at=_maybe_utc(result.started_at),
+        finished_at=_maybe_utc(result.finished_at),
+        duration_s=round_duration(result.duration_s),
+    )

@@ -1,0 +1,109 @@
+"""clamfleet.prom: a Prometheus textfile for node_exporter's textfile collector.
+
+Per-target gauges carry server/account/scan_type labels; run-level gauges carry the shard, so
+the files of several shards in one collector directory never define the same series twice.
+No sample timestamps: the textfile collector refuses them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from orchestrator.model import Status, TargetResult
+from orchestrator.report.model import Report
+
+
+@dataclass(frozen=True, slots=True)
+class Gauge:
+    name: str
+    help: str
+    value: Callable[[TargetResult], float | None]
+
+
+def _scanned_files(t: TargetResult) -> float | None:
+    return None if t.scan is None else t.scan.scanned_file_count
+
+
+def _scanned_bytes(t: TargetResult) -> float | None:
+    return None if t.scan is None else t.scan.scanned_file_size
+
+
+def _last_success(t: TargetResult) -> float | None:
+    if t.status is Status.FAILED or t.finished_at is None:
+        return None
+    return t.finished_at.timestamp()
+
+
+TARGET_GAUGES = (
+    Gauge(
+        "clamfleet_infected_files",
+        "Infected files found in the target.",
+        lambda t: len(t.infected_files),
+    ),
+    Gauge("clamfleet_scanned_files", "Files the target's scan examined.", _scanned_files),
+    Gauge("clamfleet_scanned_bytes", "Bytes the target's scan examined.", _scanned_bytes),
+    Gauge(
+        "clamfleet_scan_duration_seconds", "Wall time spent on the target.", lambda t: t.duration_s
+    ),
+    Gauge(
+        "clamfleet_target_failed",
+        "1 if the target could not be fully scanned, else 0.",
+        lambda t: 1 if t.status is Status.FAILED else 0,
+    ),
+    Gauge(
+        "clamfleet_last_success_timestamp_seconds",
+        "Unix time the target last finished without failing.",
+        _last_success,
+    ),
+)
+
+
+def escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def format_value(value: float) -> str:
+    if float(value).is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(float(value))
+
+
+def _labels(**labels: str) -> str:
+    inner = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items())
+    return "{" + inner + "}"
+
+
+def _header(name: str, text: str) -> Iterator[str]:
+    yield f"# HELP {name} {escape_help(text)}"
+    yield f"# TYPE {name} gauge"
+
+
+def _target_lines(report: Report, gauge: Gauge) -> Iterator[str]:
+    yield from _header(gauge.name, gauge.help)
+    for t in report.targets:
+        value = gauge.value(t)
+        if value is not None:
+            labels = _labels(server=t.server, account=t.account, scan_type=str(t.scan_type))
+            yield f"{gauge.name}{labels} {format_value(value)}"
+
+
+def _run_lines(report: Report) -> Iterator[str]:
+    shard = _labels(shard=report.run.shard)
+    yield from _header(
+        "clamfleet_run_exit_code", "Exit code of the run (0 clean, 1 infected, 2 incomplete)."
+    )
+    yield f"clamfleet_run_exit_code{shard} {report.summary.exit_code}"
+    yield from _header("clamfleet_run_finished_timestamp_seconds", "Unix time the run finished.")
+    finished = report.run.finished_at or report.run.started_at
+    yield f"clamfleet_run_finished_timestamp_seconds{shard} {format_value(finished.timestamp())}"
+
+
+def prometheus_text(report: Report) -> str:
+    lines = [line for gauge in TARGET_GAUGES for line in _target_lines(report, gauge)]
+    lines += _run_lines(report)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,153 @@
+"""targets.csv, infected.csv and the plain-text summary table printed by `run` and `demo`."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from orchestrator.model import Status, TargetResult
+from orchestrator.report.model import Report
+
+TARGET_COLUMNS = [
+    "server",
+    "account",
+    "scan_type",
+    "status",
+    "infected_count",
+    "scanned_file_count",
+    "scanned_file_size",
+    "duration_s",
+    "error_kind",
+    "error_message",
+]
+INFECTED_COLUMNS = [
+    "server",
+    "account",
+    "scan_type",
+    "path",
+    "virus",
+    "action",
+    "outcome",
+    "message",
+]
+RESOLVED = "resolved"
+
+Cell = str | int | float | None
+
+
+def _csv(header: Sequence[str], rows: Iterable[Sequence[Cell]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows([["" if cell is None else cell for cell in row] for row in rows])
+    return buffer.getvalue()
+
+
+def target_row(t: TargetResult) -> list[Cell]:
+    scan = t.scan
+    return [
+        t.server,
+        t.account,
+        str(t.scan_type),
+        str(t.status),
+        len(t.infected_files),
+        None if scan is None else scan.scanned_file_count,
+        None if scan is None else scan.scanned_file_size,
+        t.duration_s,
+        None if t.error is None else str(t.error.kind),
+        None if t.error is None else t.error.message,
+    ]
+
+
+def targets_csv(report: Report) -> str:
+    return _csv(TARGET_COLUMNS, (target_row(t) for t in report.targets))
+
+
+def infected_rows(report: Report) -> Iterator[list[Cell]]:
+    """One row per infected file, then (after a baseline comparison) one per resolved file."""
+    for t in report.targets:
+        for f in t.infected_files:
+            row: list[Cell] = [t.server, t.account, str(t.scan_type), f.path, f.virus]
+            row += [str(f.action), str(f.outcome), f.message]
+            yield [*row, f.delta] if report.compared else row
+    for r in report.resolved:
+        yield [r.server, r.account, str(r.scan_type), r.path, r.virus, None, None, None, RESOLVED]
+
+
+def infected_csv(report: Report) -> str:
+    header = [*INFECTED_COLUMNS, "delta"] if report.compared else INFECTED_COLUMNS
+    return _csv(header, infected_rows(report))
+
+
+# ---------------------------------------------------------------------------------------------
+# per-server summary
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSummary:
+    server: str
+    targets: int
+    clean: int
+    infected: int
+    failed: int
+    skipped: int
+    infected_files: int
+    durations: tuple[float, ...]
+
+    @property
+    def median_duration(self) -> float | None:
+        ordered = sorted(self.durations)
+        if not ordered:
+            return None
+        mid = len(ordered) // 2
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def per_server(report: Report) -> list[ServerSummary]:
+    """Summaries of the servers with targets, in the report's (inventory) order."""
+    groups: dict[str, list[TargetResult]] = {}
+    for t in report.targets:
+        groups.setdefault(t.server, []).append(t)
+    return [_server_summary(name, targets) for name, targets in groups.items()]
+
+
+def _server_summary(server: str, targets: Sequence[TargetResult]) -> ServerSummary:
+    def count(status: Status) -> int:
+        return sum(1 for t in targets if t.status is status)
+
+    return ServerSummary(
+        server=server,
+        targets=len(targets),
+        clean=count(Status.CLEAN),
+        infected=count(Status.INFECTED),
+        failed=count(Status.FAILED),
+        skipped=count(Status.SKIPPED),
+        infected_files=sum(len(t.infected_files) for t in targets),
+        durations=tuple(t.duration_s for t in targets if t.duration_s is not None),
+    )
+
+
+SUMMARY_HEADER = ("server", "targets", "clean", "infected", "failed", "skipped", "infected files")
+
+
+def summary_table(report: Report) -> str:
+    """A plain-text table, one line per server and a total line."""
+    s = report.summary
+    rows = [
+        [x.server, x.targets, x.clean, x.infected, x.failed, x.skipped, x.infected_files]
+        for x in per_server(report)
+    ]
+    total = ["total", s.targets, s.clean, s.infected, s.failed, s.skipped, s.infected_files]
+    cells = [list(SUMMARY_HEADER), *([str(c) for c in row] for row in [*rows, total])]
+    widths = [max(len(str(row[i])) for row in cells) for i in range(len(SUMMARY_HEADER))]
+    lines = [_line(row, widths) for row in cells]
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
+
+
+def _line(row: Sequence[Cell], widths: Sequence[int]) -> str:
+    first = str(row[0]).ljust(widths[0])
+    rest = (str(c).rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))
+    return "  ".join([first, *rest]).rstrip()
