@@ -82,8 +82,11 @@ async def test_whm_envelope_keeps_result_1_when_the_inner_call_failed() -> None:
         answer = await api.via_whm("alice", "start_scan")  # no scan_type
         good = await api.via_whm("alice", "get_scan_paths")
     assert answer["metadata"] == {
-        "command": "uapi_cpanel", "reason": "OK", "result": 1, "version": 1,
-    }  # fmt: skip
+        "command": "uapi_cpanel",
+        "reason": "OK",
+        "result": 1,
+        "version": 1,
+    }
     inner = answer["data"]["uapi"]
     assert sorted(inner) == UAPI_KEYS
     assert inner["status"] == 0
@@ -240,9 +243,14 @@ async def test_missing_feature_refuses_every_function() -> None:
     async with running(fleet_of(alice(has_feature=False))) as api:
         answers = [
             await api.uapi("alice", fn)
-            for fn in ("get_scan_paths", "start_scan", "get_scan_status", "list_infected_files",
-                       "check_disinfection_status")
-        ]  # fmt: skip
+            for fn in (
+                "get_scan_paths",
+                "start_scan",
+                "get_scan_status",
+                "list_infected_files",
+                "check_disinfection_status",
+            )
+        ]
         answers.append(await api.disinfect("alice", {"x": "delete"}))
     for answer in answers:
         assert answer["status"] == 0

@@ -122,9 +122,11 @@ async def test_disinfect_needs_exactly_application_json_and_the_actions_wrapper(
         answers.append(await api.raw("GET", path, params={"actions": body}, headers=headers))
         answers.append(await api.raw("POST", path, data={"actions": body}, headers=headers))
         unwrapped = await api.raw(
-            "POST", path, data=json.dumps({"tmp/eicar.com": "delete"}),
+            "POST",
+            path,
+            data=json.dumps({"tmp/eicar.com": "delete"}),
             headers={**headers, "Content-Type": "application/json"},
-        )  # fmt: skip
+        )
         bad_value = await api.disinfect("alice", {"tmp/eicar.com": "cure"})
         empty = await api.disinfect("alice", {})
     for _, _, text in [*answers, unwrapped]:
@@ -144,13 +146,18 @@ async def test_uapi_cpanel_cannot_carry_nested_actions() -> None:
             "alice", "disinfect_files", actions=json.dumps({"tmp/eicar.com": "delete"})
         )
         body = {
-            "api.version": 1, "cpanel.user": "alice", "cpanel.module": "ClamScanner",
-            "cpanel.function": "disinfect_files", "actions": {"tmp/eicar.com": "delete"},
-        }  # fmt: skip
+            "api.version": 1,
+            "cpanel.user": "alice",
+            "cpanel.module": "ClamScanner",
+            "cpanel.function": "disinfect_files",
+            "actions": {"tmp/eicar.com": "delete"},
+        }
         _, _, text = await api.raw(
-            "POST", "/json-api/uapi_cpanel", data=json.dumps(body),
+            "POST",
+            "/json-api/uapi_cpanel",
+            data=json.dumps(body),
             headers={**api.whm_header, "Content-Type": "application/json"},
-        )  # fmt: skip
+        )
     nested = json.loads(text)
     assert as_string["metadata"]["result"] == 1
     assert as_string["data"]["uapi"]["errors"] == [HASHREF]
@@ -181,9 +188,10 @@ async def test_create_user_session_cookie_then_disinfect_through_cpsess() -> Non
             "GET", f"{token}/execute/ClamScanner/get_scan_status", headers={"Cookie": "cpsession=x"}
         )
         wrong_token = await api.raw(
-            "GET", "/cpsess0000000000/execute/ClamScanner/get_scan_status",
+            "GET",
+            "/cpsess0000000000/execute/ClamScanner/get_scan_status",
             headers={"Cookie": f"cpsession={cookie}"},
-        )  # fmt: skip
+        )
         replay = await api.raw("GET", login_path)
         details = await records_until_done(api)
     assert created["metadata"]["reason"] == "Created session"
