@@ -351,7 +351,6 @@ def test_html_is_self_contained_shows_the_numbers_and_escapes(written: Path) -> 
         assert f"<b>{number}</b><span>{label}</span>" in page
     assert page.count("<svg") == 2
     assert "scan exceeded 21600 s" in page and "credentials refused" in page
-    assert "41.2 s" not in page or "median" in page
     ET.fromstring(_svgs(page)[0])  # the charts are well-formed XML
 
 
