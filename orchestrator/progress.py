@@ -178,8 +178,9 @@ class FleetProgress:
     def total(self) -> int:
         return max(self.known_total, self.done)
 
-    def running(self) -> int:
-        return sum(len(s.running) for s in self.servers.values())
+    @property
+    def finished(self) -> bool:
+        return self.unlisted == 0 and self.done >= self.known_total > 0
 
     def active_servers(self) -> list[ServerProgress]:
         return [s for s in self.servers.values() if s.active]
@@ -417,7 +418,7 @@ class LiveProgress:
         grid.add_row(
             ProgressBar(total=max(m.total, 1), completed=m.done, width=30),
             Text(f"targets {m.done}/{m.total}{more}", style="bold"),
-            Text(_eta_text(m.eta()), style="cyan"),
+            Text(_eta_text(m), style="cyan"),
             Text(f"elapsed {_duration(self._clock() - self._started)}"),
             Text(f"files {m.files:,}"),
             Text(f"infected {m.infected}", style="yellow" if m.infected else ""),
@@ -511,7 +512,10 @@ def _isatty(stream: TextIO | None) -> bool:
         return False
 
 
-def _eta_text(estimate: Estimate | None) -> str:
+def _eta_text(model: FleetProgress) -> str:
+    if model.finished:
+        return "all done"
+    estimate = model.eta()
     if estimate is None:
         return "ETA estimating…"
     prefix = "≥" if estimate.lower_bound else ""

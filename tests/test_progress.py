@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -23,6 +34,7 @@ from orchestrator.model import (
     TargetResult,
 )
 from orchestrator.progress import Estimate, FleetProgress, LiveProgress
+from orchestrator.simulator import SimulatorThread, generate_fleet
 
 HOME, MAIL = ScanType.HOME, ScanType.MAIL
 
@@ -94,8 +106,10 @@ def test_counts_files_infections_and_failures() -> None:
     assert model.take_lines() == []
     web01 = model.servers["web01"]
     assert (len(web01.running), web01.done, web01.total, web01.active) == (0, 2, 3, True)
+    assert not model.finished
     model.target_finished(finished(carol, Status.SKIPPED))
     assert not web01.active
+    assert model.finished
     assert model.failed == 1
 
 
@@ -247,3 +261,98 @@ async def test_running_reraises_the_bodys_error_unwrapped() -> None:
     with pytest.raises(KeyError):
         async with progress.running():
             raise KeyError("boom")
+
+
+# ---------------------------------------------------------------------------------------------
+# The real CLI: progress on a pseudo-terminal, none when piped or with --no-progress
+
+PROGRESS = re.compile(r"targets \d+/\d+")
+SAFETY_TIMEOUT = 120.0  # only against a hung child; nothing here measures time
+
+
+@pytest.fixture(scope="module")
+def fleet_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+    spec = generate_fleet(servers=2, accounts=3, infected_ratio=0.3, seed=1, scan_seconds=0.5)
+    path = tmp_path_factory.mktemp("fleet") / "inventory.yaml"
+    with SimulatorThread(spec) as fleet:
+        env = fleet.write_inventory(
+            path,
+            auth="whm",
+            settings={"poll_interval": {"min": 0.05, "max": 0.5}, "requests_per_second": 1000},
+            extra_server_keys={"requests_per_second": 100},
+        )
+        yield path, {**os.environ, **env, "TERM": "xterm-256color"}
+
+
+def run_cli(env: dict[str, str], *args: str | Path, tty: bool) -> tuple[int, str]:
+    """`python -m orchestrator ARGS`, stdout and stderr on a pseudo-terminal or on pipes."""
+    argv = [sys.executable, "-m", "orchestrator", *map(str, args)]
+    if not tty:
+        done = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=SAFETY_TIMEOUT, check=False
+        )
+        return done.returncode, done.stdout + done.stderr
+    master, slave = pty.openpty()
+    # A real size, as a terminal window has: rich lays the live area out to it.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
+    proc = subprocess.Popen(argv, env=env, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        output = _read_until_closed(master)
+        return proc.wait(timeout=SAFETY_TIMEOUT), output
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _read_until_closed(master: int) -> str:
+    chunks = []
+    deadline = time.monotonic() + SAFETY_TIMEOUT
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: every holder of the terminal's other end has closed it
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_is_shown_on_a_terminal(
+    fleet_env: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    inventory_path, env = fleet_env
+    code, output = run_cli(env, "run", inventory_path, "--out", tmp_path / "out", tty=True)
+    assert code in (0, 1), output
+    assert PROGRESS.search(output), output
+    assert "targets 6/6" in output  # the final state stays on screen
+    assert "target.finished" in output  # log lines still arrive, above the live area
+    assert (tmp_path / "out" / "report.json").exists()
+
+
+def test_no_progress_when_stdout_is_not_a_terminal(
+    fleet_env: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    inventory_path, env = fleet_env
+    code, output = run_cli(env, "run", inventory_path, "--out", tmp_path / "out", tty=False)
+    assert code in (0, 1), output
+    assert not PROGRESS.search(output)
+    assert "ETA" not in output
+    assert (tmp_path / "out" / "report.json").exists()
+
+
+def test_no_progress_on_a_terminal_with_no_progress(
+    fleet_env: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    inventory_path, env = fleet_env
+    args = ("run", inventory_path, "--out", tmp_path / "out", "--no-progress")
+    code, output = run_cli(env, *args, tty=True)
+    assert code in (0, 1), output
+    assert not PROGRESS.search(output)
+    assert "ETA" not in output
+    assert "target.finished" in output
