@@ -421,7 +421,7 @@ class LiveProgress:
             Text(_eta_text(m), style="cyan"),
             Text(f"elapsed {_duration(self._clock() - self._started)}"),
             Text(f"files {m.files:,}"),
-            Text(f"infected {m.infected}", style="yellow" if m.infected else ""),
+            Text(f"infections {m.infected}", style="yellow" if m.infected else ""),
             Text(f"failed {m.failed}", style="red" if m.failed else ""),
         )
         return grid
@@ -437,7 +437,7 @@ class LiveProgress:
                 Text(f"{len(s.running)} running"),
                 Text(f"{s.done}/{s.total if s.total is not None else '?'} done"),
                 Text(f"files {s.files:,}"),
-                Text(f"infected {s.infected}", style="yellow" if s.infected else ""),
+                Text(f"infections {s.infected}", style="yellow" if s.infected else ""),
                 Text(f"failed {s.failed}", style="red" if s.failed else ""),
             )
         yield grid

@@ -213,3 +213,11 @@ def test_garbage_answers_are_a_verdict_not_a_traceback(preflight: Any) -> None:
     assert "FAIL protocol:" in checked.row("sim02")
     assert "FAIL auth:" in checked.row("sim03")
     assert checked.row("sim01").endswith("OK")
+
+
+def test_the_cli_runs_it(simulate: Any, cli: Any) -> None:
+    sim = simulate(small_fleet())
+    outcome = cli("validate", sim.inventory, "--check-connectivity")
+    assert outcome.code == 0, outcome.stdout + outcome.stderr
+    assert "2 of 2 servers pass" in outcome.stdout
+    assert "Traceback" not in outcome.stderr
