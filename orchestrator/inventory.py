@@ -155,19 +155,22 @@ def _groups(value: Value) -> dict[str, Layer]:
     return {name: _layer(body) for name, body in value.mapping(null_ok=True).items()}
 
 
-def _merge(layers: Sequence[Layer]) -> Layer:
+def _merge(layers: Sequence[Layer]) -> tuple[Layer, bool]:
+    """The layers merged, later wins; and whether a layer changed the inherited auth.method."""
     merged: Layer = {}
+    switched = False
     for layer in layers:
         method = layer.get("auth.method")
         inherited = merged.get("auth.method")
         if method and inherited and method.node.value != inherited.node.value:
             merged = {k: v for k, v in merged.items() if k not in METHOD_BOUND}
+            switched = True
         if any(f"auth.{k}" in layer for k in ALL_REFS):
             # A layer's secret reference replaces the inherited one whatever its kind: there is
             # one secret per server, so `token_file` here overrides `token_env` from defaults.
             merged = {k: v for k, v in merged.items() if k.removeprefix("auth.") not in ALL_REFS}
         merged.update(layer)
-    return merged
+    return merged, switched
 
 
 # -- servers -----------------------------------------------------------------------------------
@@ -185,9 +188,10 @@ def _servers(
         entries = item.mapping()
         name = _name(item, entries, seen)
         refs = _group_refs(entries, groups)
-        merged = _merge([defaults, *(groups[g] for g in refs), own])
+        merged, switched = _merge([defaults, *(groups[g] for g in refs), own])
         try:
-            servers.append(_server(item, name, entries, refs, merged, ctx))
+            auth = _credentials(item, merged, switched, ctx)
+            servers.append(_server(item, name, entries, refs, merged, auth, ctx))
         except ConfigError as exc:
             raise _for_server(exc, item.field, name) from None
     return tuple(servers)
@@ -241,9 +245,9 @@ def _server(
     own: dict[str, Value],
     groups: list[str],
     merged: Layer,
+    auth: Credentials,
     ctx: _Context,
 ) -> Server:
-    auth = _credentials(item, merged, ctx)
     server = Server(
         name=name,
         base_url=_base_url(item, own, merged, auth.method),
@@ -260,23 +264,25 @@ def _get(merged: Layer, key: str, read: Callable[[Value], T], default: T) -> T:
     return read(merged[key]) if key in merged else default
 
 
-def _credentials(item: Value, merged: Layer, ctx: _Context) -> Credentials:
-    inherit = "is required (set it here, in a group or in defaults)"
+def _credentials(item: Value, merged: Layer, switched: bool, ctx: _Context) -> Credentials:
+    # After a change of method the old method's user and secret are gone (see METHOD_BOUND).
+    hint = " (not inherited across a change of auth.method)" if switched else ""
     if "auth.method" not in merged:
-        raise _missing(item, "auth.method", inherit)
+        raise _missing(item, "auth.method", "is required (here, in a group or in defaults)")
     method = merged["auth.method"].choice(AuthMethod)
     if "auth.user" not in merged:
-        dropped = " (a user is not inherited across a change of auth.method)"
-        raise _missing(item, "auth.user", inherit + dropped)
+        raise _missing(item, "auth.user", "is required (here, in a group or in defaults)" + hint)
     user = merged["auth.user"].text()
-    return Credentials(method=method, user=user, secret=_secret(item, merged, method, ctx))
+    allowed = SECRET_REFS[method]
+    if not any(f"auth.{k}" in merged for k in ALL_REFS):
+        needs = f"{method} needs {' or '.join(allowed)}{hint}"
+        raise _missing(item, f"auth.{allowed[0]}", needs)
+    return Credentials(method=method, user=user, secret=_secret(merged, method, ctx))
 
 
-def _secret(item: Value, merged: Layer, method: AuthMethod, ctx: _Context) -> Secret:
+def _secret(merged: Layer, method: AuthMethod, ctx: _Context) -> Secret:
     allowed = SECRET_REFS[method]
     present = [k for k in ALL_REFS if f"auth.{k}" in merged]
-    if not present:
-        raise _missing(item, f"auth.{allowed[0]}", f"{method} needs {' or '.join(allowed)}")
     key = present[0]
     value = merged[f"auth.{key}"]
     if key not in allowed:

@@ -24,6 +24,7 @@ E = TypeVar("E", bound=StrEnum)
 _TAG = "tag:yaml.org,2002:"
 _MERGE = _TAG + "merge"
 _TEXT_TAGS = (_TAG + "str", _TAG + "int", _TAG + "float")
+_PLAIN_TAGS = frozenset(("str", "int", "float", "bool", "null", "map", "seq", "merge", "timestamp"))
 
 
 def read_document(path: str | Path, what: str) -> Value | None:
@@ -41,7 +42,29 @@ def read_document(path: str | Path, what: str) -> Value | None:
         raise _syntax_error(exc, file) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", file=file) from None
-    return None if node is None else Value(node, "", file)
+    if node is None:
+        return None
+    _check_tags(node, file)
+    return Value(node, "", file)
+
+
+def _check_tags(root: yaml.Node, file: str) -> None:
+    """Refuse explicit tags such as `!!python/object`: compose never runs them, but a config
+    that carries one was written for a loader it should not be given to."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:  # aliases share nodes, and may even form cycles
+            continue
+        seen.add(id(node))
+        if node.tag.removeprefix(_TAG) not in _PLAIN_TAGS:
+            line = int(node.start_mark.line) + 1
+            raise ConfigError(f"YAML tag {node.tag!r} is not allowed", file=file, line=line)
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(n for pair in node.value for n in pair)
 
 
 def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> ConfigError:
@@ -103,18 +126,33 @@ class Value:
         if not isinstance(self.node, yaml.MappingNode):
             raise self.expected("a mapping")
         self._check_duplicates()
-        try:  # `<<: *anchor` merge keys; the mapping's own keys win, as in yaml.safe_load
-            yaml.constructor.SafeConstructor().flatten_mapping(self.node)
-        except yaml.MarkedYAMLError as exc:
-            raise _syntax_error(exc, self.file) from None
         out: dict[str, Value] = {}
-        for key_node, value_node in self.node.value:
+        for key_node, value_node in self._pairs(self.node):
             key = self._key(key_node)
             if allowed is not None and key not in allowed:
                 where = self.child(key_node, key)
                 raise where.error(f"unknown key {key!r} (allowed: {', '.join(allowed)})")
             out[key] = self.child(value_node, key)
         return out
+
+    def _pairs(self, node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node]]:
+        """Entries with `<<: *anchor` merge keys expanded, lowest precedence first.
+
+        As in yaml.safe_load, the mapping's own keys win, then the merged mappings in the order
+        listed. The node is not modified, so a mapping may be read twice.
+        """
+        merged: list[tuple[yaml.Node, yaml.Node]] = []
+        own: list[tuple[yaml.Node, yaml.Node]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE:
+                own.append((key_node, value_node))
+                continue
+            many = isinstance(value_node, yaml.SequenceNode)
+            for source in reversed(value_node.value) if many else [value_node]:
+                if not isinstance(source, yaml.MappingNode):
+                    raise Value(source, self.field, self.file).expected("a mapping to merge (<<)")
+                merged.extend(self._pairs(source))
+        return merged + own
 
     def _key(self, node: yaml.Node) -> str:
         # The key's source text, whatever YAML 1.1 would resolve it to: `on:` stays "on", so a
