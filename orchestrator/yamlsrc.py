@@ -24,6 +24,12 @@ E = TypeVar("E", bound=StrEnum)
 _TAG = "tag:yaml.org,2002:"
 _MERGE = _TAG + "merge"
 _TEXT_TAGS = (_TAG + "str", _TAG + "int", _TAG + "float")
+_KINDS = {
+    "int": "an integer",
+    "float": "a decimal number",
+    "bool": "a boolean",
+    "timestamp": "a date",
+}
 _PLAIN_TAGS = frozenset(("str", "int", "float", "bool", "null", "map", "seq", "merge", "timestamp"))
 
 
@@ -87,7 +93,9 @@ def describe(node: yaml.Node) -> str:
     if kind == "null":
         return "nothing (null)"
     shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
-    return {"str": f"the string {shown!r}"}.get(kind, f"{shown} (a {kind})")
+    if kind == "str":
+        return f"the string {shown!r}"
+    return f"{shown} ({_KINDS.get(kind, kind)})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -283,13 +283,13 @@ def test_select_servers_by_glob_keeps_inventory_order() -> None:
         pytest.param(
             one_server("    max_concurrent_scans: 0\n"),
             "inventory.yaml:5: servers[0].max_concurrent_scans: expected an integer >= 1,"
-            " got 0 (a int)",
+            " got 0 (an integer)",
             id="zero-scans",
         ),
         pytest.param(
             one_server("    requests_per_second: -1\n"),
             "inventory.yaml:5: servers[0].requests_per_second: expected a number > 0,"
-            " got -1 (a int)",
+            " got -1 (an integer)",
             id="negative-rate",
         ),
         pytest.param(
@@ -435,7 +435,8 @@ def test_select_servers_by_glob_keeps_inventory_order() -> None:
         ),
         pytest.param(
             one_server("settings:\n  timeouts: {scan: .nan}\n"),
-            "inventory.yaml:6: settings.timeouts.scan: expected a number > 0, got .nan (a float)",
+            "inventory.yaml:6: settings.timeouts.scan: expected a number > 0,"
+            " got .nan (a decimal number)",
             id="nan-timeout",
         ),
         pytest.param(
@@ -552,7 +553,7 @@ def test_inherited_faults_name_the_server_that_inherits_them() -> None:
 def test_faults_in_defaults_are_found_even_when_every_server_overrides_them() -> None:
     text = f"defaults:\n  {WHM}\n  port: 0\nservers:\n  - {{name: a, host: h, port: 1}}\n"
     assert error(text) == (
-        "inventory.yaml:3: defaults.port: expected an integer from 1 to 65535, got 0 (a int)"
+        "inventory.yaml:3: defaults.port: expected an integer from 1 to 65535, got 0 (an integer)"
     )
 
 

@@ -172,13 +172,13 @@ def test_cleanse_mailbox_with_a_glob_or_a_mail_path_is_allowed() -> None:
         pytest.param(
             "limits: {max_destructive_per_account: -1}\n",
             "policy.yaml:1: limits.max_destructive_per_account: expected an integer >= 0,"
-            " got -1 (a int)",
+            " got -1 (an integer)",
             id="negative-limit",
         ),
         pytest.param(
             "limits: {max_destructive_per_run: 1.5}\n",
             "policy.yaml:1: limits.max_destructive_per_run: expected an integer >= 0,"
-            " got 1.5 (a float)",
+            " got 1.5 (a decimal number)",
             id="fractional-limit",
         ),
         pytest.param(
