@@ -143,12 +143,17 @@ class Value:
             out[key] = self.child(value_node, key)
         return out
 
-    def _pairs(self, node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node]]:
+    def _pairs(
+        self, node: yaml.MappingNode, outer: frozenset[int] = frozenset()
+    ) -> list[tuple[yaml.Node, yaml.Node]]:
         """Entries with `<<: *anchor` merge keys expanded, lowest precedence first.
 
         As in yaml.safe_load, the mapping's own keys win, then the merged mappings in the order
         listed. The node is not modified, so a mapping may be read twice.
         """
+        if id(node) in outer:  # `a: &a {<<: *a}` would otherwise recurse forever
+            raise Value(node, self.field, self.file).error("a mapping cannot merge itself (<<)")
+        outer |= {id(node)}
         merged: list[tuple[yaml.Node, yaml.Node]] = []
         own: list[tuple[yaml.Node, yaml.Node]] = []
         for key_node, value_node in node.value:
@@ -159,7 +164,7 @@ class Value:
             for source in reversed(value_node.value) if many else [value_node]:
                 if not isinstance(source, yaml.MappingNode):
                     raise Value(source, self.field, self.file).expected("a mapping to merge (<<)")
-                merged.extend(self._pairs(source))
+                merged.extend(self._pairs(source, outer))
         return merged + own
 
     def _key(self, node: yaml.Node) -> str:

@@ -238,6 +238,11 @@ def test_yaml_merge_keys_work() -> None:
     assert inv.servers[0].auth.user == "other"
 
 
+def test_a_mapping_merging_itself_is_an_error() -> None:
+    message = error("defaults: &a\n  <<: *a\nservers: []\n")
+    assert message == "inventory.yaml:1: defaults: a mapping cannot merge itself (<<)"
+
+
 def test_secrets_never_show_in_reprs() -> None:
     inv = load(one_server())
     assert "whm-secret" not in repr(inv)
