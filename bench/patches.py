@@ -10,6 +10,10 @@ session. Patches:
   span the progress rate was measured over, sleep only 60 % of it (at least poll_interval.max),
   then re-estimate with the longer span. Bounds the lateness that one noisy early rate estimate
   can cause, at the cost of about one more status call per target.
+* `limiter` -- limiter.Gate.acquire: book a slot only at the moment the request is sent, holding
+  a per-gate FIFO lock while waiting. The original books the per-server slot ahead and moves
+  the *global* pacer's next slot to it, so one server's backlog delays every other server:
+  the whole fleet runs at one server's rate.
 * `retry` -- client.ServerClient._with_retries: make the first attempt directly and enter
   stamina's retry machinery only after a transient failure (stamina/tenacity cost ~50 us of
   CPU per request even when nothing fails).
@@ -67,7 +71,37 @@ def patch_retry() -> None:
     client.ServerClient._with_retries = _with_retries  # type: ignore[method-assign]
 
 
-PATCHES: dict[str, Callable[[], None]] = {"poll": patch_poll, "retry": patch_retry}
+def patch_limiter() -> None:
+    import anyio
+
+    from orchestrator import limiter
+
+    def gate_init(self: Any, pacers: Any, clock: Any, sleep: Any) -> None:
+        self._pacers, self._clock, self._sleep = pacers, clock, sleep
+        self._lock = anyio.Lock()  # FIFO: one waiter per gate (server) at a time
+
+    async def acquire(self: Any) -> None:
+        async with self._lock:
+            while True:
+                now = self._clock()
+                due = max(p.next_slot for p in self._pacers)
+                if due <= now:  # book only the slot actually used: never into the future
+                    for p in self._pacers:
+                        p.next_slot = now + p.interval
+                    return
+                await self._sleep(due - now)
+
+    limiter.Gate.__slots__  # noqa: B018 (Gate has __slots__: replace the class's methods)
+    ns = {"__slots__": ("_clock", "_lock", "_pacers", "_sleep"), "__init__": gate_init,
+          "acquire": acquire, "reserve": limiter.Gate.reserve}  # fmt: skip
+    limiter.Gate = type("Gate", (), ns)  # type: ignore[misc,assignment]
+
+
+PATCHES: dict[str, Callable[[], None]] = {
+    "poll": patch_poll,
+    "retry": patch_retry,
+    "limiter": patch_limiter,
+}
 
 
 def main(argv: list[str]) -> int:
