@@ -269,14 +269,14 @@ async def _resolve_targets(
     wanted = server.accounts
     listed = {a.user: a for a in accounts}
     names = [a.user for a in accounts] if wanted is None else list(wanted)
-    targets = []
+    found: list[Target] = []
     for name in names:
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in server.exclude_accounts):
             continue
         account = listed.get(name)
         for scan_type in scan_types:
             target = Target(server.name, name, scan_type)
-            targets.append(target)
+            found.append(target)
             if account is None:
                 _skip(
                     run,
@@ -287,7 +287,7 @@ async def _resolve_targets(
                 )
             elif account.suspended and not server.include_suspended:
                 _skip(run, target, ErrorKind.SKIPPED, "account is suspended", Status.SKIPPED)
-    return _save_targets(run, server, _only(run, tuple(targets)))
+    return _save_targets(run, server, _only(run, tuple(found)))
 
 
 def _unlisted(

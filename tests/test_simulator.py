@@ -7,7 +7,7 @@ import html
 import json
 
 import pytest
-from test_simulator_helpers import HOMEFILE, MBOX, SHELL, WEB, alice, fleet_of, running
+from .test_simulator_helpers import HOMEFILE, MBOX, SHELL, WEB, alice, fleet_of, running
 
 from orchestrator.simulator import AccountSpec, Faults, SimFile
 

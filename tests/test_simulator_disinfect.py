@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from test_simulator_helpers import HOMEFILE, SHELL, WEB, Api, alice, fleet_of, running
+from .test_simulator_helpers import HOMEFILE, SHELL, WEB, Api, alice, fleet_of, running
 
 from orchestrator.simulator import AccountSpec, Faults
 

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from test_simulator_helpers import alice, fleet_of, running
+from .test_simulator_helpers import alice, fleet_of, running
 
 from orchestrator.simulator import Faults, SimFile, SimulatorThread, generate_fleet, serve
 
