@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import stamina
@@ -194,7 +194,13 @@ class ServerClient:
     async def _once(
         self, account: str, function: str, params: Mapping[str, str] | None = None
     ) -> Any:
-        return await self._uapi(account, function, params)
+        """A state-changing call: sent once, as a form POST.
+
+        POST, as cPanel's own client sends every call, and because aiohttp silently re-sends
+        an idempotent-method request (GET) when a reused keep-alive connection turns out
+        closed: a `start_scan` GET whose connection dropped could reach cPanel twice.
+        """
+        return await self._uapi(account, function, params, post=True)
 
     async def _with_retries(self, call: Callable[[], Awaitable[Any]]) -> Any:
         policy = self._retry
@@ -210,7 +216,14 @@ class ServerClient:
                 return await call()
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
-    async def _uapi(self, account: str, function: str, params: Mapping[str, str] | None) -> Any:
+    async def _uapi(
+        self,
+        account: str,
+        function: str,
+        params: Mapping[str, str] | None,
+        *,
+        post: bool = False,
+    ) -> Any:
         if self._whm:
             query = {
                 "api.version": "1",
@@ -220,16 +233,24 @@ class ServerClient:
                 **(params or {}),
             }
             url = f"{self._server.base_url}/json-api/uapi_cpanel"
-            answer = parse_whm(await self._get(url, query, function), function)
+            answer = parse_whm(await self._get(url, query, function, post=post), function)
             uapi = (
                 answer.get("data", {}).get("uapi") if isinstance(answer.get("data"), dict) else None
             )
             return parse_uapi(uapi, self._server.name, function)
         url = f"{self._server.base_url}/execute/{MODULE}/{function}"
-        return parse_uapi(await self._get(url, params, function), self._server.name, function)
+        answer = await self._get(url, params, function, post=post)
+        return parse_uapi(answer, self._server.name, function)
 
-    async def _get(self, url: str, params: Mapping[str, str] | None, function: str) -> Answer:
-        raw = await self._send("GET", url, function, params=params, headers=self._headers())
+    async def _get(
+        self, url: str, params: Mapping[str, str] | None, function: str, *, post: bool = False
+    ) -> Answer:
+        if post:
+            headers = {**self._headers(), "Content-Type": "application/x-www-form-urlencoded"}
+            body = urlencode(params or {}).encode()
+            raw = await self._send("POST", url, function, headers=headers, data=body)
+        else:
+            raw = await self._send("GET", url, function, params=params, headers=self._headers())
         return check_answer(
             raw.status, raw.content_type, raw.body, self._server.name, function, raw.retry_after
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -116,14 +117,36 @@ async def test_idempotent_polls_are_retried_on_5xx(http: Http) -> None:
         assert sum(len(v) for v in mocked.requests.values()) == 2
 
 
+START_URL = f"{BASE}/json-api/uapi_cpanel"
+
+
+@pytest.mark.asyncio
+async def test_start_scan_is_one_form_post(http: Http) -> None:
+    """POST, never GET: aiohttp silently re-sends a GET whose kept-alive connection dropped."""
+    with aioresponses() as mocked:
+        mocked.post(START_URL, payload=whm(None))
+        client = ServerClient(http, server(), NoLimit())
+        await client.start_scan("alice", ScanType.MAIL)
+        ((key, calls),) = mocked.requests.items()
+        assert key[0] == "POST"
+        form = dict(urllib.parse.parse_qsl(calls[0].kwargs["data"].decode()))
+        assert form["cpanel.user"] == "alice"
+        assert form["cpanel.function"] == "start_scan"
+        assert form["scan_type"] == "mail"
+        headers = calls[0].kwargs["headers"]
+        assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+        assert headers["Authorization"] == f"whm root:{CANARY}"
+
+
 @pytest.mark.asyncio
 async def test_start_scan_is_never_retried(http: Http) -> None:
     with aioresponses() as mocked:
-        mocked.get(uapi_url("start_scan"), status=503, body="busy")
-        mocked.get(uapi_url("start_scan"), payload=whm(None))
+        mocked.post(START_URL, status=503, body="busy")
+        mocked.post(START_URL, payload=whm(None))
         client = ServerClient(http, server(), NoLimit())
-        with pytest.raises(TransportError):
+        with pytest.raises(TransportError) as err:
             await client.start_scan("alice", ScanType.HOME)
+        assert "503" in str(err.value)
         assert sum(len(v) for v in mocked.requests.values()) == 1
 
 
@@ -146,7 +169,7 @@ async def test_auth_failure_is_not_retried_and_carries_no_token(http: Http) -> N
 @pytest.mark.asyncio
 async def test_inner_uapi_failure_is_an_api_error(http: Http) -> None:
     with aioresponses() as mocked:
-        mocked.get(uapi_url("start_scan"), payload=whm(None, status=0))
+        mocked.post(START_URL, payload=whm(None, status=0))
         client = ServerClient(http, server(), NoLimit())
         with pytest.raises(ApiError):
             await client.start_scan("alice", ScanType.HOME)
