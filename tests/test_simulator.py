@@ -7,9 +7,10 @@ import html
 import json
 
 import pytest
-from .test_simulator_helpers import HOMEFILE, MBOX, SHELL, WEB, alice, fleet_of, running
 
 from orchestrator.simulator import AccountSpec, Faults, SimFile
+
+from .test_simulator_helpers import HOMEFILE, MBOX, SHELL, WEB, alice, fleet_of, running
 
 ACCESS_DENIED = (
     '{"cpanelresult":{"apiversion":"2","error":"Access denied",'

@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from .test_simulator_helpers import HOMEFILE, SHELL, WEB, Api, alice, fleet_of, running
 
 from orchestrator.simulator import AccountSpec, Faults
+
+from .test_simulator_helpers import HOMEFILE, SHELL, WEB, Api, alice, fleet_of, running
 
 HASHREF = "The parameter “actions” is required and must be a non-empty hashref."
 

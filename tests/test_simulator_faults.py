@@ -13,9 +13,10 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from .test_simulator_helpers import alice, fleet_of, running
 
 from orchestrator.simulator import Faults, SimFile, SimulatorThread, generate_fleet, serve
+
+from .test_simulator_helpers import alice, fleet_of, running
 
 STATUS = "/execute/ClamScanner/get_scan_status"
 ONLY_STATUS = frozenset({"get_scan_status"})

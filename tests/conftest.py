@@ -1,0 +1,126 @@
+"""Shared fixtures: a simulated fleet on 127.0.0.1 and the real CLI run against it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import stamina
+
+from orchestrator.cli import main
+from orchestrator.simulator import FleetSpec, SimulatorThread
+
+#: Settings that keep simulated runs short: fast polls, short deadlines, generous rates.
+FAST_SETTINGS: dict[str, Any] = {
+    "poll_interval": {"min": 0.05, "max": 0.5},
+    "timeouts": {"request": 5, "scan": 60, "stall": 10, "disinfection": 30},
+    "requests_per_second": 2000,
+}
+FAST_SERVER: dict[str, Any] = {"requests_per_second": 500, "max_concurrent_scans": 4}
+
+
+@pytest.fixture(autouse=True)
+def _fast_retries() -> Iterator[None]:
+    """Retries keep their attempts but not their waits (stamina's test mode)."""
+    stamina.set_testing(True, attempts=3)
+    yield
+    stamina.set_testing(False)
+
+
+@dataclass
+class Sim:
+    fleet: Any
+    inventory: Path
+    env: dict[str, str]
+
+
+@pytest.fixture
+def simulate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Sim]]:
+    """Start a simulated fleet in a background thread and write an inventory for it."""
+    threads: list[SimulatorThread] = []
+
+    def start(
+        spec: FleetSpec,
+        *,
+        auth: str = "whm",
+        tls: bool = False,
+        settings: dict[str, Any] | None = None,
+        server_keys: dict[str, Any] | None = None,
+    ) -> Sim:
+        thread = SimulatorThread(spec, tls=tls)
+        fleet = thread.__enter__()
+        threads.append(thread)
+        inventory = tmp_path / f"inventory-{len(threads)}.yaml"
+        env = fleet.write_inventory(
+            inventory,
+            auth=auth,
+            settings={**FAST_SETTINGS, **(settings or {})},
+            extra_server_keys={**FAST_SERVER, **(server_keys or {})},
+        )
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        return Sim(fleet, inventory, dict(env))
+
+    yield start
+    for thread in reversed(threads):
+        thread.__exit__(None, None, None)
+
+
+@dataclass
+class Outcome:
+    code: int
+    out: Path
+    stdout: str
+    stderr: str
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return json.loads((self.out / "report.json").read_text())
+
+    def targets(self) -> dict[tuple[str, str, str], dict[str, Any]]:
+        return {(t["server"], t["account"], t["scan_type"]): t for t in self.report["targets"]}
+
+    def csv_rows(self, name: str) -> list[dict[str, str]]:
+        with (self.out / name).open(newline="") as fh:
+            return list(csv.DictReader(fh))
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., Outcome]:
+    """Run `clamfleet ARGS` in this process (signals aside, exactly what the command does)."""
+    counter = iter(range(1000))
+
+    def run(*args: str | Path, out: Path | None = None) -> Outcome:
+        argv = [str(a) for a in args]
+        if out is None and argv and argv[0] in ("run", "merge", "demo"):
+            out = tmp_path / f"out-{next(counter)}"
+            argv += ["--out", str(out)]
+        if argv and argv[0] == "run" and "--no-progress" not in argv:
+            argv.append("--no-progress")
+        code = main(argv)
+        captured = capsys.readouterr()
+        return Outcome(code, out or tmp_path, captured.out, captured.err)
+
+    return run
+
+
+def run_subprocess(
+    *args: str | Path, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """The CLI as its own process (for signals, tracebacks and the exact stderr)."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *map(str, args)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
