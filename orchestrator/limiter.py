@@ -2,15 +2,19 @@
 
 `requests_per_second: R` is a promise to a server's owner: never more than R requests in any
 one-second window, and no burst beyond a single request. A `Pacer` keeps its requests at least
-1/R apart. A request must satisfy its server's pacer and the global one at once, so both are
-reserved in one synchronous step (`Gate.reserve`): no await between reading and booking, hence no
-race between tasks, and a delay imposed by one pacer can never let the other burst afterwards.
+1/R apart, counted from the moment each request actually goes out.
+
+A request must satisfy its server's pacer and the global one. Slots are booked only at send
+time, never ahead: a server's requests queue first behind their own server's lock (FIFO), and
+only the head of that queue then queues, behind the global lock, for a global slot. So a long
+queue on one busy server books nothing in advance and cannot push the global pacer into the
+future for every other server (the failure of booking ahead: one server's backlog of 40 polls
+at 5/s made a request from an idle server wait 8 s).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -23,38 +27,46 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class Pacer:
-    """Books request slots at least `1/rate` seconds apart."""
+    """Keeps the requests that pass it at least `1/rate` seconds apart, FIFO."""
 
-    __slots__ = ("interval", "next_slot")
+    __slots__ = ("_lock", "interval", "last_sent")
 
     def __init__(self, rate: float) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.interval = 1.0 / rate
-        self.next_slot = -math.inf
+        self.last_sent = -math.inf
+        self._lock = anyio.Lock()  # FIFO: waiters are served in arrival order
+
+    async def wait_turn(self, clock: Clock, sleep: Sleep) -> None:
+        """Sleep until a slot is free (the caller must book it with `sent` without awaiting)."""
+        while (delay := self.last_sent + self.interval - clock()) > 0:
+            await sleep(delay)
 
 
 class Gate:
-    """Every request through it waits for a slot free on all of its pacers."""
+    """The way out for one server's requests: its own pacer, then the fleet's global one."""
 
-    __slots__ = ("_clock", "_pacers", "_sleep")
+    __slots__ = ("_clock", "_global", "_own", "_sleep")
 
-    def __init__(self, pacers: tuple[Pacer, ...], clock: Clock, sleep: Sleep) -> None:
-        self._pacers = pacers
+    def __init__(self, own: Pacer, shared: Pacer | None, clock: Clock, sleep: Sleep) -> None:
+        self._own = own
+        self._global = shared
         self._clock = clock
         self._sleep = sleep
 
-    def reserve(self, now: float) -> float:
-        """Book the earliest common slot; return how long to wait for it."""
-        slot = max(now, *(p.next_slot for p in self._pacers))
-        for pacer in self._pacers:
-            pacer.next_slot = slot + pacer.interval
-        return slot - now
-
     async def acquire(self) -> None:
-        delay = self.reserve(self._clock())
-        if delay > 0:
-            await self._sleep(delay)
+        """Return when this request may be sent now; its slot is booked at that instant."""
+        own, shared, clock, sleep = self._own, self._global, self._clock, self._sleep
+        async with own._lock:
+            await own.wait_turn(clock, sleep)
+            if shared is None:
+                own.last_sent = clock()
+                return
+            async with shared._lock:
+                await shared.wait_turn(clock, sleep)
+                # no await between the checks above and booking: both rates hold
+                own.last_sent = shared.last_sent = clock()
 
 
 @dataclass(slots=True)
@@ -62,7 +74,7 @@ class FleetLimits:
     """All limits of one run; the runner is their only user."""
 
     settings: Settings
-    clock: Clock = time.monotonic
+    clock: Clock = anyio.current_time
     sleep: Sleep = anyio.sleep
     global_pacer: Pacer = field(init=False)
     servers: anyio.CapacityLimiter = field(init=False)
@@ -73,4 +85,4 @@ class FleetLimits:
 
     def gate_for(self, server: Server) -> Gate:
         """The gate of one server: its own pacer and the fleet's global one."""
-        return Gate((Pacer(server.requests_per_second), self.global_pacer), self.clock, self.sleep)
+        return Gate(Pacer(server.requests_per_second), self.global_pacer, self.clock, self.sleep)

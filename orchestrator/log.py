@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, TextIO
 
+import stamina
 import structlog
 
 MASK = "********"
@@ -64,7 +65,6 @@ def redact_processor(
 
 def configure(fmt: str = "console", level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog (and route stdlib logging through the same redaction)."""
-    stream = stream or sys.stderr
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -78,15 +78,40 @@ def configure(fmt: str = "console", level: str = "info", stream: TextIO | None =
     else:
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.dev.ConsoleRenderer(
-            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+            colors=(stream or sys.stderr).isatty(),
+            exception_formatter=structlog.dev.plain_traceback,
         )
     structlog.configure(
         processors=[*shared, redact_processor, _redact_rendered(renderer)],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=_factory(stream),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=stream, force=True)
+    logging.basicConfig(
+        level=max(numeric, logging.WARNING), stream=stream or sys.stderr, force=True
+    )
+    # stamina's own retry log is a warning per retry: ours is one debug line, redacted above.
+    stamina.instrumentation.set_on_retry_hooks([_log_retry])
+
+
+def _factory(stream: TextIO | None) -> Callable[..., Any]:
+    """Loggers writing to `stream`, or to whatever `sys.stderr` is at the time of each call.
+
+    Looked up late so that a replaced or closed stderr (a test's capture, a daemon's redirect)
+    does not leave every later log line, and the retry hook, writing to a dead stream.
+    """
+    if stream is not None:
+        return structlog.PrintLoggerFactory(stream)
+    return lambda *_args: structlog.PrintLogger(sys.stderr)
+
+
+def _log_retry(details: stamina.instrumentation.RetryDetails) -> None:
+    structlog.get_logger("clamfleet.retry").debug(
+        "request.retry",
+        attempt=details.retry_num,
+        wait_s=round(details.wait_for, 3),
+        error=str(details.caused_by),
+    )
 
 
 def _redact_rendered(renderer: Any) -> Any:

@@ -1,57 +1,130 @@
-"""The limiter with a controllable clock: no real time passes."""
+"""The limiter under real concurrency, in virtual time.
+
+Trio's MockClock with autojump: whenever every task is blocked, time jumps to the next timer.
+So hundreds of concurrent requests run in milliseconds of wall time, and every timestamp is exact.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio
 import pytest
+from trio.testing import MockClock
 
 from orchestrator.limiter import Gate, Pacer
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    return "trio", {"clock": MockClock(autojump_threshold=0)}
 
-    def __call__(self) -> float:
-        return self.now
 
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
+def gate(rate: float, shared: Pacer | None = None) -> Gate:
+    return Gate(Pacer(rate), shared, anyio.current_time, anyio.sleep)
 
 
 def max_in_window(times: list[float], width: float = 1.0) -> int:
-    return max(sum(1 for t in times if start <= t < start + width) for start in times)
+    """Most requests in any window [t, t + width) that starts at a request."""
+    return max(sum(1 for t in times if start <= t < start + width - 1e-9) for start in times)
 
 
-def test_requests_are_spaced_one_over_rate_with_no_burst() -> None:
-    pacer = Pacer(5)
-    gate = Gate((pacer,), FakeClock(), FakeClock().sleep)
-    delays = [gate.reserve(0.0) for _ in range(4)]
-    assert delays == pytest.approx([0.0, 0.2, 0.4, 0.6])
+async def send_all(gates: dict[str, Gate], per_gate: int) -> dict[str, list[float]]:
+    """`per_gate` concurrent requests through each gate; when each was let through."""
+    sent: dict[str, list[float]] = {name: [] for name in gates}
+
+    async def one(name: str) -> None:
+        await gates[name].acquire()
+        sent[name].append(anyio.current_time())
+
+    async with anyio.create_task_group() as tg:
+        for name in gates:
+            for _ in range(per_gate):
+                tg.start_soon(one, name)
+    return sent
 
 
-def test_idle_time_does_not_bank_a_burst() -> None:
-    pacer = Pacer(2)
-    gate = Gate((pacer,), FakeClock(), FakeClock().sleep)
-    gate.reserve(0.0)
-    assert gate.reserve(100.0) == 0.0
-    assert gate.reserve(100.0) == pytest.approx(0.5)
+@pytest.mark.anyio
+async def test_requests_are_spaced_one_over_rate_with_no_burst() -> None:
+    start = anyio.current_time()
+    sent = await send_all({"a": gate(5)}, per_gate=6)
+    offsets = [t - start for t in sent["a"]]
+    assert offsets == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert max_in_window(sent["a"]) == 5
 
 
-@pytest.mark.asyncio
+@pytest.mark.anyio
+async def test_idle_time_does_not_bank_a_burst() -> None:
+    g = gate(2)
+    await g.acquire()
+    await anyio.sleep(100)
+    first = anyio.current_time()
+    await g.acquire()
+    assert anyio.current_time() == pytest.approx(first)  # idle: goes at once
+    await g.acquire()
+    assert anyio.current_time() == pytest.approx(first + 0.5)  # but only one
+
+
+@pytest.mark.anyio
 async def test_server_and_global_rates_both_hold_in_every_one_second_window() -> None:
-    clock = FakeClock()
-    global_pacer = Pacer(8)
-    gates = [Gate((Pacer(3), global_pacer), clock, clock.sleep) for _ in range(4)]
-    sent: dict[int, list[float]] = {i: [] for i in range(4)}
-    # interleave acquisitions from four servers, as tasks would
-    for _ in range(12):
-        for i, gate in enumerate(gates):
-            await gate.acquire()
-            sent[i].append(clock.now)
+    shared = Pacer(8)
+    gates = {f"s{i}": gate(3, shared) for i in range(4)}
+    sent = await send_all(gates, per_gate=12)
     everything = sorted(t for times in sent.values() for t in times)
+    assert len(everything) == 48
     assert max_in_window(everything) <= 8
     for times in sent.values():
         assert max_in_window(times) <= 3
+    # and the global limit is used, not wasted: 48 requests at 8/s take about 6 s
+    assert everything[-1] - everything[0] == pytest.approx(47 / 8, rel=0.05)
+
+
+@pytest.mark.anyio
+async def test_a_busy_servers_backlog_does_not_delay_an_idle_server() -> None:
+    """Booking happens at send time: 40 queued polls on one server hold no global slots."""
+    shared = Pacer(50)
+    busy, idle = gate(5, shared), gate(5, shared)
+    start = anyio.current_time()
+    idle_sent: list[float] = []
+
+    async def idle_request() -> None:
+        await anyio.sleep(0.5)  # arrives while busy's backlog is queued
+        await idle.acquire()
+        idle_sent.append(anyio.current_time())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(40):
+            tg.start_soon(busy.acquire)
+        tg.start_soon(idle_request)
+    assert idle_sent[0] - start == pytest.approx(0.5, abs=0.03)
+
+
+@pytest.mark.anyio
+async def test_waiters_on_one_server_are_served_in_arrival_order() -> None:
+    g = gate(10)
+    order: list[int] = []
+
+    async def one(i: int) -> None:
+        await anyio.sleep(i * 0.001)  # arrive in order 0, 1, 2, ...
+        await g.acquire()
+        order.append(i)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(20):
+            tg.start_soon(one, i)
+    assert order == list(range(20))
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_waiter_books_nothing() -> None:
+    g = gate(1)
+    await g.acquire()
+    with anyio.move_on_after(0.3):
+        await g.acquire()  # would need to wait 1 s: cancelled first
+    await anyio.sleep(0.8)
+    before = anyio.current_time()
+    await g.acquire()
+    assert anyio.current_time() == pytest.approx(before)  # the cancelled one took no slot
 
 
 def test_rate_must_be_positive() -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 
+import pytest
+import stamina
 import structlog
 
 from orchestrator import log
@@ -42,3 +45,30 @@ def test_console_format_redacts_too() -> None:
     structlog.get_logger("t").warning("x", detail=CANARY)
     assert CANARY not in stream.getvalue()
     assert "x" in stream.getvalue()
+
+
+def test_default_stream_is_whatever_stderr_is_when_a_line_is_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stderr replaced after configure() (and the old one closed) still gets the lines."""
+    log.configure("json", "info")
+    replaced = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", replaced)
+    structlog.get_logger("t").info("late.event")
+    assert json.loads(replaced.getvalue())["event"] == "late.event"
+
+
+def test_retries_are_one_redacted_debug_line_each() -> None:
+    stream = io.StringIO()
+    log.configure("json", "debug", stream=stream)
+    log.register_secret(CANARY)
+    calls = 0
+    for attempt in stamina.retry_context(on=ValueError, attempts=2, wait_initial=0, wait_max=0):
+        with attempt:
+            calls += 1
+            if calls == 1:
+                raise ValueError(f"503 from a server, token {CANARY}")
+    (line,) = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert line["event"] == "request.retry" and line["level"] == "debug"
+    assert line["attempt"] == 1
+    assert CANARY not in line["error"] and "503" in line["error"]
