@@ -1,0 +1,93 @@
+"""report.html in a real browser: headless Chromium renders it, and the numbers are on screen.
+
+Skipped where no Chromium is installed, except under CI (`CI` set), where a missing browser
+is a failure: `.ci/run` installs Debian's `chromium` for this test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+
+from orchestrator.report import write_report
+
+from .test_report import sample_report
+
+CHROMIUM = next(
+    (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
+)
+
+if CHROMIUM is None and os.environ.get("CI"):
+    pytest.fail("CI is set but no chromium is installed (.ci/run should install it)")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine")
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM is not None
+    return subprocess.run(  # noqa: S603 (a fixed browser binary, test-made arguments)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",  # root in a container has no user namespace sandbox
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-extensions",
+            "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def png_pixels(data: bytes) -> tuple[int, int, bytes]:
+    """Width, height and the inflated scanlines of a PNG (enough to tell blank from not)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, width, height = 8, b"", 0, 0
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width, height = struct.unpack(">II", body[:8])
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    return width, height, zlib.decompress(idat)
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    write_report(sample_report(), out, ("json", "html"))
+    return out / "report.html"
+
+
+def test_chromium_renders_the_report_with_its_numbers(tmp_path: Path, page: Path) -> None:
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    assert "Exit code 1" in html
+    for label, number in [("targets", 6), ("infected files", 3), ("failed", 2), ("skipped", 1)]:
+        assert f"<b>{number}</b><span>{label}</span>" in html
+    assert "web01" in html
+    # the hostile path stayed text: no element was made of it
+    assert "<script>alert" not in html
+
+
+def test_chromium_screenshot_is_a_rendered_page_not_a_blank_one(tmp_path: Path, page: Path) -> None:
+    shot = tmp_path / "report.png"
+    done = chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,1600", page.as_uri())
+    assert done.returncode == 0, done.stderr[-2000:]
+    width, height, raw = png_pixels(shot.read_bytes())
+    assert (width, height) == (1280, 1600)
+    # a blank page inflates to a handful of distinct byte values; text and charts to many
+    assert len(set(raw)) > 128  # measured: 44 for a page with one word, 256 for the report
