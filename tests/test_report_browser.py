@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this ma
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     assert CHROMIUM is not None
-    return subprocess.run(  # noqa: S603 (a fixed browser binary, test-made arguments)
+    return subprocess.run(
         [
             CHROMIUM,
             "--headless",
