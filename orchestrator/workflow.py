@@ -312,6 +312,11 @@ def next_poll_delay(state: State, now: float) -> float:
     `poll_interval.max` caps the blind backoff only. With a progress rate the next poll is put
     where the scan should end (a scan 10% done after 60 s is not polled every few seconds for
     the next 9 minutes); the stall timeout and the scan deadline still bound it.
+
+    A rate measured over a short span is noisy, and extrapolating it far is how a poll lands
+    late: when the prediction is more than twice the span it was measured over, sleep only
+    60 % of it (never less than `poll_interval.max`) and predict again from the longer span.
+    That costs about one status call per long scan and bounds the lateness.
     """
     cfg = state.cfg
     stats, anchor = state.stats, state.rate_anchor
@@ -319,10 +324,13 @@ def next_poll_delay(state: State, now: float) -> float:
         anchor_t, anchor_count = anchor
         done = stats.scanned_file_count - anchor_count
         if done > 0 and now > anchor_t:
-            rate = done / (now - anchor_t)
-            remaining = max(stats.total_file_count - stats.scanned_file_count, 0) / rate
+            span = now - anchor_t
+            remaining = max(stats.total_file_count - stats.scanned_file_count, 0) / (done / span)
             # Land just after the predicted end rather than just before it.
-            return max(cfg.poll_min, remaining * 1.02 + 0.05 * cfg.poll_min)
+            predicted = max(cfg.poll_min, remaining * 1.02 + 0.05 * cfg.poll_min)
+            if predicted > 2 * span:
+                return min(predicted, max(cfg.poll_max, 0.6 * predicted))
+            return predicted
     return _backoff(state)
 
 

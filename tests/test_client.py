@@ -121,6 +121,17 @@ START_URL = f"{BASE}/json-api/uapi_cpanel"
 
 
 @pytest.mark.asyncio
+async def test_a_persistent_5xx_gets_exactly_the_configured_attempts(http: Http) -> None:
+    """The first attempt is made outside stamina; the count must not change for that."""
+    with aioresponses() as mocked:
+        mocked.get(uapi_url("get_scan_status"), status=503, body="busy", repeat=True)
+        client = ServerClient(http, server(), NoLimit())
+        with pytest.raises(TransportError):
+            await client.get_scan_status("alice")
+        assert sum(len(v) for v in mocked.requests.values()) == 3  # stamina test mode: 3
+
+
+@pytest.mark.asyncio
 async def test_start_scan_is_one_form_post(http: Http) -> None:
     """POST, never GET: aiohttp silently re-sends a GET whose kept-alive connection dropped."""
     with aioresponses() as mocked:

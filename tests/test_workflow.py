@@ -189,6 +189,28 @@ def test_polls_land_near_the_predicted_end_instead_of_every_few_seconds() -> Non
     assert now < 600 * 1.05
 
 
+def test_a_prediction_far_beyond_its_measured_span_is_checked_early() -> None:
+    """10 files in 10 s says "980 s to go": sleep 60 % of that, then measure again."""
+    state = start_scanning()
+    state, _ = workflow.step(state, Tick(), 2)
+    state, _ = workflow.step(state, status(False, 100, 10, 1000), 2)
+    state, _ = workflow.step(state, Tick(), 12)
+    state, cmd = workflow.step(state, status(False, 100, 20, 1000), 12)
+    predicted = 980 * 1.02 + 0.05 * CFG.poll_min
+    assert isinstance(cmd, Wait)
+    assert cmd.seconds == pytest.approx(0.6 * predicted)
+
+
+def test_a_prediction_within_twice_its_span_is_trusted() -> None:
+    state = start_scanning()
+    state, _ = workflow.step(state, Tick(), 2)
+    state, _ = workflow.step(state, status(False, 100, 100, 1000), 2)
+    state, _ = workflow.step(state, Tick(), 202)
+    state, cmd = workflow.step(state, status(False, 100, 700, 1000), 202)
+    assert isinstance(cmd, Wait)  # 600 files in 200 s: 300 left is 100 s, within 2 x 200 s
+    assert cmd.seconds == pytest.approx(100 * 1.02 + 0.05 * CFG.poll_min)
+
+
 def test_waits_never_pass_the_stall_deadline() -> None:
     state = start_scanning()
     state, _ = workflow.step(state, Tick(), 2)
