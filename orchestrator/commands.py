@@ -165,7 +165,8 @@ def _open_journal(
 
 
 def _observer(args: argparse.Namespace, inventory: Inventory) -> Observer:
-    if args.no_progress or not sys.stdout.isatty():
+    # JSON logs are for a collector: no live area redrawn among them.
+    if args.no_progress or not sys.stdout.isatty() or args.log_format == "json":
         return NullObserver()
     try:
         from orchestrator.progress import LiveProgress
@@ -262,7 +263,7 @@ def validate(args: argparse.Namespace) -> int:
 
 def merge(args: argparse.Namespace) -> int:
     reports = [load_report(p) for p in args.reports]
-    merged = merge_reports(reports)
+    merged = merge_reports(reports, sources=[str(p) for p in args.reports])
     paths = write_report(merged.report, args.out, parse_formats(args.formats))
     print(summary_table(merged.report))
     code = int(merged.report.summary.exit_code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import io
 import os
 import pty
@@ -356,3 +357,16 @@ def test_no_progress_on_a_terminal_with_no_progress(
     assert not PROGRESS.search(output)
     assert "ETA" not in output
     assert "target.finished" in output
+
+
+def test_no_progress_on_a_terminal_with_json_logs(
+    fleet_env: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """JSON logs are for a collector: every line must stay parseable, no live area among them."""
+    inventory_path, env = fleet_env
+    args = ("run", inventory_path, "--out", tmp_path / "out", "--log-format", "json")
+    code, output = run_cli(env, *args, tty=True)
+    assert code in (0, 1), output
+    assert not PROGRESS.search(output)
+    logs = [line for line in output.splitlines() if line.startswith("{")]
+    assert any(json.loads(line)["event"] == "target.finished" for line in logs)
