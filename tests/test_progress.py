@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import fcntl
-import json
 import io
+import json
 import os
 import pty
 import re
