@@ -359,7 +359,11 @@ async def _drive(
                 if run.journal is not None:
                     run.journal.save_state(state)  # before the request it leads to
                 reply = await _execute(run, client, health, target, command)
+                before = state.stats
                 state, command = workflow.step(state, reply, run.clock())
+                if state.stats is not before and state.stats is not None and _own_scan(state):
+                    # only counters the workflow accepted as this scan's (never stale ones)
+                    run.observer.scan_progress(target, state.stats)
         except anyio.get_cancelled_exc_class():
             _record(run, _interrupted(state, started))
             raise
@@ -390,9 +394,11 @@ async def _execute(
         )
         return RequestFailed(ErrorInfo(exc.kind, str(exc)), ambiguous=ambiguous)
     health.record(None)
-    if isinstance(reply, ScanStatusReply) and reply.data is not None:
-        run.observer.scan_progress(target, reply.data.stats())
     return reply
+
+
+def _own_scan(state: workflow.State) -> bool:
+    return state.phase is not workflow.Phase.FOREIGN
 
 
 async def _request(client: ServerClient, target: Target, command: Command) -> Reply:
