@@ -83,7 +83,8 @@ class Outcome:
 
     @property
     def report(self) -> dict[str, Any]:
-        return json.loads((self.out / "report.json").read_text())
+        report: dict[str, Any] = json.loads((self.out / "report.json").read_text())
+        return report
 
     def targets(self) -> dict[tuple[str, str, str], dict[str, Any]]:
         return {(t["server"], t["account"], t["scan_type"]): t for t in self.report["targets"]}

@@ -11,6 +11,8 @@ import pytest
 import pytest_asyncio
 import stamina
 from aioresponses import aioresponses
+from aioresponses.core import RequestCall
+from yarl import URL
 
 from orchestrator.client import Http, RetryPolicy, ServerClient
 from orchestrator.config import AuthMethod, Credentials, Server
@@ -19,7 +21,7 @@ from orchestrator.model import Action, ScanType, Secret
 
 CANARY = "CANARY-TOKEN-5f1e9a"
 BASE = "https://web01.test:2087"
-UAPI_OK = {
+UAPI_OK: dict[str, object] = {
     "data": None,
     "errors": None,
     "messages": None,
@@ -69,6 +71,12 @@ def uapi_url(function: str) -> re.Pattern[str]:
     return re.compile(rf"^{re.escape(BASE)}/json-api/uapi_cpanel\?.*cpanel\.function={function}.*$")
 
 
+def recorded(mocked: aioresponses) -> dict[tuple[str, URL], list[RequestCall]]:
+    """The requests `mocked` saw, keyed by (method, URL); set once the context is entered."""
+    assert mocked.requests is not None
+    return mocked.requests
+
+
 def assert_no_secret(exc: BaseException) -> None:
     for text in (
         str(exc),
@@ -88,7 +96,7 @@ async def test_whm_route_sends_whm_header_and_reads_data_uapi(http: Http) -> Non
         client = ServerClient(http, server(), NoLimit())
         status = await client.get_scan_status("alice")
         assert status is not None and status.scan_complete
-        ((key, calls),) = mocked.requests.items()
+        ((key, calls),) = recorded(mocked).items()
         assert calls[0].kwargs["headers"]["Authorization"] == f"whm root:{CANARY}"
         assert "cpanel.user=alice" in str(key[1])
 
@@ -103,7 +111,7 @@ async def test_cpanel_token_route_uses_execute(http: Http) -> None:
         )
         client = ServerClient(http, server(AuthMethod.CPANEL_TOKEN, base), NoLimit())
         assert await client.list_infected("alice") == (("/home/a/x&amp;y", "V"),)
-        ((_, calls),) = mocked.requests.items()
+        ((_, calls),) = recorded(mocked).items()
         assert calls[0].kwargs["headers"]["Authorization"] == f"cpanel root:{CANARY}"
 
 
@@ -114,7 +122,7 @@ async def test_idempotent_polls_are_retried_on_5xx(http: Http) -> None:
         mocked.get(uapi_url("get_scan_status"), payload=whm(None))
         client = ServerClient(http, server(), NoLimit())
         assert await client.get_scan_status("alice") is None
-        assert sum(len(v) for v in mocked.requests.values()) == 2
+        assert sum(len(v) for v in recorded(mocked).values()) == 2
 
 
 START_URL = f"{BASE}/json-api/uapi_cpanel"
@@ -128,7 +136,7 @@ async def test_a_persistent_5xx_gets_exactly_the_configured_attempts(http: Http)
         client = ServerClient(http, server(), NoLimit())
         with pytest.raises(TransportError):
             await client.get_scan_status("alice")
-        assert sum(len(v) for v in mocked.requests.values()) == 3  # stamina test mode: 3
+        assert sum(len(v) for v in recorded(mocked).values()) == 3  # stamina test mode: 3
 
 
 @pytest.mark.asyncio
@@ -138,7 +146,7 @@ async def test_start_scan_is_one_form_post(http: Http) -> None:
         mocked.post(START_URL, payload=whm(None))
         client = ServerClient(http, server(), NoLimit())
         await client.start_scan("alice", ScanType.MAIL)
-        ((key, calls),) = mocked.requests.items()
+        ((key, calls),) = recorded(mocked).items()
         assert key[0] == "POST"
         form = dict(urllib.parse.parse_qsl(calls[0].kwargs["data"].decode()))
         assert form["cpanel.user"] == "alice"
@@ -158,7 +166,7 @@ async def test_start_scan_is_never_retried(http: Http) -> None:
         with pytest.raises(TransportError) as err:
             await client.start_scan("alice", ScanType.HOME)
         assert "503" in str(err.value)
-        assert sum(len(v) for v in mocked.requests.values()) == 1
+        assert sum(len(v) for v in recorded(mocked).values()) == 1
 
 
 @pytest.mark.asyncio
@@ -173,7 +181,7 @@ async def test_auth_failure_is_not_retried_and_carries_no_token(http: Http) -> N
         client = ServerClient(http, server(), NoLimit())
         with pytest.raises(AuthError) as err:
             await client.get_scan_status("alice")
-        assert sum(len(v) for v in mocked.requests.values()) == 1
+        assert sum(len(v) for v in recorded(mocked).values()) == 1
         assert_no_secret(err.value)
 
 
@@ -233,7 +241,7 @@ async def test_disinfect_posts_exact_json_through_execute(http: Http) -> None:
         client = ServerClient(http, server(AuthMethod.CPANEL_TOKEN, base), NoLimit())
         task = await client.disinfect("alice", {"/home/alice/public_html/x.php": Action.QUARANTINE})
         assert task == "0/ab"
-        ((_, calls),) = mocked.requests.items()
+        ((_, calls),) = recorded(mocked).items()
         assert calls[0].kwargs["headers"]["Content-Type"] == "application/json"
         assert (
             calls[0].kwargs["data"]

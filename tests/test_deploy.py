@@ -61,6 +61,7 @@ def _cronjob() -> dict[str, Any]:
 
 
 def _container(cronjob: dict[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any]
     (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     return container
 

@@ -23,7 +23,7 @@ def body(obj: object) -> bytes:
     return json.dumps(obj).encode()
 
 
-UAPI_OK = {
+UAPI_OK: dict[str, object] = {
     "data": None,
     "errors": None,
     "messages": None,

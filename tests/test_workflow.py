@@ -26,6 +26,7 @@ from orchestrator.events import (
     StartScan,
     StatusData,
     Tick,
+    Verdict,
     Wait,
 )
 from orchestrator.model import Action, ErrorInfo, ErrorKind, Outcome, ScanType, Status, Target
@@ -59,7 +60,7 @@ def start_scanning(now: float = 0.0, previous: ScanStatusReply | None = None) ->
     return state
 
 
-def finish(cmd: object) -> workflow.Verdict:
+def finish(cmd: object) -> Verdict:
     assert isinstance(cmd, Finish), cmd
     return cmd.verdict
 

@@ -23,6 +23,7 @@ from orchestrator.events import (
     StartScan,
     StatusData,
     Tick,
+    Verdict,
 )
 from orchestrator.model import Action, ErrorInfo, ErrorKind, ScanType, Target
 from orchestrator.workflow import TERMINAL, Phase, WorkflowConfig
@@ -80,7 +81,7 @@ class WorkflowMachine(RuleBasedStateMachine):
         )
         self.state, self.cmd = workflow.begin(Target("s", "bob", ScanType.HOME), cfg, 0.0)
         self.now = 0.0
-        self.verdict: workflow.Verdict | None = None
+        self.verdict: Verdict | None = None
         self.starts = 0
         self.disinfects = 0
         self.listed = False
