@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -320,7 +321,7 @@ def test_sample_validates_and_schema_is_strict() -> None:
 
     doc = report_to_dict(sample_report())
     validate_report_dict(doc)
-    broken = [
+    broken: list[tuple[str, Callable[[dict[str, Any]], object]]] = [
         ("status", lambda d: d["targets"][0].update(status="x")),
         ("extra key", lambda d: d["targets"][0].update(extra=1)),
         ("outcome", lambda d: d["targets"][0]["infected_files"][0].update(outcome="gone")),

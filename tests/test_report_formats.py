@@ -18,10 +18,7 @@ from orchestrator.model import Status
 from orchestrator.report import FORMATS, Report, validate_report_dict, write_report
 from orchestrator.report import writers as writers_module
 
-try:
-    from .test_report import EVIL_PATH, sample_report
-except ImportError:  # tests/ is not a package: pytest put it on sys.path
-    from test_report import EVIL_PATH, sample_report  # type: ignore[no-redef]
+from .test_report import EVIL_PATH, sample_report
 
 DATA = Path(__file__).parent / "data"
 ALL_FILES = {

@@ -24,23 +24,14 @@ from orchestrator.report import (
 )
 from orchestrator.report.writers import render
 
-try:
-    from .test_report import T0, result, sample_report, sample_results, sample_run
-except ImportError:  # tests/ is not a package: pytest put it on sys.path
-    from test_report import (  # type: ignore[no-redef]
-        T0,
-        result,
-        sample_report,
-        sample_results,
-        sample_run,
-    )
+from .test_report import T0, result, sample_report, sample_results, sample_run
 
 
 def shard(index: int, total: int, servers: set[str], **run: object) -> Report:
     """The report shard `index/total` would write: the sample's targets of `servers`."""
     targets = [t for t in sample_results() if t.server in servers]
     return build_report(
-        sample_run(id=f"run-{index}", shard=f"{index}/{total}", **run),  # type: ignore[arg-type]
+        sample_run(id=f"run-{index}", shard=f"{index}/{total}", **run),
         targets,
     )
 
