@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
@@ -31,7 +31,7 @@ def faulty(spec: FleetSpec, server: str, **knobs: Any) -> FleetSpec:
         else s
         for s in spec.servers
     ]
-    return dataclasses.replace(spec, servers=type(spec.servers)(servers))
+    return dataclasses.replace(spec, servers=tuple(servers))
 
 
 def assert_invariants(sim: Sim, spec: FleetSpec, result: Outcome, runs: int = 1) -> None:
@@ -65,7 +65,23 @@ def assert_invariants(sim: Sim, spec: FleetSpec, result: Outcome, runs: int = 1)
     assert result.code == expected_code == summary["exit_code"]
 
 
-BASE = {"servers": 2, "accounts": 3, "infected_ratio": 0.5, "seed": 31, "scan_seconds": 0.3}
+class FleetArgs(TypedDict):
+    """`generate_fleet`'s keyword arguments, so `generate_fleet(**BASE)` type-checks."""
+
+    servers: int
+    accounts: int
+    infected_ratio: float
+    seed: int
+    scan_seconds: float
+
+
+BASE: FleetArgs = {
+    "servers": 2,
+    "accounts": 3,
+    "infected_ratio": 0.5,
+    "seed": 31,
+    "scan_seconds": 0.3,
+}
 
 
 @pytest.mark.parametrize(
@@ -87,7 +103,7 @@ def test_fault_matrix(
     knobs: dict[str, Any],
     sim02_status: str,
 ) -> None:
-    spec = faulty(generate_fleet(**BASE), "sim02", **knobs)  # type: ignore[arg-type]
+    spec = faulty(generate_fleet(**BASE), "sim02", **knobs)
     sim = simulate(spec)
     result = cli("run", sim.inventory, "--log-level", "debug")
     assert_invariants(sim, spec, result)
@@ -104,7 +120,7 @@ def test_fault_matrix(
 def test_stalled_scan_fails_with_stalled_and_the_rest_finish(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome]
 ) -> None:
-    spec = generate_fleet(**BASE)  # type: ignore[arg-type]
+    spec = generate_fleet(**BASE)
     victim = spec.servers[0].accounts[0].user
     spec = faulty(spec, "sim01", stall_accounts=frozenset({victim}))
     sim = simulate(
@@ -136,7 +152,7 @@ def test_scan_deadline_fails_with_timeout(
 def test_lockout_refuses_good_credentials_and_clamfleet_stops_at_one_attempt(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = faulty(generate_fleet(**BASE), "sim02", lockout_failures=1, lockout_seconds=60)  # type: ignore[arg-type]
+    spec = faulty(generate_fleet(**BASE), "sim02", lockout_failures=1, lockout_seconds=60)
     sim = simulate(spec)
     token_var = next(k for k in sim.env if "SIM02" in k)
     monkeypatch.setenv(token_var, "wrong-token")
@@ -159,7 +175,7 @@ def test_server_down_is_unreachable_without_hammering_it(
 
     import yaml
 
-    spec = generate_fleet(**BASE)  # type: ignore[arg-type]
+    spec = generate_fleet(**BASE)
     sim = simulate(spec)
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
@@ -183,7 +199,7 @@ def test_reset_on_start_scan_is_checked_not_blindly_resent(
     """A start_scan whose answer is lost may or may not have started a scan: look first."""
     spec = faulty(
         generate_fleet(**BASE), "sim01", reset_every=1, functions=frozenset({"start_scan"})
-    )  # type: ignore[arg-type]
+    )
     sim = simulate(spec)
     result = cli("run", sim.inventory)
     targets = result.targets()

@@ -26,7 +26,7 @@ def with_faults(spec: FleetSpec, server: str, **knobs: Any) -> FleetSpec:
         else s
         for s in spec.servers
     ]
-    return dataclasses.replace(spec, servers=type(spec.servers)(servers))
+    return dataclasses.replace(spec, servers=tuple(servers))
 
 
 def edit_inventory(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
