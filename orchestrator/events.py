@@ -81,6 +81,9 @@ class StatusData:
     scanned_file_count: int = 0
     scanned_file_size: int = 0
     total_file_count: int = 0
+    # `total_file_size_MiB`, misnamed: the byte total once the first file is scanned (before
+    # that, MiB). 0 while it cannot be read as bytes. Scan time follows bytes, not file counts.
+    total_bytes: int = 0
 
     def stats(self) -> ScanStats:
         return ScanStats(

@@ -108,12 +108,17 @@ def parse_status(data: Any) -> StatusData | None:
         raise ProtocolError(
             "get_scan_status: data is not a status object", function="get_scan_status"
         )
+    scanned_bytes = _int(data.get("scanned_file_size"))
+    size_field = _int(data.get("total_file_size_MiB"))
     return StatusData(
         scan_complete=_int(data.get("scan_complete")) == 1,
         time_started=_int_or_none(data.get("time_started")),
         scanned_file_count=_int(data.get("scanned_file_count")),
-        scanned_file_size=_int(data.get("scanned_file_size")),
+        scanned_file_size=scanned_bytes,
         total_file_count=_int(data.get("total_file_count")),
+        # bytes only from the first scanned file on (cpanel-api.md 3.3), and never below
+        # what has been scanned already
+        total_bytes=size_field if 0 < scanned_bytes <= size_field else 0,
     )
 
 

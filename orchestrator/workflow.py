@@ -105,7 +105,10 @@ class State:
     seen_running: bool = False
     stats: ScanStats | None = None
     progress_at: float | None = None  # last time the counters moved (or the scan started)
-    rate_anchor: tuple[float, int] | None = None  # (time, scanned) once total is known
+    # (time, files scanned, bytes scanned) when the totals were first known: rates are
+    # measured from here
+    rate_anchor: tuple[float, int, int] | None = None
+    total_bytes: int = 0  # the byte total, once cPanel reports it (0: predict from file counts)
     last_wait: float = 0.0
     # results
     infected: tuple[tuple[str, str], ...] = ()
@@ -269,13 +272,14 @@ def _track_progress(state: State, data: StatusData, now: float) -> State:
     moved = _progress_moved(state.stats, data)
     anchor = state.rate_anchor
     if anchor is None and data.total_file_count > 0:
-        anchor = (now, data.scanned_file_count)
+        anchor = (now, data.scanned_file_count, data.scanned_file_size)
     return replace(
         state,
         seen_running=state.seen_running or not data.scan_complete,
         stats=data.stats(),
         progress_at=now if moved else state.progress_at,
         rate_anchor=anchor,
+        total_bytes=data.total_bytes or state.total_bytes,
     )
 
 
@@ -321,11 +325,18 @@ def next_poll_delay(state: State, now: float) -> float:
     cfg = state.cfg
     stats, anchor = state.stats, state.rate_anchor
     if stats is not None and anchor is not None and stats.total_file_count > 0:
-        anchor_t, anchor_count = anchor
-        done = stats.scanned_file_count - anchor_count
+        anchor_t, anchor_count, anchor_bytes = anchor
+        # Bytes when cPanel gives their total (scan time follows bytes: one large mailbox
+        # outweighs a thousand small files), else file counts.
+        if state.total_bytes and stats.scanned_file_size > anchor_bytes:
+            done = stats.scanned_file_size - anchor_bytes
+            left = state.total_bytes - stats.scanned_file_size
+        else:
+            done = stats.scanned_file_count - anchor_count
+            left = stats.total_file_count - stats.scanned_file_count
         if done > 0 and now > anchor_t:
             span = now - anchor_t
-            remaining = max(stats.total_file_count - stats.scanned_file_count, 0) / (done / span)
+            remaining = max(left, 0) / (done / span)
             # Land just after the predicted end rather than just before it.
             predicted = max(cfg.poll_min, remaining * 1.02 + 0.05 * cfg.poll_min)
             if predicted > 2 * span:
@@ -556,7 +567,12 @@ def from_dict(data: dict[str, Any]) -> State:
         seen_running=data["seen_running"],
         stats=stats,
         progress_at=data["progress_at"],
-        rate_anchor=(float(anchor[0]), int(anchor[1])) if anchor else None,
+        rate_anchor=(
+            (float(anchor[0]), int(anchor[1]), int(anchor[2]) if len(anchor) > 2 else 0)
+            if anchor
+            else None
+        ),
+        total_bytes=int(data.get("total_bytes", 0)),
         last_wait=data["last_wait"],
         infected=tuple((p, v) for p, v in data["infected"]),
         planned=tuple(

@@ -121,6 +121,29 @@ def test_status_parsing_accepts_string_time_and_null_data() -> None:
     assert parse_status(data) == StatusData(True, 1608593571, 3, 0, 3)
 
 
+@pytest.mark.parametrize(
+    ("scanned", "size_field", "total_bytes"),
+    [
+        (0, 3, 0),  # after the counting pass: MiB, not bytes
+        (6022, 3640222, 3640222),  # from the first scanned file on: the byte total
+        (6022, 5, 0),  # smaller than what is scanned already: not bytes, not trusted
+    ],
+)
+def test_the_misnamed_size_total_is_read_as_bytes_only_once_scanning(
+    scanned: int, size_field: int, total_bytes: int
+) -> None:
+    data = {
+        "scan_complete": 0,
+        "time_started": 1,
+        "scanned_file_count": 2,
+        "scanned_file_size": scanned,
+        "total_file_count": 135,
+        "total_file_size_MiB": size_field,
+    }
+    status = parse_status(data)
+    assert status is not None and status.total_bytes == total_bytes
+
+
 def test_infected_listing_and_disinfection_details() -> None:
     assert parse_infected([{"file": "/home/a/x", "virus_type": "Eicar"}]) == (
         ("/home/a/x", "Eicar"),

@@ -202,6 +202,23 @@ def test_a_prediction_far_beyond_its_measured_span_is_checked_early() -> None:
     assert cmd.seconds == pytest.approx(0.6 * predicted)
 
 
+def test_bytes_predict_the_end_when_cpanel_gives_their_total() -> None:
+    """Half the files are scanned but only a tenth of the bytes: the end is far, not near."""
+
+    def at(files: int, scanned_bytes: int) -> ScanStatusReply:
+        return ScanStatusReply(StatusData(False, 100, files, scanned_bytes, 1000, 1_000_000))
+
+    state = start_scanning()
+    state, _ = workflow.step(state, Tick(), 2)
+    state, _ = workflow.step(state, at(0, 0), 2)
+    state, _ = workflow.step(state, Tick(), 102)
+    state, cmd = workflow.step(state, at(500, 100_000), 102)
+    assert isinstance(cmd, Wait)
+    # bytes: 100 kB in 100 s, 900 kB left: 900 s (file counts would have said 100 s)
+    predicted = 900 * 1.02 + 0.05 * CFG.poll_min
+    assert cmd.seconds == pytest.approx(min(predicted, max(CFG.poll_max, 0.6 * predicted)))
+
+
 def test_a_prediction_within_twice_its_span_is_trusted() -> None:
     state = start_scanning()
     state, _ = workflow.step(state, Tick(), 2)
