@@ -14,9 +14,8 @@ from typing import NoReturn
 
 from orchestrator import __version__
 from orchestrator.errors import ConfigError
-from orchestrator.model import ScanType
+from orchestrator.model import EXIT_INVALID, ScanType
 
-EXIT_CLEAN, EXIT_INFECTED, EXIT_INCOMPLETE, EXIT_INVALID = 0, 1, 2, 3
 DEFAULT_OUT = "clamfleet-report"
 
 

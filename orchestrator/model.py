@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+#: Exit codes (design.md 3): infected files win over failures; 3 is bad input, nothing scanned.
+EXIT_CLEAN, EXIT_INFECTED, EXIT_INCOMPLETE, EXIT_INVALID = 0, 1, 2, 3
+
 
 class ScanType(StrEnum):
     HOME = "home"

@@ -34,9 +34,7 @@ from orchestrator.errors import (
 )
 from orchestrator.limiter import FleetLimits
 from orchestrator.log import redact_text
-from orchestrator.model import ErrorInfo, ErrorKind
-
-EXIT_OK, EXIT_INCOMPLETE = 0, 2
+from orchestrator.model import EXIT_CLEAN, EXIT_INCOMPLETE, ErrorInfo, ErrorKind
 
 #: Fewer and shorter retries than a run's: a pre-flight answers in seconds, not minutes.
 PREFLIGHT_RETRY = RetryPolicy(attempts=3, total=20.0, initial=0.5, max=4.0)
@@ -100,7 +98,7 @@ def check_connectivity(
     stream.write(render_table(checks) + "\n")
     passed = sum(c.passed for c in checks)
     stream.write(f"{passed} of {len(checks)} servers pass\n")
-    return EXIT_OK if passed == len(checks) else EXIT_INCOMPLETE
+    return EXIT_CLEAN if passed == len(checks) else EXIT_INCOMPLETE
 
 
 async def check_fleet(inventory: Inventory, retry: RetryPolicy) -> list[ServerCheck]:

@@ -58,6 +58,7 @@ from orchestrator.model import (
     Target,
     TargetResult,
 )
+from orchestrator.parse import Account
 from orchestrator.policy import DestructiveBudget, plan
 
 log = structlog.get_logger("clamfleet")
@@ -255,39 +256,49 @@ async def _resolve_targets(
     scan_types = run.options.scan_types or server.scan_types
     if run.journal is not None and (known := run.journal.server_targets(server.name)) is not None:
         return _only(run, known)
-    if server.auth.method is not AuthMethod.WHM_TOKEN:
-        targets = tuple(
-            Target(server.name, a, st) for a in server.accounts or () for st in scan_types
-        )
-        return _save_targets(run, server, _only(run, targets))
-    try:
-        accounts = await client.list_accounts()
-    except TargetError as exc:
-        health.record(exc)
-        return _unlisted(run, server, scan_types, ErrorInfo(exc.kind, str(exc)))
-    health.record(None)
-    wanted = server.accounts
-    listed = {a.user: a for a in accounts}
-    names = [a.user for a in accounts] if wanted is None else list(wanted)
+    listed: dict[str, Account] | None = None  # None: no account list (explicit accounts only)
+    names = list(server.accounts or ())
+    if server.auth.method is AuthMethod.WHM_TOKEN:
+        try:
+            accounts = await client.list_accounts()
+        except TargetError as exc:
+            health.record(exc)
+            return _unlisted(run, server, scan_types, ErrorInfo(exc.kind, str(exc)))
+        health.record(None)
+        listed = {a.user: a for a in accounts}
+        if server.accounts is None:
+            names = list(listed)
     found: list[Target] = []
+    verdicts: dict[Target, tuple[ErrorKind, str, Status]] = {}
     for name in names:
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in server.exclude_accounts):
-            continue
-        account = listed.get(name)
+        verdict = _account_verdict(server, name, listed)
         for scan_type in scan_types:
             target = Target(server.name, name, scan_type)
             found.append(target)
-            if account is None:
-                _skip(
-                    run,
-                    target,
-                    ErrorKind.API,
-                    "no such account on this server (listaccts)",
-                    Status.FAILED,
-                )
-            elif account.suspended and not server.include_suspended:
-                _skip(run, target, ErrorKind.SKIPPED, "account is suspended", Status.SKIPPED)
-    return _save_targets(run, server, _only(run, tuple(found)))
+            if verdict is not None:
+                verdicts[target] = verdict
+    targets = _only(run, tuple(found))  # before recording anything: --only-failed reruns
+    for target in targets:
+        if (verdict := verdicts.get(target)) is not None:
+            _skip(run, target, *verdict)
+    return _save_targets(run, server, targets)
+
+
+def _account_verdict(
+    server: Server, name: str, listed: dict[str, Account] | None
+) -> tuple[ErrorKind, str, Status] | None:
+    """Why an account of the inventory is not scanned (None: it is)."""
+    for pattern in server.exclude_accounts:
+        if fnmatch.fnmatchcase(name, pattern):
+            return ErrorKind.SKIPPED, f"excluded by exclude_accounts: {pattern}", Status.SKIPPED
+    if listed is None:
+        return None
+    account = listed.get(name)
+    if account is None:
+        return ErrorKind.API, "no such account on this server (listaccts)", Status.FAILED
+    if account.suspended and not server.include_suspended:
+        return ErrorKind.SKIPPED, "account is suspended", Status.SKIPPED
+    return None
 
 
 def _unlisted(
@@ -436,7 +447,7 @@ def _plan(run: _Run, target: Target, files: tuple[tuple[str, str], ...]) -> Acti
 def _result(state: workflow.State, command: Finish, started: datetime) -> TargetResult:
     verdict = command.verdict
     finished = datetime.now(UTC)
-    result = TargetResult(
+    return TargetResult(
         target=state.target,
         status=verdict.status,
         scan=verdict.scan,
@@ -447,17 +458,6 @@ def _result(state: workflow.State, command: Finish, started: datetime) -> Target
         api_calls=state.api_calls,
         error=verdict.error,
     )
-    error = verdict.error
-    log.info(
-        "target.finished",
-        status=str(result.status),
-        infected=len(result.infected_files),
-        duration_s=round(result.duration_s or 0.0, 1),
-        api_calls=result.api_calls,
-        error_kind=str(error.kind) if error else None,
-        error=error.message if error else None,
-    )
-    return result
 
 
 def _interrupted(state: workflow.State, started: datetime) -> TargetResult:
@@ -484,6 +484,19 @@ def _record(run: _Run, result: TargetResult) -> None:
     ):
         run.journal.save_result(result)
     run.observer.target_finished(result)
+    target, error = result.target, result.error
+    log.info(  # the one summary line of every target, scanned, skipped or failed
+        "target.finished",
+        server=target.server,
+        account=target.account,
+        scan_type=str(target.scan_type),
+        status=str(result.status),
+        infected=len(result.infected_files),
+        duration_s=round(result.duration_s or 0.0, 1),
+        api_calls=result.api_calls,
+        error_kind=str(error.kind) if error else None,
+        error=error.message if error else None,
+    )
 
 
 def _collect(run: _Run) -> list[TargetResult]:

@@ -179,11 +179,6 @@ def test_format_selects_the_files_and_an_unknown_one_is_refused_before_any_scan(
     assert not (refused.out / "report.json").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design.md section 3: --out always receives report.json, targets.csv and "
-    "infected.csv; commands.parse_formats only forces json, so `--format junit` drops the CSVs",
-)
 def test_the_csv_files_of_the_contract_are_written_whatever_format_is_chosen(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome]
 ) -> None:
@@ -291,11 +286,6 @@ def test_merge_refuses_reports_of_different_fleets_in_one_line_naming_both(
     assert not (refused.out / "report.json").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="commands.merge exits 2 for missing shards but writes summary.exit_code 0 (and "
-    "clamfleet_run_exit_code 0) into the merged report: the report claims a clean fleet",
-)
 def test_a_partial_merge_reports_the_exit_code_it_exits_with(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome]
 ) -> None:

@@ -221,12 +221,6 @@ def test_only_failed_with_nothing_failed_scans_nothing(
     assert sim.fleet.calls("sim01", function="start_scan") == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner._resolve_targets records suspended/missing accounts (_skip -> _record: "
-    "observer.target_finished, journal) before the --only-failed filter (_only), so the "
-    "progress display counts targets the rerun does not contain",
-)
 def test_only_failed_reports_to_the_observer_only_the_targets_it_reruns(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
 ) -> None:

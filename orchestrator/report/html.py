@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from html import escape
 
-from orchestrator.model import Status, TargetResult
+from orchestrator.model import EXIT_CLEAN, EXIT_INFECTED, Status, TargetResult
 from orchestrator.report.encode import format_time
-from orchestrator.report.model import EXIT_CLEAN, EXIT_INFECTED, Report
+from orchestrator.report.model import Report
 from orchestrator.report.tabular import ServerSummary, per_server
 
 VERDICTS = {

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from orchestrator.errors import ConfigError
-from orchestrator.model import RunInfo, Target, TargetResult
+from orchestrator.model import EXIT_INCOMPLETE, RunInfo, Target, TargetResult
 from orchestrator.report.model import Delta, Report, ResolvedFile, summarize
 
 #: The account of the row the runner writes when a server's accounts could not be listed.
@@ -75,11 +75,13 @@ def merge_reports(reports: Sequence[Report], sources: Sequence[str] | None = Non
     total = shards[0].total
     run = _merged_run(reports, bases[0][1].run, format_shard(covered, total))
     seen = {t.server for t in targets}
-    return MergeResult(
-        report=_with_delta(run, targets, reports),
-        missing_shards=tuple(i for i in range(1, total + 1) if i not in covered),
-        missing_servers=tuple(s for s in servers if s not in seen),
-    )
+    missing_shards = tuple(i for i in range(1, total + 1) if i not in covered)
+    missing_servers = tuple(s for s in servers if s not in seen)
+    report = _with_delta(run, targets, reports)
+    if (missing_shards or missing_servers) and report.summary.exit_code == 0:
+        # Not every target is accounted for: the report must not say "all clean" (exit 2).
+        report = replace(report, summary=replace(report.summary, exit_code=EXIT_INCOMPLETE))
+    return MergeResult(report, missing_shards, missing_servers)
 
 
 def _label(index: int, report: Report) -> str:

@@ -12,13 +12,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from orchestrator.model import Outcome, RunInfo, ScanType, Status, TargetResult
+from orchestrator.model import (
+    EXIT_CLEAN,
+    EXIT_INCOMPLETE,
+    EXIT_INFECTED,
+    Outcome,
+    RunInfo,
+    ScanType,
+    Status,
+    TargetResult,
+)
 
 SCHEMA = "clamfleet.report/1"
-
-EXIT_CLEAN = 0
-EXIT_INFECTED = 1
-EXIT_INCOMPLETE = 2
 
 
 @dataclass(frozen=True, slots=True)
