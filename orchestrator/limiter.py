@@ -23,6 +23,7 @@ import anyio
 from orchestrator.config import Server, Settings
 
 Clock = Callable[[], float]
+MIN_SLEEP = 0.001  # seconds: the event loop's timer resolution (libuv's, under uvloop)
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -39,9 +40,11 @@ class Pacer:
         self._lock = anyio.Lock()  # FIFO: waiters are served in arrival order
 
     async def wait_turn(self, clock: Clock, sleep: Sleep) -> None:
-        """Sleep until a slot is free (the caller must book it with `sent` without awaiting)."""
+        """Sleep until a slot is free (the caller books it, without awaiting in between)."""
         while (delay := self.last_sent + self.interval - clock()) > 0:
-            await sleep(delay)
+            # Never a sub-millisecond sleep: uvloop's timers have millisecond resolution, so
+            # one would return at once, unchanged clock and all, and the loop would spin.
+            await sleep(max(delay, MIN_SLEEP))
 
 
 class Gate:

@@ -6,6 +6,7 @@ So hundreds of concurrent requests run in milliseconds of wall time, and every t
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anyio
@@ -130,3 +131,20 @@ async def test_a_cancelled_waiter_books_nothing() -> None:
 def test_rate_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         Pacer(0)
+
+
+def test_a_millisecond_timer_does_not_make_the_wait_spin() -> None:
+    """uvloop rounds timers to whole milliseconds: a 0.4 ms sleep returns with the clock unmoved."""
+    now = [100.0]
+    sleeps: list[float] = []
+
+    async def ms_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        assert len(sleeps) < 10, "spinning"
+        now[0] += int(seconds * 1000) / 1000  # the clock moves in whole milliseconds
+
+    pacer = Pacer(5)
+    pacer.last_sent = now[0] - 0.2 + 0.0004  # the next slot is 0.4 ms away
+    asyncio.run(pacer.wait_turn(lambda: now[0], ms_sleep))
+    assert len(sleeps) == 1
+    assert now[0] >= pacer.last_sent + pacer.interval
