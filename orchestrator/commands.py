@@ -11,7 +11,6 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -323,15 +322,12 @@ def _with_faults(spec: Any, fault_args: list[str]) -> Any:
                 field="--fault",
             )
         by_server.setdefault(server, {})[knob] = _fault_value(Faults(), knob, value)
-    servers = []
-    for server_spec in spec.servers:
-        knobs = by_server.pop(server_spec.name, None)
-        if knobs:
-            server_spec = replace(server_spec, faults=replace(server_spec.faults, **knobs))
-        servers.append(server_spec)
-    if by_server:
-        raise ConfigError(f"no simulated server named {', '.join(by_server)}", field="--fault")
-    return replace(spec, servers=type(spec.servers)(servers))
+    names = {s.name for s in spec.servers}
+    if unknown := [name for name in by_server if name not in names]:
+        raise ConfigError(f"no simulated server named {', '.join(unknown)}", field="--fault")
+    for server, knobs in by_server.items():
+        spec = spec.with_faults(server, **knobs)
+    return spec
 
 
 def _fault_value(defaults: Any, knob: str, value: str) -> Any:

@@ -16,6 +16,7 @@ import pytest
 import stamina
 
 from orchestrator.cli import main
+from orchestrator.report import validate_report_dict
 from orchestrator.simulator import FleetSpec, SimulatorThread
 
 #: Settings that keep simulated runs short: fast polls, short deadlines, generous rates.
@@ -84,6 +85,7 @@ class Outcome:
     @property
     def report(self) -> dict[str, Any]:
         report: dict[str, Any] = json.loads((self.out / "report.json").read_text())
+        validate_report_dict(report)  # every report a test reads honours the published schema
         return report
 
     def targets(self) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -125,3 +127,17 @@ def run_subprocess(
         timeout=timeout,
         check=False,
     )
+
+
+def comparable(report: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """What two reports of the same fleet must agree on: every target, its status, its files."""
+    return [
+        (
+            t["server"],
+            t["account"],
+            t["scan_type"],
+            t["status"],
+            sorted((f["path"], f["virus"]) for f in t["infected_files"]),
+        )
+        for t in report["targets"]
+    ]

@@ -7,7 +7,6 @@ and the exit code is the right one.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypedDict
@@ -22,16 +21,6 @@ TERMINAL = {"clean", "infected", "failed", "skipped"}
 POLLS = frozenset(
     {"get_scan_status", "list_infected_files", "check_disinfection_status", "listaccts"}
 )
-
-
-def faulty(spec: FleetSpec, server: str, **knobs: Any) -> FleetSpec:
-    servers = [
-        dataclasses.replace(s, faults=dataclasses.replace(s.faults, **knobs))
-        if s.name == server
-        else s
-        for s in spec.servers
-    ]
-    return dataclasses.replace(spec, servers=tuple(servers))
 
 
 def assert_invariants(sim: Sim, spec: FleetSpec, result: Outcome, runs: int = 1) -> None:
@@ -103,7 +92,7 @@ def test_fault_matrix(
     knobs: dict[str, Any],
     sim02_status: str,
 ) -> None:
-    spec = faulty(generate_fleet(**BASE), "sim02", **knobs)
+    spec = generate_fleet(**BASE).with_faults("sim02", **knobs)
     sim = simulate(spec)
     result = cli("run", sim.inventory, "--log-level", "debug")
     assert_invariants(sim, spec, result)
@@ -122,7 +111,7 @@ def test_stalled_scan_fails_with_stalled_and_the_rest_finish(
 ) -> None:
     spec = generate_fleet(**BASE)
     victim = spec.servers[0].accounts[0].user
-    spec = faulty(spec, "sim01", stall_accounts=frozenset({victim}))
+    spec = spec.with_faults("sim01", stall_accounts=frozenset({victim}))
     sim = simulate(
         spec, settings={"timeouts": {"request": 5, "scan": 60, "stall": 1.5, "disinfection": 30}}
     )
@@ -152,7 +141,7 @@ def test_scan_deadline_fails_with_timeout(
 def test_lockout_refuses_good_credentials_and_clamfleet_stops_at_one_attempt(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = faulty(generate_fleet(**BASE), "sim02", lockout_failures=1, lockout_seconds=60)
+    spec = generate_fleet(**BASE).with_faults("sim02", lockout_failures=1, lockout_seconds=60)
     sim = simulate(spec)
     token_var = next(k for k in sim.env if "SIM02" in k)
     monkeypatch.setenv(token_var, "wrong-token")
@@ -197,8 +186,8 @@ def test_reset_on_start_scan_is_checked_not_blindly_resent(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome]
 ) -> None:
     """A start_scan whose answer is lost may or may not have started a scan: look first."""
-    spec = faulty(
-        generate_fleet(**BASE), "sim01", reset_every=1, functions=frozenset({"start_scan"})
+    spec = generate_fleet(**BASE).with_faults(
+        "sim01", reset_every=1, functions=frozenset({"start_scan"})
     )
     sim = simulate(spec)
     result = cli("run", sim.inventory)

@@ -13,20 +13,7 @@ from aiohttp import web
 
 from orchestrator.simulator import generate_fleet
 
-from .conftest import Outcome, Sim, run_subprocess
-
-
-def comparable(report: dict[str, Any]) -> list[tuple[Any, ...]]:
-    return [
-        (
-            t["server"],
-            t["account"],
-            t["scan_type"],
-            t["status"],
-            [(f["path"], f["virus"]) for f in t["infected_files"]],
-        )
-        for t in report["targets"]
-    ]
+from .conftest import Outcome, Sim, comparable, run_subprocess
 
 
 def test_shards_in_separate_processes_merge_into_the_unsharded_report(

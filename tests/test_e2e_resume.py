@@ -11,11 +11,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from orchestrator.simulator import SimulatorThread, generate_fleet
 
-from .conftest import FAST_SERVER, FAST_SETTINGS, Sim
+from .conftest import FAST_SERVER, FAST_SETTINGS, Sim, comparable
 
 SPEC = {"servers": 2, "accounts": 4, "infected_ratio": 0.5, "seed": 41, "scan_seconds": 1.2}
 
@@ -43,19 +42,6 @@ def journal_counts(path: Path) -> tuple[int, int]:
     except sqlite3.Error:
         return 0, 0
     return done, started
-
-
-def comparable(report: dict[str, Any]) -> list[tuple[Any, ...]]:
-    return [
-        (
-            t["server"],
-            t["account"],
-            t["scan_type"],
-            t["status"],
-            sorted((f["path"], f["virus"]) for f in t["infected_files"]),
-        )
-        for t in report["targets"]
-    ]
 
 
 def test_kill_9_then_resume_gives_the_uninterrupted_report_without_restarting_scans(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,23 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.simulator import AccountSpec, FleetSpec, generate_fleet
+from orchestrator.simulator import AccountSpec, generate_fleet
 
 from .conftest import Outcome, Sim, run_subprocess
 
 
 def infected_truth(account: AccountSpec) -> bool:
     return any(f.virus or any(m for m in f.mail_messages or []) for f in account.files)
-
-
-def with_faults(spec: FleetSpec, server: str, **knobs: Any) -> FleetSpec:
-    servers = [
-        dataclasses.replace(s, faults=dataclasses.replace(s.faults, **knobs))
-        if s.name == server
-        else s
-        for s in spec.servers
-    ]
-    return dataclasses.replace(spec, servers=tuple(servers))
 
 
 def edit_inventory(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
@@ -84,7 +73,7 @@ def test_stale_completed_status_of_an_earlier_scan_is_not_taken_for_the_new_one(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome]
 ) -> None:
     spec = generate_fleet(servers=1, accounts=2, infected_ratio=1.0, seed=5, scan_seconds=1.0)
-    spec = with_faults(spec, "sim01", stale_seconds=0.6)
+    spec = spec.with_faults("sim01", stale_seconds=0.6)
     sim = simulate(spec)
     first = cli("run", sim.inventory)
     assert {t["status"] for t in first.targets().values()} == {"infected"}

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 SCAN_TYPES: tuple[str, ...] = ("home", "mail", "public_html", "public_ftp")
 QUARANTINE_DIR = "quarantine_clamavconnector"
@@ -123,6 +124,15 @@ class FleetSpec:
             if server.name == name:
                 return server
         raise KeyError(name)
+
+    def with_faults(self, server: str, **knobs: Any) -> FleetSpec:
+        """This fleet with fault knobs (fields of `Faults`) set on one server."""
+        self.server(server)  # KeyError for an unknown name
+        servers = tuple(
+            replace(s, faults=replace(s.faults, **knobs)) if s.name == server else s
+            for s in self.servers
+        )
+        return replace(self, servers=servers)
 
     def scan_seconds_of(self, account: AccountSpec) -> float:
         """Seconds a `home` scan of this account takes (from start_scan to scan_complete)."""
