@@ -475,12 +475,6 @@ def skewed_account() -> list[SimFile]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflow.next_poll_delay (bytes-based prediction, commit 9842947) extrapolates a byte "
-    "rate measured over a short span of small files: a finished scan is noticed up to ~3x its "
-    "duration late (0.3 s scan: 10 s, capped only by the stall timeout)",
-)
 @pytest.mark.parametrize(
     ("duration", "cfg"),
     [

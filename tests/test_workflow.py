@@ -191,32 +191,42 @@ def test_polls_land_near_the_predicted_end_instead_of_every_few_seconds() -> Non
 
 
 def test_a_prediction_far_beyond_its_measured_span_is_checked_early() -> None:
-    """10 files in 10 s says "980 s to go": sleep 60 % of that, then measure again."""
+    """10 files in 10 s says "980 s to go": do not trust it yet, look again soon."""
     state = start_scanning()
     state, _ = workflow.step(state, Tick(), 2)
     state, _ = workflow.step(state, status(False, 100, 10, 1000), 2)
     state, _ = workflow.step(state, Tick(), 12)
     state, cmd = workflow.step(state, status(False, 100, 20, 1000), 12)
-    predicted = 980 * 1.02 + 0.05 * CFG.poll_min
     assert isinstance(cmd, Wait)
-    assert cmd.seconds == pytest.approx(0.6 * predicted)
+    assert cmd.seconds == pytest.approx(CFG.poll_max)  # twice the 10-s span, at least poll_max
+    state, _ = workflow.step(state, Tick(), 42)
+    state, cmd = workflow.step(state, status(False, 100, 50, 1000), 42)
+    assert isinstance(cmd, Wait)  # 950 files at 40 per 40 s: 950 s, still far: 2 x 40 s
+    assert cmd.seconds == pytest.approx(80)
 
 
-def test_bytes_predict_the_end_when_cpanel_gives_their_total() -> None:
-    """Half the files are scanned but only a tenth of the bytes: the end is far, not near."""
+def at(files: int, scanned_bytes: int) -> ScanStatusReply:
+    return ScanStatusReply(StatusData(False, 100, files, scanned_bytes, 1000, 1_000_000))
 
-    def at(files: int, scanned_bytes: int) -> ScanStatusReply:
-        return ScanStatusReply(StatusData(False, 100, files, scanned_bytes, 1000, 1_000_000))
 
+@pytest.mark.parametrize(
+    ("files", "scanned_bytes", "seconds_left"),
+    [
+        (100, 900_000, 100 / 9),  # a few huge files first: bytes say near, file counts far
+        (900, 100_000, 100 / 9),  # many tiny files first: file counts say near, bytes far
+    ],
+)
+def test_the_nearer_of_the_file_and_byte_predictions_is_used(
+    files: int, scanned_bytes: int, seconds_left: float
+) -> None:
+    """The end lies between the two predictions: the nearer one is never late."""
     state = start_scanning()
     state, _ = workflow.step(state, Tick(), 2)
     state, _ = workflow.step(state, at(0, 0), 2)
     state, _ = workflow.step(state, Tick(), 102)
-    state, cmd = workflow.step(state, at(500, 100_000), 102)
+    state, cmd = workflow.step(state, at(files, scanned_bytes), 102)
     assert isinstance(cmd, Wait)
-    # bytes: 100 kB in 100 s, 900 kB left: 900 s (file counts would have said 100 s)
-    predicted = 900 * 1.02 + 0.05 * CFG.poll_min
-    assert cmd.seconds == pytest.approx(min(predicted, max(CFG.poll_max, 0.6 * predicted)))
+    assert cmd.seconds == pytest.approx(seconds_left * 1.02 + 0.05 * CFG.poll_min)
 
 
 def test_a_prediction_within_twice_its_span_is_trusted() -> None:
