@@ -287,14 +287,24 @@ class ServerClient:
         create_user_session gives a one-time login URL; logging in sets the `cpsession` cookie;
         the JSON POST then goes to `/cpsessNNN/execute/...` as the account itself.
         """
+        try:
+            # A new session (and its one-time login URL) per attempt: nothing is disinfected
+            # before the POST, so this part is safe to retry.
+            post_url, cookie = await self._with_retries(lambda: self._open_session(account))
+        except TargetError as exc:
+            exc.maybe_sent = False  # disinfect_files itself was never sent
+            raise
+        return await self._post_json(post_url, body, {"Cookie": cookie})
+
+    async def _open_session(self, account: str) -> tuple[str, str]:
+        """create_user_session, then its login URL: (disinfect_files URL, session cookie)."""
+        name = self._server.name
         params = {"api.version": "1", "user": account, "service": "cpaneld"}
         url = f"{self._server.base_url}/json-api/create_user_session"
-        answer = await self._with_retries(lambda: self._get(url, params, "create_user_session"))
+        answer = await self._get(url, params, "create_user_session")
         data = parse_whm(answer, "create_user_session").get("data")
         if not isinstance(data, dict) or not data.get("url") or not data.get("cp_security_token"):
-            raise ProtocolError(
-                "create_user_session returned no login URL", server=self._server.name
-            )
+            raise ProtocolError("create_user_session returned no login URL", server=name)
         origin = self._session_origin(str(data["url"]))
         login = await self._send(
             "GET",
@@ -302,14 +312,22 @@ class ServerClient:
             "login",
             params=_query(str(data["url"])),
         )
-        if login.status not in (200, 301, 302, 303) or not login.cookies:
-            raise AuthError(
-                "cPanel session login failed", server=self._server.name, function="login"
+        if login.status in (401, 403) or (
+            login.status in (200, 301, 302, 303) and not login.cookies
+        ):
+            raise AuthError("cPanel session login refused", server=name, function="login")
+        if login.status == 429 or login.status >= 500:
+            raise TransportError(
+                f"HTTP {login.status} from the session login",
+                server=name,
+                function="login",
+                retry_after=login.retry_after,
             )
+        if login.status not in (200, 301, 302, 303):
+            raise ProtocolError(f"HTTP {login.status} from the session login", server=name)
         cookie = "; ".join(f"{k}={v}" for k, v in login.cookies.items())
         token = str(data["cp_security_token"]).rstrip("/")
-        post_url = f"{origin}{token}/execute/{MODULE}/disinfect_files"
-        return await self._post_json(post_url, body, {"Cookie": cookie})
+        return f"{origin}{token}/execute/{MODULE}/disinfect_files", cookie
 
     def _session_origin(self, login_url: str) -> str:
         """Scheme and port from cPanel's login URL, host from the inventory.

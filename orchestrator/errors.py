@@ -57,6 +57,10 @@ class TargetError(ClamfleetError):
     kind: ErrorKind = ErrorKind.INTERNAL
     #: Whether a retry of an idempotent request may help.
     transient: bool = False
+    #: False only when the call certainly never reached the server (connection refused, or it
+    #: failed in a step before the request itself): then even a non-idempotent call did not
+    #: happen. A lost or garbled answer may belong to a call that ran.
+    maybe_sent: bool = True
 
     def __init__(
         self, message: str, *, server: str | None = None, function: str | None = None
@@ -84,9 +88,6 @@ class TransportError(TargetError):
 
     kind = ErrorKind.UNREACHABLE
     transient = True
-    #: False only when the request certainly never left (connection refused, DNS): then even a
-    #: non-idempotent call did not happen. Everything else may have reached the server.
-    maybe_sent: bool = True
 
     def __init__(
         self,

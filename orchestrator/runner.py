@@ -397,9 +397,7 @@ async def _execute(
         reply = await _request(client, target, command)
     except TargetError as exc:
         health.record(exc)
-        ambiguous = isinstance(exc, ProtocolError) or (
-            isinstance(exc, TransportError) and exc.maybe_sent
-        )
+        ambiguous = isinstance(exc, ProtocolError | TransportError) and exc.maybe_sent
         log.debug(
             "request.failed", command=type(command).__name__, error_kind=exc.kind, error=str(exc)
         )

@@ -169,11 +169,6 @@ def test_remediation_fault_matrix(
     assert_outcomes_are_what_the_server_did(sim, report)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client.ServerClient._disinfect_in_session maps any non-2xx/3xx answer of the session "
-    "login (a 503 included) to AuthError, which runner.ServerHealth makes fatal for the server",
-)
 def test_a_5xx_on_the_session_login_is_not_an_authentication_failure(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
 ) -> None:
