@@ -221,6 +221,7 @@ def _workflow_config(inventory: Inventory) -> workflow.WorkflowConfig:
         none_grace=min(
             max(30 * s.poll_interval.min, 4 * s.poll_interval.max), s.timeouts.disinfection
         ),
+        start_grace=max(10 * s.poll_interval.min, 2.0),
     )
 
 

@@ -15,6 +15,8 @@ after every transition. Phases:
 PRECHECK reads the status before starting: its `time_started` is the baseline that tells our
 scan's status from the stale one of an earlier scan, and a scan already running (FOREIGN: started
 by someone else, or left by a crashed run) is waited for instead of colliding with it.
+VERIFY_START follows a start_scan whose answer was lost: it reads the status for up to
+`start_grace` (the previous scan's status may linger) before sending start_scan once more.
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ class WorkflowConfig:
     none_grace: float = 120.0
     #: start_scan is sent at most this often for one target (only after a status check).
     max_start_attempts: int = 2
+    #: After a start_scan whose answer was lost, how long the previous scan's status may still
+    #: be shown (the stale window) before the start is taken as not having happened.
+    start_grace: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,7 @@ class State:
     # scanning
     baseline: int | None = None  # time_started of the status seen before our start_scan
     start_attempts: int = 0
+    start_sent_at: float | None = None
     scan_started_at: float | None = None
     seen_running: bool = False
     stats: ScanStats | None = None
@@ -175,7 +181,7 @@ def _on_precheck(state: State, reply: Reply, now: float) -> tuple[State, Command
         foreign = replace(state, phase=Phase.FOREIGN, progress_at=now, stats=data.stats())
         return _wait(foreign, state.cfg.poll_min)
     baseline = data.time_started if data is not None else None
-    return _start(replace(state, baseline=baseline))
+    return _start(replace(state, baseline=baseline), now)
 
 
 def _on_foreign(state: State, reply: Reply, now: float) -> tuple[State, Command]:
@@ -187,21 +193,25 @@ def _on_foreign(state: State, reply: Reply, now: float) -> tuple[State, Command]
         return _unexpected(state, reply)
     data = reply.data
     if data is None or data.scan_complete:
-        return _start(replace(state, baseline=data.time_started if data else None))
+        return _start(replace(state, baseline=data.time_started if data else None), now)
     moved = _progress_moved(state.stats, data)
     progress_at = now if moved or state.progress_at is None else state.progress_at
     if now - progress_at >= state.cfg.stall_timeout:
         # A dead scan (its child died): cPanel lets a new start_scan through.
-        return _start(replace(state, baseline=data.time_started))
+        return _start(replace(state, baseline=data.time_started), now)
     state = replace(state, stats=data.stats(), progress_at=progress_at)
     return _wait(state, _backoff(state))
 
 
-def _start(state: State) -> tuple[State, Command]:
+def _start(state: State, now: float) -> tuple[State, Command]:
     if state.start_attempts >= state.cfg.max_start_attempts:
         return _fail(state, ErrorInfo(ErrorKind.UNREACHABLE, "start_scan never took effect"))
     state = replace(
-        state, phase=Phase.STARTING, start_attempts=state.start_attempts + 1, last_wait=0.0
+        state,
+        phase=Phase.STARTING,
+        start_attempts=state.start_attempts + 1,
+        start_sent_at=now,
+        last_wait=0.0,
     )
     return _request(state, StartScan(state.target.scan_type))
 
@@ -219,6 +229,8 @@ def _on_starting(state: State, reply: Reply, now: float) -> tuple[State, Command
 
 
 def _on_verify_start(state: State, reply: Reply, now: float) -> tuple[State, Command]:
+    if isinstance(reply, Tick):
+        return _request(state, GetScanStatus())
     if isinstance(reply, RequestFailed):
         return _fail(state, reply.error)
     if not isinstance(reply, ScanStatusReply):
@@ -226,7 +238,12 @@ def _on_verify_start(state: State, reply: Reply, now: float) -> tuple[State, Com
     if _is_ours(state, reply.data):
         state = _scanning(state, now)[0]
         return _on_scanning(state, reply, now)
-    return _start(state)
+    # Still the previous scan's status. A start that took may not show yet (the stale window),
+    # and sending another would only meet "already in progress": look again for a while.
+    sent = state.start_sent_at if state.start_sent_at is not None else now
+    if now - sent < state.cfg.start_grace:
+        return _wait(state, min(state.cfg.poll_min, state.cfg.start_grace))
+    return _start(state, now)
 
 
 def _scanning(state: State, now: float) -> tuple[State, Command]:
@@ -580,6 +597,7 @@ def from_dict(data: dict[str, Any]) -> State:
         started_at=data["started_at"],
         baseline=data["baseline"],
         start_attempts=data["start_attempts"],
+        start_sent_at=data.get("start_sent_at"),
         scan_started_at=data["scan_started_at"],
         seen_running=data["seen_running"],
         stats=stats,

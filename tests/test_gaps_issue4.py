@@ -191,11 +191,6 @@ def test_a_5xx_on_the_session_login_is_not_an_authentication_failure(
 # start_scan whose answer is lost while the previous scan's status is still shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflow._on_verify_start reads the previous scan's completed status (cPanel's stale "
-    "window right after start_scan, design.md 7) as `did not start` and sends start_scan again",
-)
 def test_an_ambiguous_start_scan_in_the_stale_window_is_not_sent_twice(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome]
 ) -> None:

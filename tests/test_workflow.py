@@ -127,17 +127,41 @@ def test_ambiguous_start_is_checked_before_any_resend() -> None:
 
 
 def test_ambiguous_start_that_did_not_take_is_sent_again_once_then_gives_up() -> None:
+    """The old status for longer than the stale window: the start did not take."""
+    grace = CFG.start_grace
     state, _ = workflow.begin(TARGET, CFG, 0)
     state, _ = workflow.step(state, status(True, 100, 5, 5), 0)
     failure = RequestFailed(ErrorInfo(ErrorKind.UNREACHABLE, "reset"), ambiguous=True)
     state, _ = workflow.step(state, failure, 0)
-    state, cmd = workflow.step(state, status(True, 100, 5, 5), 1)  # old status: never started
-    assert cmd == StartScan(ScanType.HOME)
-    state, _ = workflow.step(state, failure, 1)
-    state, cmd = workflow.step(state, status(True, 100, 5, 5), 2)
+    now, polls = 0.0, 0
+    cmd: object = GetScanStatus()
+    while cmd != StartScan(ScanType.HOME):  # the old status, again and again
+        assert now < grace + CFG.poll_min, "resent only once the grace has passed"
+        if isinstance(cmd, Wait):
+            now += cmd.seconds
+            state, cmd = workflow.step(state, Tick(), now)
+        state, cmd = workflow.step(state, status(True, 100, 5, 5), now)
+        polls += 1
+    assert now >= grace and polls >= 2
+    state, _ = workflow.step(state, failure, now)
+    state, cmd = workflow.step(state, status(True, 100, 5, 5), now + grace)
     verdict = finish(cmd)
     assert verdict.status is Status.FAILED
     assert verdict.error is not None and verdict.error.kind is ErrorKind.UNREACHABLE
+
+
+def test_a_start_that_took_but_shows_late_is_not_sent_again() -> None:
+    """cPanel's stale window: the old completed status, then ours. One start_scan only."""
+    state, _ = workflow.begin(TARGET, CFG, 0)
+    state, _ = workflow.step(state, status(True, 100, 5, 5), 0)
+    failure = RequestFailed(ErrorInfo(ErrorKind.UNREACHABLE, "reset"), ambiguous=True)
+    state, _ = workflow.step(state, failure, 0)
+    state, cmd = workflow.step(state, status(True, 100, 5, 5), 0.1)  # stale
+    assert isinstance(cmd, Wait)
+    state, cmd = workflow.step(state, Tick(), 0.1 + cmd.seconds)
+    assert cmd == GetScanStatus()
+    state, cmd = workflow.step(state, status(False, 101, 1, 5), 2.1)  # ours after all
+    assert state.phase is Phase.SCANNING and state.start_attempts == 1
 
 
 def test_a_scan_already_running_is_waited_for_not_collided_with() -> None:
