@@ -173,11 +173,6 @@ def test_bench_readme_commands_parse() -> None:
         check_bench_command(argv)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bench/RESULTS.md still gives `--patch limiter,poll,retry`; those patches were "
-    "adopted and removed from bench/patches.py (commit 076625a), so the command exits 2",
-)
 def test_results_md_commands_still_run() -> None:
     found = bench_commands(BENCH / "RESULTS.md")
     assert found
