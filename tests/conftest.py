@@ -141,3 +141,14 @@ def comparable(report: dict[str, Any]) -> list[tuple[Any, ...]]:
         )
         for t in report["targets"]
     ]
+
+
+def start_cli(args: list[str | Path], env: dict[str, str]) -> subprocess.Popen[str]:
+    """The CLI as a background process (to signal or kill it mid-run)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *map(str, args)],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

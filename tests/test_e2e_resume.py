@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.simulator import SimulatorThread, generate_fleet
 
-from .conftest import FAST_SERVER, FAST_SETTINGS, Sim, comparable
+from .conftest import FAST_SERVER, FAST_SETTINGS, Sim, comparable, start_cli
 
 SPEC = {"servers": 2, "accounts": 4, "infected_ratio": 0.5, "seed": 41, "scan_seconds": 1.2}
-
-
-def start_cli(args: list[str | Path], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", *map(str, args)],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def journal_counts(path: Path) -> tuple[int, int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -41,7 +40,7 @@ from orchestrator.simulator import (
     generate_fleet,
 )
 
-from .conftest import Outcome, Sim
+from .conftest import Outcome, Sim, start_cli
 from .test_e2e_faults import assert_invariants
 
 TERMINAL = {"clean", "infected", "failed", "skipped"}
@@ -288,16 +287,6 @@ def test_the_disinfection_deadline_ends_the_target_with_timeout_and_no_resend(
 
 # ---------------------------------------------------------------------------------------------
 # SIGINT like SIGTERM; kill -9 during a disinfection, then --resume
-
-
-def start_cli(args: list[str | Path], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", *map(str, args)],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def test_sigint_stops_the_run_and_writes_the_partial_report(
