@@ -40,6 +40,7 @@ from orchestrator.parse import (
     Account,
     Answer,
     check_answer,
+    check_status,
     parse_accounts,
     parse_disinfection,
     parse_infected,
@@ -181,7 +182,7 @@ class ServerClient:
     async def list_accounts(self) -> tuple[Account, ...]:
         params = {"api.version": "1", "want": "user,domain,suspended"}
         url = f"{self._server.base_url}/json-api/listaccts"
-        answer = await self._with_retries(lambda: self._get(url, params, "listaccts"))
+        answer = await self._with_retries(lambda: self._call(url, params, "listaccts"))
         return parse_accounts(parse_whm(answer, "listaccts"))
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -249,16 +250,16 @@ class ServerClient:
                 **(params or {}),
             }
             url = f"{self._server.base_url}/json-api/uapi_cpanel"
-            answer = parse_whm(await self._get(url, query, function, post=post), function)
+            answer = parse_whm(await self._call(url, query, function, post=post), function)
             uapi = (
                 answer.get("data", {}).get("uapi") if isinstance(answer.get("data"), dict) else None
             )
             return parse_uapi(uapi, self._server.name, function)
         url = f"{self._server.base_url}/execute/{MODULE}/{function}"
-        answer = await self._get(url, params, function, post=post)
+        answer = await self._call(url, params, function, post=post)
         return parse_uapi(answer, self._server.name, function)
 
-    async def _get(
+    async def _call(
         self, url: str, params: Mapping[str, str] | None, function: str, *, post: bool = False
     ) -> Answer:
         if post:
@@ -301,7 +302,7 @@ class ServerClient:
         name = self._server.name
         params = {"api.version": "1", "user": account, "service": "cpaneld"}
         url = f"{self._server.base_url}/json-api/create_user_session"
-        answer = await self._get(url, params, "create_user_session")
+        answer = await self._call(url, params, "create_user_session")
         data = parse_whm(answer, "create_user_session").get("data")
         if not isinstance(data, dict) or not data.get("url") or not data.get("cp_security_token"):
             raise ProtocolError("create_user_session returned no login URL", server=name)
@@ -312,19 +313,11 @@ class ServerClient:
             "login",
             params=_query(str(data["url"])),
         )
-        if login.status in (401, 403) or (
-            login.status in (200, 301, 302, 303) and not login.cookies
-        ):
-            raise AuthError("cPanel session login refused", server=name, function="login")
-        if login.status == 429 or login.status >= 500:
-            raise TransportError(
-                f"HTTP {login.status} from the session login",
-                server=name,
-                function="login",
-                retry_after=login.retry_after,
-            )
+        check_status(login.status, name, "login", login.retry_after)
         if login.status not in (200, 301, 302, 303):
             raise ProtocolError(f"HTTP {login.status} from the session login", server=name)
+        if not login.cookies:
+            raise AuthError("cPanel session login set no session", server=name, function="login")
         cookie = "; ".join(f"{k}={v}" for k, v in login.cookies.items())
         token = str(data["cp_security_token"]).rstrip("/")
         return f"{origin}{token}/execute/{MODULE}/disinfect_files", cookie

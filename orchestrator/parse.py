@@ -33,6 +33,15 @@ class Account:
     suspended: bool
 
 
+def check_status(status: int, server: str, function: str, retry_after: float | None = None) -> None:
+    """Refused credentials (401/403) are final; 429 and 5xx are transient."""
+    where = {"server": server, "function": function}
+    if status in (401, 403):
+        raise AuthError(f"HTTP {status}: credentials refused by {function}", **where)
+    if status == 429 or status >= 500:
+        raise TransportError(f"HTTP {status} from {function}", retry_after=retry_after, **where)
+
+
 def check_answer(
     status: int,
     content_type: str,
@@ -43,10 +52,7 @@ def check_answer(
 ) -> Answer:
     """HTTP status, content type and JSON decoding; the body's own verdict is read later."""
     where = {"server": server, "function": function}
-    if status in (401, 403):
-        raise AuthError(f"HTTP {status}: credentials refused by {function}", **where)
-    if status == 429 or status >= 500:
-        raise TransportError(f"HTTP {status} from {function}", retry_after=retry_after, **where)
+    check_status(status, server, function, retry_after)
     text = body.decode("utf-8", "replace")
     if "html" in content_type.lower() or text.lstrip()[:1] == "<":
         lowered = text.lower()
