@@ -3,26 +3,35 @@
     run_fleet
       └── task group
             ├── server worker (web01)  ── holds a max_concurrent_servers slot
-            │     resolve targets (listaccts) ── lanes (max_concurrent_scans) ── drive(target)
+            │     resolve targets (listaccts)
+            │     _Lanes: up to max_concurrent_scans targets in flight
+            │       ├── scheduler: timer heap of waiting targets ── ready queue
+            │       └── a few workers: take a ready target, execute its requests, feed the
+            │           replies to its workflow, until it waits again (heap) or finishes
             └── server worker (web02) ...
 
-`drive` is the ten-line driver of the pure workflow: execute the command, feed the reply back.
-A target's failure is a result, never an exception: one server's trouble cannot stop another.
-Cancellation (SIGINT/SIGTERM, via the CLI's cancel scope) turns targets in flight into
-`interrupted` results and is then re-raised, never swallowed.
+The workflow is pure (workflow.py), so a target between two requests is nothing but its
+`State`: no task, no stack. A target's failure is a result, never an exception: one server's
+trouble cannot stop another. Cancellation (SIGINT/SIGTERM, via the CLI's cancel scope) turns
+targets in flight into `interrupted` results and is then re-raised, never swallowed.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import heapq
+import itertools
+import math
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
 import anyio
 import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from orchestrator import workflow
 from orchestrator.client import Http, RetryPolicy, ServerClient
@@ -48,7 +57,7 @@ from orchestrator.events import (
     Tick,
     Wait,
 )
-from orchestrator.limiter import FleetLimits
+from orchestrator.limiter import MIN_SLEEP, FleetLimits
 from orchestrator.model import (
     ErrorInfo,
     ErrorKind,
@@ -243,12 +252,10 @@ async def _server_worker(run: _Run, server: Server) -> None:
             targets = await _resolve_targets(run, server, client, health)
             run.targets[server.name] = targets
             run.observer.targets_resolved(server.name, targets)
-            todo = iter([t for t in targets if t not in run.results])
-            async with anyio.create_task_group() as tg:
-                for lane in range(server.max_concurrent_scans):
-                    tg.start_soon(
-                        _lane, run, client, health, todo, name=f"lane:{server.name}:{lane}"
-                    )
+            todo = deque(t for t in targets if t not in run.results)
+            cap = server.max_concurrent_scans
+            lanes = _Lanes(run, client, health, todo, cap)
+            await lanes.run_all(workers=min(cap, 2 * run.options.connections_per_host))
 
 
 async def _resolve_targets(
@@ -339,57 +346,137 @@ def _skip(run: _Run, target: Target, kind: ErrorKind, message: str, status: Stat
 # Targets
 
 
-async def _lane(
-    run: _Run,
-    client: ServerClient,
-    health: ServerHealth,
-    todo: Iterator[Target],
-) -> None:
-    for target in todo:  # lanes share one iterator: each target is taken exactly once
-        if (done := run.journal.result(target) if run.journal else None) is not None:
-            _record(run, done)
-            continue
-        _record(run, await _drive(run, client, health, target))
+@dataclass(slots=True, eq=False)
+class _Slot:
+    """One target in flight: its workflow state and the command that state asks for next."""
+
+    target: Target
+    state: workflow.State
+    command: Command
+    started: datetime
 
 
-async def _drive(
-    run: _Run, client: ServerClient, health: ServerHealth, target: Target
-) -> TargetResult:
-    with structlog.contextvars.bound_contextvars(
-        account=target.account, scan_type=str(target.scan_type)
-    ):
-        started = datetime.now(UTC)
+class _Lanes:
+    """One server's targets in flight: `max_concurrent_scans` lanes without a task per lane.
+
+    A target spends nearly all its life waiting for its next poll, and a task parked in
+    `sleep` holds its coroutine frames, context and cancel scopes (~10 KiB). Here a waiting
+    target is just its workflow state in a timer heap; one scheduler task moves due targets
+    to a ready queue, and a few worker tasks (enough to keep the server's connections busy)
+    take them, run their requests until the workflow asks to wait or finishes, and hand them
+    back. The sans-I/O workflow is what makes this possible: a target's whole context is its
+    `State`, nothing is left on a stack between two requests.
+    """
+
+    def __init__(
+        self, run: _Run, client: ServerClient, health: ServerHealth, todo: deque[Target], cap: int
+    ) -> None:
+        self.run = run
+        self.client = client
+        self.health = health
+        self.todo = todo
+        self.cap = cap
+        self.live: dict[Target, _Slot] = {}  # started, not finished: what a cancel interrupts
+        self.timers: list[tuple[float, int, _Slot]] = []  # (due, tie-break, slot) min-heap
+        self.order = itertools.count()
+        self.changed = anyio.Event()
+        self.next_due = math.inf  # when the scheduler will next wake on its own
+
+    async def run_all(self, workers: int) -> None:
+        send, receive = anyio.create_memory_object_stream[_Slot](math.inf)
+        async with anyio.create_task_group() as tg:
+            for n in range(workers):
+                tg.start_soon(self._worker, receive, name=f"worker:{n}")
+            try:
+                with send:
+                    await self._schedule(send)
+            except anyio.get_cancelled_exc_class():
+                for slot in self.live.values():
+                    _record(self.run, _interrupted(slot.state, slot.started))
+                raise
+
+    async def _schedule(self, ready: MemoryObjectSendStream[_Slot]) -> None:
+        clock, timers = self.run.limits.clock, self.timers
+        while True:
+            self.changed = anyio.Event()  # (no await until it is waited on: no lost wake-up)
+            self._fill(ready)
+            if not self.live:
+                return  # every target taken and finished
+            now = clock()
+            while timers and timers[0][0] <= now:
+                ready.send_nowait(heapq.heappop(timers)[2])
+            self.next_due = timers[0][0] if timers else math.inf
+            with anyio.move_on_after(max(self.next_due - now, MIN_SLEEP)):
+                await self.changed.wait()
+
+    def _fill(self, ready: MemoryObjectSendStream[_Slot]) -> None:
+        run = self.run
+        while len(self.live) < self.cap and self.todo:
+            target = self.todo.popleft()
+            if (done := run.journal.result(target) if run.journal else None) is not None:
+                _record(run, done)
+                continue
+            ready.send_nowait(self._begin(target))
+
+    def _begin(self, target: Target) -> _Slot:
+        run = self.run
         run.observer.target_started(target)
         saved = run.journal.state(target) if run.journal else None
         if saved is not None:
-            log.info("target.resumed", phase=str(saved.phase))
+            log.info(
+                "target.resumed",
+                account=target.account,
+                scan_type=str(target.scan_type),
+                phase=str(saved.phase),
+            )
             state, command = workflow.resume(saved, run.clock())
         else:
             state, command = workflow.begin(target, run.cfg, run.clock())
-        try:
-            while not isinstance(command, Finish):
-                if run.journal is not None:
-                    run.journal.save_state(state)  # before the request it leads to
-                reply = await _execute(run, client, health, target, command)
-                before = state.stats
-                state, command = workflow.step(state, reply, run.clock())
-                if state.stats is not before and state.stats is not None and _own_scan(state):
-                    # only counters the workflow accepted as this scan's (never stale ones)
-                    run.observer.scan_progress(target, state.stats)
-        except anyio.get_cancelled_exc_class():
-            _record(run, _interrupted(state, started))
-            raise
+        slot = _Slot(target, state, command, datetime.now(UTC))
+        self.live[target] = slot
+        return slot
+
+    async def _worker(self, ready: MemoryObjectReceiveStream[_Slot]) -> None:
+        async for slot in ready:
+            target = slot.target
+            with structlog.contextvars.bound_contextvars(
+                account=target.account, scan_type=str(target.scan_type)
+            ):
+                await self._advance(slot)
+
+    async def _advance(self, slot: _Slot) -> None:
+        """Run the slot's requests until its workflow waits (back to the heap) or finishes."""
+        run, target = self.run, slot.target
+        state, command = slot.state, slot.command
+        if isinstance(command, Wait):  # its wait is over
+            state, command = workflow.step(state, Tick(), run.clock())
+            slot.state, slot.command = state, command
+        while not isinstance(command, Finish | Wait):
+            if run.journal is not None:
+                run.journal.save_state(state)  # before the request it leads to
+            reply = await _execute(run, self.client, self.health, target, command)
+            before = state.stats
+            state, command = workflow.step(state, reply, run.clock())
+            slot.state, slot.command = state, command
+            if state.stats is not before and state.stats is not None and _own_scan(state):
+                # only counters the workflow accepted as this scan's (never stale ones)
+                run.observer.scan_progress(target, state.stats)
+        if isinstance(command, Wait):
+            due = self.run.limits.clock() + command.seconds
+            heapq.heappush(self.timers, (due, next(self.order), slot))
+            if due < self.next_due:
+                self.changed.set()
+            return
         if run.journal is not None:
             run.journal.save_state(state)
-        return _result(state, command, started)
+        del self.live[target]
+        _record(run, _result(state, command, slot.started))
+        self.changed.set()
 
 
 async def _execute(
     run: _Run, client: ServerClient, health: ServerHealth, target: Target, command: Command
 ) -> Reply:
-    if isinstance(command, Wait):
-        await run.limits.sleep(command.seconds)
-        return Tick()
     if isinstance(command, PlanActions):
         return _plan(run, target, command.files)
     if (blocked := health.blocked()) is not None:
