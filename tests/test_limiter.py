@@ -117,6 +117,41 @@ async def test_waiters_on_one_server_are_served_in_arrival_order() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_request_arriving_as_the_slot_frees_does_not_overtake_a_waiter() -> None:
+    """A free gate lets a request through without queueing; a queued one still goes first."""
+    g = gate(2)
+    order: list[str] = []
+    await g.acquire()  # the next slot is at +0.5 s
+
+    async def waiter() -> None:
+        await g.acquire()  # queues at +0, due at +0.5
+        order.append("waiter")
+
+    async def late() -> None:
+        await anyio.sleep(0.5)  # arrives exactly when the slot frees
+        await g.acquire()
+        order.append("late")
+
+    start = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        tg.start_soon(late)
+    assert order == ["waiter", "late"]
+    assert anyio.current_time() - start == pytest.approx(1.0)
+
+
+@pytest.mark.anyio
+async def test_a_free_gate_lets_a_request_through_without_waiting() -> None:
+    g = gate(2)
+    await g.acquire()
+    await anyio.sleep(0.5)
+    before = anyio.current_time()
+    await g.acquire()
+    await g.acquire()  # the one after it waits its 0.5 s
+    assert anyio.current_time() - before == pytest.approx(0.5)
+
+
+@pytest.mark.anyio
 async def test_a_cancelled_waiter_books_nothing() -> None:
     g = gate(1)
     await g.acquire()
