@@ -16,6 +16,12 @@ connections per server (the orchestrator's default), `per_host` workers per serv
 reading and JSON-decoding every body. No rate limits, no retries, no state machine. Requests are
 spread over servers in proportion to their accounts. Prints one JSON line with its own counts;
 the parent measures its CPU and peak RSS with `os.wait4`.
+
+With `"pace_s": T` in the job (run.py --paced), each worker spreads its requests evenly over T
+seconds instead of sending them back to back: the same requests at the orchestrator's average
+rate, as any client that keeps a rate limit must send them. That isolates what pacing itself
+costs (the event loop wakes for every request instead of for a batch of them) from what the
+orchestrator adds on top.
 """
 
 from __future__ import annotations
@@ -59,12 +65,21 @@ def _shares(total: int, weights: list[int]) -> list[int]:
 
 
 async def _worker(
-    session: aiohttp.ClientSession, host: Host, count: int, offset: int, errors: list[int]
+    session: aiohttp.ClientSession,
+    host: Host,
+    count: int,
+    offset: int,
+    errors: list[int],
+    pace_s: float,
 ) -> None:
     url = f"{host.url}/json-api/uapi_cpanel"
     headers = {"Authorization": host.auth}
     accounts = host.accounts
+    loop = asyncio.get_running_loop()
+    start, gap = loop.time(), pace_s / count
     for i in range(count):
+        if gap and (delay := start + i * gap - loop.time()) > 0:
+            await asyncio.sleep(delay)
         params = {
             "api.version": "1",
             "cpanel.user": accounts[(offset + i) % len(accounts)],
@@ -84,6 +99,7 @@ async def _worker(
 async def _main(job: dict[str, Any]) -> dict[str, Any]:
     hosts = _hosts(job)
     per_host = int(job.get("per_host", 4))
+    pace_s = float(job.get("pace_s", 0.0))
     shares = _shares(int(job["requests"]), [len(h.accounts) for h in hosts])
     errors = [0]
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=per_host)
@@ -95,7 +111,7 @@ async def _main(job: dict[str, Any]) -> dict[str, Any]:
             for w in range(per_host):
                 count = share // per_host + (1 if w < share % per_host else 0)
                 if count:
-                    tasks.append(_worker(session, host, count, w * count, errors))
+                    tasks.append(_worker(session, host, count, w * count, errors, pace_s))
         await asyncio.gather(*tasks)
     wall = time.perf_counter() - started
     return {"requests": sum(shares), "errors": errors[0], "wall_s": wall}

@@ -329,9 +329,19 @@ class Row:
     bound_term: str = ""
     bound_terms: dict[str, float] = field(default_factory=dict)
     sim_calls: int | None = None
+    # --paced: the baseline again, its requests spread over the orchestrator's wall time
+    paced_cpu_s_per_1k_calls: float = 0.0
+    paced_cpu_ratio: float = 0.0
 
 
-def run_once(size: Size, index: int, work: Path, timeout: float, patch: str | None = None) -> Row:
+def run_once(
+    size: Size,
+    index: int,
+    work: Path,
+    timeout: float,
+    patch: str | None = None,
+    paced: bool = False,
+) -> Row:
     run_dir = work / f"run-{index}"
     run_dir.mkdir(parents=True, exist_ok=True)
     sim_inventory = run_dir / "inventory.sim.yaml"
@@ -369,6 +379,16 @@ def run_once(size: Size, index: int, work: Path, timeout: float, patch: str | No
         )  # fmt: skip
         if base.returncode != 0:
             raise RuntimeError(f"baseline exited {base.returncode}; see {run_dir}/baseline.err")
+        paced_per_1k = 0.0
+        if paced:
+            job.write_text(json.dumps({**_baseline_job(data, spec, calls), "pace_s": orch.wall_s}))
+            slow = run_measured(
+                [sys.executable, str(BENCH / "baseline.py"), str(job)],
+                env, run_dir / "paced.out", run_dir / "paced.err", timeout,
+            )  # fmt: skip
+            if slow.returncode != 0:
+                raise RuntimeError(f"paced baseline exited {slow.returncode}; see {run_dir}")
+            paced_per_1k = slow.cpu_s / calls * 1000
     orch_per_1k = orch.cpu_s / calls * 1000
     base_per_1k = base.cpu_s / calls * 1000
     return Row(
@@ -392,6 +412,8 @@ def run_once(size: Size, index: int, work: Path, timeout: float, patch: str | No
         statuses=statuses,
         bound_term=bound.term,
         bound_terms=bound.terms,
+        paced_cpu_s_per_1k_calls=paced_per_1k,
+        paced_cpu_ratio=orch_per_1k / paced_per_1k if paced_per_1k else 0.0,
     )
 
 
@@ -433,17 +455,29 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("base RSS MiB", "base_peak_rss_mib", "{:.1f}"),
     ("CPU ratio", "cpu_ratio", "{:.2f}"),
 ]
+PACED_COLUMNS: list[tuple[str, str, str]] = [
+    ("paced CPU s/1k", "paced_cpu_s_per_1k_calls", "{:.3f}"),
+    ("CPU ratio paced", "paced_cpu_ratio", "{:.2f}"),
+]
+
+
+def columns(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
+    """The table's columns; the paced baseline's only when it ran (--paced)."""
+    paced = any(r.paced_cpu_s_per_1k_calls for r in rows)
+    return COLUMNS + PACED_COLUMNS if paced else COLUMNS
 
 
 def median_row(rows: Sequence[Row]) -> dict[str, float]:
-    return {attr: statistics.median(getattr(r, attr) for r in rows) for _, attr, _ in COLUMNS}
+    cols = columns(rows)
+    return {attr: statistics.median(getattr(r, attr) for r in rows) for _, attr, _ in cols}
 
 
 def render_table(rows: Sequence[Row]) -> str:
-    header = ["run", *(h for h, _, _ in COLUMNS)]
-    body = [[str(r.run), *(f.format(getattr(r, a)) for _, a, f in COLUMNS)] for r in rows]
+    cols = columns(rows)
+    header = ["run", *(h for h, _, _ in cols)]
+    body = [[str(r.run), *(f.format(getattr(r, a)) for _, a, f in cols)] for r in rows]
     med = median_row(rows)
-    body.append(["median", *(f.format(med[a]) for _, a, f in COLUMNS)])
+    body.append(["median", *(f.format(med[a]) for _, a, f in cols)])
     widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
     lines = [" | ".join(x.rjust(w) for x, w in zip(header, widths, strict=True))]
     lines.append("-+-".join("-" * w for w in widths))
@@ -470,6 +504,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=3600.0, help="per-process limit, seconds")
     p.add_argument(
         "--patch", help="run the orchestrator with bench/patches.py changes (e.g. poll,retry)"
+    )
+    p.add_argument(
+        "--paced",
+        action="store_true",
+        help="also run the baseline with its requests spread over the orchestrator's wall time",
     )
     return p
 
@@ -515,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[Row] = []
     with _work_dir(args.work_dir) as work:
         for i in range(1, size.repeat + 1):
-            row = run_once(size, i, work, args.timeout, args.patch)
+            row = run_once(size, i, work, args.timeout, args.patch, args.paced)
             rows.append(row)
             print(
                 f"run {i}: wall {row.wall_s:.2f}s bound {row.bound_s:.2f}s ({row.bound_term}) "

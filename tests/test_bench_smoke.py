@@ -14,11 +14,12 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def test_quick_bench_prints_every_column(tmp_path: Path) -> None:
+def test_quick_bench_with_the_paced_baseline_prints_every_column(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--size", "quick", "--repeat", "1",
-         "--json", str(out), "--work-dir", str(tmp_path / "work"), "--timeout", "50"],
+         "--json", str(out), "--work-dir", str(tmp_path / "work"), "--timeout", "50",
+         "--paced"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -29,13 +30,13 @@ def test_quick_bench_prints_every_column(tmp_path: Path) -> None:
 
     sys.path.insert(0, str(ROOT / "bench"))
     try:
-        from run import COLUMNS
+        from run import COLUMNS, PACED_COLUMNS
     finally:
         sys.path.remove(str(ROOT / "bench"))
     lines = proc.stdout.splitlines()
     header_at = next(i for i, line in enumerate(lines) if line.lstrip().startswith("run |"))
     header = [h.strip() for h in lines[header_at].split("|")]
-    assert header == ["run", *(h for h, _, _ in COLUMNS)]
+    assert header == ["run", *(h for h, _, _ in COLUMNS + PACED_COLUMNS)]
     median = next(line for line in lines[header_at:] if line.lstrip().startswith("median"))
     cells = [c.strip() for c in median.split("|")]
     assert len(cells) == len(header)
@@ -48,5 +49,6 @@ def test_quick_bench_prints_every_column(tmp_path: Path) -> None:
     row = data["rows"][0]
     assert row["targets"] == 12
     assert row["calls"] > 0
+    assert row["paced_cpu_s_per_1k_calls"] > 0  # --paced ran the spread-out baseline too
     assert row["exit_code"] in (0, 1)
     assert sum(row["statuses"].values()) == row["targets"]
