@@ -57,7 +57,7 @@ from orchestrator.events import (
     Tick,
     Wait,
 )
-from orchestrator.limiter import MIN_SLEEP, FleetLimits
+from orchestrator.limiter import FleetLimits
 from orchestrator.model import (
     ErrorInfo,
     ErrorKind,
@@ -379,7 +379,7 @@ class _Lanes:
         self.live: dict[Target, _Slot] = {}  # started, not finished: what a cancel interrupts
         self.timers: list[tuple[float, int, _Slot]] = []  # (due, tie-break, slot) min-heap
         self.order = itertools.count()
-        self.changed = anyio.Event()
+        self.nap: anyio.CancelScope | None = None  # the scheduler's sleep, while it sleeps
         self.next_due = math.inf  # when the scheduler will next wake on its own
 
     async def run_all(self, workers: int) -> None:
@@ -398,7 +398,6 @@ class _Lanes:
     async def _schedule(self, ready: MemoryObjectSendStream[_Slot]) -> None:
         clock, timers = self.run.limits.clock, self.timers
         while True:
-            self.changed = anyio.Event()  # (no await until it is waited on: no lost wake-up)
             self._fill(ready)
             if not self.live:
                 return  # every target taken and finished
@@ -406,8 +405,17 @@ class _Lanes:
             while timers and timers[0][0] <= now:
                 ready.send_nowait(heapq.heappop(timers)[2])
             self.next_due = timers[0][0] if timers else math.inf
-            with anyio.move_on_after(max(self.next_due - now, MIN_SLEEP)):
-                await self.changed.wait()
+            # A plain sleep, cut short by _wake: a deadline cancel scope (move_on_after) would
+            # re-check its deadline against uvloop's millisecond clock and spin up to 1 ms.
+            # Between two of these naps the scheduler never awaits, so no wake-up is lost.
+            with anyio.CancelScope() as self.nap:
+                await anyio.sleep(self.next_due - now)
+            self.nap = None
+
+    def _wake(self) -> None:
+        if self.nap is not None:
+            self.nap.cancel()
+            self.nap = None
 
     def _fill(self, ready: MemoryObjectSendStream[_Slot]) -> None:
         run = self.run
@@ -465,13 +473,14 @@ class _Lanes:
             due = self.run.limits.clock() + command.seconds
             heapq.heappush(self.timers, (due, next(self.order), slot))
             if due < self.next_due:
-                self.changed.set()
+                self._wake()
             return
         if run.journal is not None:
             run.journal.save_state(state)
         del self.live[target]
         _record(run, _result(state, command, slot.started))
-        self.changed.set()
+        if self.todo or not self.live:  # a lane is free for the next target, or all are done
+            self._wake()
 
 
 async def _execute(
