@@ -412,6 +412,13 @@ class _Lanes:
                 await anyio.sleep(self.next_due - now)
             self.nap = None
 
+    def _park(self, slot: _Slot, wait: Wait) -> None:
+        """Into the timer heap; its worker picks it up again (and ticks it) when it is due."""
+        due = self.run.limits.clock() + wait.seconds
+        heapq.heappush(self.timers, (due, next(self.order), slot))
+        if due < self.next_due:
+            self._wake()
+
     def _wake(self) -> None:
         if self.nap is not None:
             self.nap.cancel()
@@ -424,7 +431,11 @@ class _Lanes:
             if (done := run.journal.result(target) if run.journal else None) is not None:
                 _record(run, done)
                 continue
-            ready.send_nowait(self._begin(target))
+            slot = self._begin(target)
+            if isinstance(slot.command, Wait):
+                self._park(slot, slot.command)
+            else:
+                ready.send_nowait(slot)
 
     def _begin(self, target: Target) -> _Slot:
         run = self.run
@@ -470,10 +481,7 @@ class _Lanes:
                 # only counters the workflow accepted as this scan's (never stale ones)
                 run.observer.scan_progress(target, state.stats)
         if isinstance(command, Wait):
-            due = self.run.limits.clock() + command.seconds
-            heapq.heappush(self.timers, (due, next(self.order), slot))
-            if due < self.next_due:
-                self._wake()
+            self._park(slot, command)
             return
         if run.journal is not None:
             run.journal.save_state(state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import anyio
@@ -51,3 +52,35 @@ def test_progress_shows_only_this_scans_counters_never_the_stale_ones(
         counts = [s.scanned_file_count for s in seen]
         assert counts == sorted(counts), f"{target}: progress went backwards: {counts}"
         assert len(seen) >= 2, "polled while running, not only at the end"
+
+
+def test_targets_waiting_between_polls_hold_no_task_of_their_own(
+    simulate: Callable[..., Sim],
+) -> None:
+    """Memory at fleet scale: a waiting target is a heap entry, not a parked task.
+
+    40 scans in flight on one server; the run's task count stays at the few workers and the
+    scheduler, whatever the number of targets in flight (a task holds ~10 KiB of frames).
+    """
+    spec = generate_fleet(servers=1, accounts=40, infected_ratio=0.0, seed=62, scan_seconds=1.0)
+    sim = simulate(
+        spec,
+        settings={"poll_interval": {"min": 0.05, "max": 0.2}},
+        server_keys={"max_concurrent_scans": 40, "requests_per_second": 200},
+    )
+
+    class CountingTasks(Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tasks: list[int] = []
+
+        def scan_progress(self, target: Target, stats: ScanStats) -> None:
+            super().scan_progress(target, stats)
+            self.tasks.append(len(asyncio.all_tasks()))
+
+    observer = CountingTasks()
+    fleet_run = FleetRun(load_inventory(sim.inventory), observer=observer)
+    anyio.run(fleet_run.run)
+    assert {r.status for r in fleet_run.results()} == {Status.CLEAN}
+    assert len(observer.progress) == 40  # every scan was polled while running
+    assert max(observer.tasks) < 16, f"tasks during the run: {max(observer.tasks)}"
