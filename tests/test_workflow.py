@@ -222,11 +222,12 @@ def test_a_prediction_far_beyond_its_measured_span_is_checked_early() -> None:
     state, _ = workflow.step(state, Tick(), 12)
     state, cmd = workflow.step(state, status(False, 100, 20, 1000), 12)
     assert isinstance(cmd, Wait)
-    assert cmd.seconds == pytest.approx(CFG.poll_max)  # twice the 10-s span, at least poll_max
+    assert cmd.seconds == pytest.approx(CFG.poll_max)  # 3 x the 10-s span, at least poll_max
     state, _ = workflow.step(state, Tick(), 42)
     state, cmd = workflow.step(state, status(False, 100, 50, 1000), 42)
-    assert isinstance(cmd, Wait)  # 950 files at 40 per 40 s: 950 s, still far: 2 x 40 s
-    assert cmd.seconds == pytest.approx(80)
+    assert isinstance(cmd, Wait)  # 950 files at 40 per 40 s: 950 s, still far: 3 x 40 s
+    assert cmd.seconds == pytest.approx(workflow.SPAN_REACH * 40)
+    assert cmd.seconds < 950 / 2
 
 
 def at(files: int, scanned_bytes: int) -> ScanStatusReply:
@@ -243,24 +244,36 @@ def at(files: int, scanned_bytes: int) -> ScanStatusReply:
 def test_the_nearer_of_the_file_and_byte_predictions_is_used(
     files: int, scanned_bytes: int, seconds_left: float
 ) -> None:
-    """The end lies between the two predictions: the nearer one is never late."""
+    """The end lies between the two predictions: the nearer one is not passed (but by the
+    slack), and the farther one does not make the wait a blind poll_min either."""
     state = start_scanning()
     state, _ = workflow.step(state, Tick(), 2)
     state, _ = workflow.step(state, at(0, 0), 2)
     state, _ = workflow.step(state, Tick(), 102)
     state, cmd = workflow.step(state, at(files, scanned_bytes), 102)
     assert isinstance(cmd, Wait)
-    assert cmd.seconds == pytest.approx(seconds_left * 1.02 + 0.05 * CFG.poll_min)
+    slack = workflow.LATE_SHARE * 102
+    assert workflow.FIRST_RATE_SHARE * seconds_left <= cmd.seconds <= seconds_left + slack
+    assert cmd.seconds > CFG.poll_min
 
 
-def test_a_prediction_within_twice_its_span_is_trusted() -> None:
+def test_a_first_rate_is_followed_part_way_and_a_confirmed_one_to_the_end() -> None:
+    """100 files per 33 s: 300 left is 100 s. Seen once, sleep part of the way; once the
+    counters have moved again just before (the rate is bracketed), almost all of it."""
     state = start_scanning()
     state, _ = workflow.step(state, Tick(), 2)
     state, _ = workflow.step(state, status(False, 100, 100, 1000), 2)
     state, _ = workflow.step(state, Tick(), 202)
     state, cmd = workflow.step(state, status(False, 100, 700, 1000), 202)
-    assert isinstance(cmd, Wait)  # 600 files in 200 s: 300 left is 100 s, within 2 x 200 s
-    assert cmd.seconds == pytest.approx(100 * 1.02 + 0.05 * CFG.poll_min)
+    assert isinstance(cmd, Wait)
+    assert workflow.FIRST_RATE_SHARE * 100 <= cmd.seconds < 100
+
+    state = start_scanning()
+    for now, scanned in ((2, 100), (192, 670), (202, 700)):
+        state, _ = workflow.step(state, Tick(), now)
+        state, cmd = workflow.step(state, status(False, 100, scanned, 1000), now)
+    assert isinstance(cmd, Wait)
+    assert 0.9 * 100 <= cmd.seconds <= 100
 
 
 def test_waits_never_pass_the_stall_deadline() -> None:
