@@ -180,7 +180,7 @@ class ServerClient:
     # -- WHM ---------------------------------------------------------------------------------
 
     async def list_accounts(self) -> tuple[Account, ...]:
-        params = {"api.version": "1", "want": "user,domain,suspended"}
+        params = {"api.version": "1", "want": "user,domain,suspended,diskused"}
         url = f"{self._server.base_url}/json-api/listaccts"
         answer = await self._with_retries(lambda: self._call(url, params, "listaccts"))
         return parse_accounts(parse_whm(answer, "listaccts"))

@@ -9,6 +9,7 @@ failed. Success is read from the body, never from the HTTP status alone.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ class Account:
     user: str
     domain: str
     suspended: bool
+    disk_used_mib: float | None = None  # listaccts `diskused`; None: not reported or unreadable
 
 
 def check_status(status: int, server: str, function: str, retry_after: float | None = None) -> None:
@@ -187,10 +189,33 @@ def parse_accounts(answer: Answer) -> tuple[Account, ...]:
     if not isinstance(accounts, list):
         raise ProtocolError("listaccts: acct is not a list", function="listaccts")
     return tuple(
-        Account(str(a["user"]), str(a.get("domain") or ""), _int(a.get("suspended")) == 1)
+        Account(
+            str(a["user"]),
+            str(a.get("domain") or ""),
+            _int(a.get("suspended")) == 1,
+            parse_disk_mib(a.get("diskused")),
+        )
         for a in accounts
         if isinstance(a, dict) and a.get("user")
     )
+
+
+_DISK = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*", re.IGNORECASE)
+_DISK_UNIT = {"": 1.0, "K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0**2}
+
+
+def parse_disk_mib(value: Any) -> float | None:
+    """listaccts' `diskused` in MiB: `"14M"`, `"1.5G"`, `"none"` (0); None when unreadable."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str):
+        return None
+    if value.strip().lower() == "none":
+        return 0.0
+    match = _DISK.fullmatch(value)
+    if match is None:
+        return None
+    return float(match[1]) * _DISK_UNIT[match[2].upper()]
 
 
 def _int(value: Any) -> int:

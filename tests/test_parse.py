@@ -12,6 +12,7 @@ from orchestrator.parse import (
     check_answer,
     parse_accounts,
     parse_disinfection,
+    parse_disk_mib,
     parse_infected,
     parse_status,
     parse_uapi,
@@ -164,3 +165,14 @@ def test_listaccts_without_acct_key_means_no_accounts() -> None:
         {"data": {"acct": [{"user": "a", "domain": "a.test", "suspended": 1}]}}
     )
     assert accounts[0].suspended
+
+
+@pytest.mark.parametrize(
+    ("diskused", "mib"),
+    [("14M", 14.0), ("1.5G", 1536.0), ("512K", 0.5), ("none", 0.0), ("2T", 2.0 * 1024**2),
+     (" 7 MB ", 7.0), (3, 3.0), ("unlimited", None), ("", None), (None, None), (True, None)],
+)  # fmt: skip
+def test_listaccts_diskused_is_read_in_mib(diskused: object, mib: float | None) -> None:
+    assert parse_disk_mib(diskused) == mib
+    answer = {"data": {"acct": [{"user": "a", "domain": "a.test", "diskused": diskused}]}}
+    assert parse_accounts(answer)[0].disk_used_mib == mib

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 
 import anyio
@@ -84,3 +85,27 @@ def test_targets_waiting_between_polls_hold_no_task_of_their_own(
     assert {r.status for r in fleet_run.results()} == {Status.CLEAN}
     assert len(observer.progress) == 40  # every scan was polled while running
     assert max(observer.tasks) < 16, f"tasks during the run: {max(observer.tasks)}"
+
+
+def test_the_largest_accounts_start_first_and_the_report_keeps_inventory_order(
+    simulate: Callable[..., Sim],
+) -> None:
+    """listaccts' diskused orders the starts (a big account started last sets the night's end);
+    the report still lists accounts as the server did."""
+    spec = generate_fleet(servers=1, accounts=6, infected_ratio=0.0, seed=63, scan_seconds=0.3)
+    sim = simulate(
+        spec,
+        settings={"poll_interval": {"min": 0.02, "max": 0.1}},
+        server_keys={"max_concurrent_scans": 1, "scan_types": ["home"]},
+    )
+    fleet_run = FleetRun(load_inventory(sim.inventory), observer=NullObserver())
+    anyio.run(fleet_run.run)
+
+    # listaccts reports whole MiB (rounded up); equal sizes keep the server's order
+    mib = {a.user: math.ceil(a.disk_bytes / 2**20) for a in spec.servers[0].accounts}
+    by_size = sorted(spec.servers[0].accounts, key=lambda a: -mib[a.user])
+    started = [r.account for r in sim.fleet.request_log("sim01") if r.function == "start_scan"]
+    assert started == [a.user for a in by_size]
+    listed = [a.user for a in spec.servers[0].accounts]
+    assert [r.target.account for r in fleet_run.results()] == listed
+    assert listed != started  # (the seed gives an order the sort changes)
