@@ -7,7 +7,7 @@ Layers, bottom up:
     parse_*        pure envelope parsing (`parse.py`), shared with tests
 
 Every aiohttp exception (and aiohttp's own TimeoutError) is translated into the error tree of
-`errors.py` in `_translate`, with `from None`: aiohttp's exceptions and their reprs can carry the
+`errors.py` in `_translated`, with `from None`: aiohttp's exceptions and their reprs can carry the
 request headers, i.e. the token, and a chained traceback would print them.
 """
 
@@ -16,14 +16,14 @@ from __future__ import annotations
 import base64
 import json
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import stamina
+from yarl import URL
 
 from orchestrator.config import AuthMethod, Server, TlsConfig
 from orchestrator.errors import (
@@ -145,6 +145,7 @@ class ServerClient:
         self._ssl = http.ssl_for(server.tls)
         self._whm = server.auth.method is AuthMethod.WHM_TOKEN
         self._auth_header = _auth_header(server)
+        self._endpoints: dict[str, URL] = {}
 
     # -- ClamScanner -------------------------------------------------------------------------
 
@@ -173,7 +174,7 @@ class ServerClient:
         if self._whm:
             data = await self._disinfect_in_session(account, body)
         else:
-            url = f"{self._server.base_url}/execute/{MODULE}/disinfect_files"
+            url = self._endpoint(f"/execute/{MODULE}/disinfect_files")
             data = await self._post_json(url, body, {"Authorization": self._auth_header})
         return parse_task_id(data)
 
@@ -181,7 +182,7 @@ class ServerClient:
 
     async def list_accounts(self) -> tuple[Account, ...]:
         params = {"api.version": "1", "want": "user,domain,suspended,diskused"}
-        url = f"{self._server.base_url}/json-api/listaccts"
+        url = self._endpoint("/json-api/listaccts")
         answer = await self._with_retries(lambda: self._call(url, params, "listaccts"))
         return parse_accounts(parse_whm(answer, "listaccts"))
 
@@ -249,18 +250,18 @@ class ServerClient:
                 "cpanel.function": function,
                 **(params or {}),
             }
-            url = f"{self._server.base_url}/json-api/uapi_cpanel"
+            url = self._endpoint("/json-api/uapi_cpanel")
             answer = parse_whm(await self._call(url, query, function, post=post), function)
             uapi = (
                 answer.get("data", {}).get("uapi") if isinstance(answer.get("data"), dict) else None
             )
             return parse_uapi(uapi, self._server.name, function)
-        url = f"{self._server.base_url}/execute/{MODULE}/{function}"
+        url = self._endpoint(f"/execute/{MODULE}/{function}")
         answer = await self._call(url, params, function, post=post)
         return parse_uapi(answer, self._server.name, function)
 
     async def _call(
-        self, url: str, params: Mapping[str, str] | None, function: str, *, post: bool = False
+        self, url: str | URL, params: Mapping[str, str] | None, function: str, *, post: bool = False
     ) -> Answer:
         if post:
             headers = {**self._headers(), "Content-Type": "application/x-www-form-urlencoded"}
@@ -272,7 +273,7 @@ class ServerClient:
             raw.status, raw.content_type, raw.body, self._server.name, function, raw.retry_after
         )
 
-    async def _post_json(self, url: str, body: bytes, headers: Mapping[str, str]) -> Any:
+    async def _post_json(self, url: str | URL, body: bytes, headers: Mapping[str, str]) -> Any:
         # Exactly `application/json`: cPanel compares the header verbatim (cpanel-api.md 3.5).
         headers = {**headers, "Content-Type": "application/json"}
         function = "disinfect_files"
@@ -301,7 +302,7 @@ class ServerClient:
         """create_user_session, then its login URL: (disinfect_files URL, session cookie)."""
         name = self._server.name
         params = {"api.version": "1", "user": account, "service": "cpaneld"}
-        url = f"{self._server.base_url}/json-api/create_user_session"
+        url = self._endpoint("/json-api/create_user_session")
         answer = await self._call(url, params, "create_user_session")
         data = parse_whm(answer, "create_user_session").get("data")
         if not isinstance(data, dict) or not data.get("url") or not data.get("cp_security_token"):
@@ -341,7 +342,7 @@ class ServerClient:
     async def _send(
         self,
         method: str,
-        url: str,
+        url: str | URL,
         function: str,
         *,
         params: Mapping[str, str] | None = None,
@@ -351,9 +352,8 @@ class ServerClient:
         await self._limiter.acquire()
         if self._on_request is not None:
             self._on_request()
-        async with (
-            self._translate(function),
-            self._http.session.request(
+        try:
+            async with self._http.session.request(
                 method,
                 url,
                 params=params,
@@ -361,46 +361,41 @@ class ServerClient:
                 data=data,
                 ssl=self._ssl,
                 allow_redirects=False,
-            ) as resp,
-        ):
-            body = await resp.read()
-            cookies = {k: m.value for k, m in resp.cookies.items()}
-            return _Raw(
-                resp.status,
-                resp.headers.get("Content-Type", ""),
-                body,
-                _retry_after(resp.headers.get("Retry-After")),
-                cookies,
-            )
+            ) as resp:
+                body = await resp.read()
+                cookies = {k: m.value for k, m in resp.cookies.items()}
+                return _Raw(
+                    resp.status,
+                    resp.headers.get("Content-Type", ""),
+                    body,
+                    _retry_after(resp.headers.get("Retry-After")),
+                    cookies,
+                )
+        except (aiohttp.ClientError, ssl.SSLError, TimeoutError) as exc:
+            raise _translated(exc, self._server.name, function) from None
 
-    @asynccontextmanager
-    async def _translate(self, function: str) -> AsyncIterator[None]:
-        """The one boundary where aiohttp's exceptions become ours (without their reprs)."""
-        name = self._server.name
-        try:
-            yield
-        except TargetError:
-            raise
-        except (
-            aiohttp.ClientConnectorCertificateError,
-            aiohttp.ClientSSLError,
-            ssl.SSLError,
-        ) as exc:
-            raise TlsError(
-                f"TLS failure: {_describe(exc)}", server=name, function=function
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            err = TransportError(
-                f"cannot connect: {_describe(exc)}", server=name, function=function
-            )
-            err.maybe_sent = False
-            raise err from None
-        except TimeoutError:
-            raise RequestTimeout("request timed out", server=name, function=function) from None
-        except aiohttp.ClientError as exc:
-            raise TransportError(
-                f"connection failed: {_describe(exc)}", server=name, function=function
-            ) from None
+    def _endpoint(self, path: str) -> URL:
+        """The server's URL for a fixed API path, parsed once (yarl parsing costs per request)."""
+        url = self._endpoints.get(path)
+        if url is None:
+            url = self._endpoints[path] = URL(f"{self._server.base_url}{path}")
+        return url
+
+
+def _translated(exc: BaseException, server: str, function: str) -> TargetError:
+    """The one place aiohttp's exceptions become ours, without their reprs (which can carry the
+    request's headers, i.e. the token)."""
+    if isinstance(
+        exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError | ssl.SSLError
+    ):
+        return TlsError(f"TLS failure: {_describe(exc)}", server=server, function=function)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        err = TransportError(f"cannot connect: {_describe(exc)}", server=server, function=function)
+        err.maybe_sent = False
+        return err
+    if isinstance(exc, TimeoutError):
+        return RequestTimeout("request timed out", server=server, function=function)
+    return TransportError(f"connection failed: {_describe(exc)}", server=server, function=function)
 
 
 def _retry_hook(exc: Exception) -> bool | float:

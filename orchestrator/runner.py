@@ -196,6 +196,7 @@ class FleetRun:
 
     async def run(self) -> None:
         run = self._run
+        run.limits.bind_loop_clock()
         async with run.http, anyio.create_task_group() as tg:
             for server in run.inventory.servers:
                 tg.start_soon(_server_worker, run, server, name=f"server:{server.name}")

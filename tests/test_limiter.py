@@ -13,7 +13,7 @@ import anyio
 import pytest
 from trio.testing import MockClock
 
-from orchestrator.limiter import Gate, Pacer
+from orchestrator.limiter import Gate, Pacer, loop_clock
 
 
 @pytest.fixture
@@ -183,3 +183,17 @@ def test_a_millisecond_timer_does_not_make_the_wait_spin() -> None:
     asyncio.run(pacer.wait_turn(lambda: now[0], ms_sleep))
     assert len(sleeps) == 1
     assert now[0] >= pacer.last_sent + pacer.interval
+
+
+def test_on_asyncio_the_clock_is_the_loops_own_time() -> None:
+    async def main() -> None:
+        clock = loop_clock()
+        assert clock == asyncio.get_running_loop().time  # no backend lookup per reading
+        assert abs(clock() - anyio.current_time()) < 0.05
+
+    asyncio.run(main())
+
+
+@pytest.mark.anyio
+async def test_on_trio_the_clock_falls_back_to_anyio() -> None:
+    assert loop_clock() is anyio.current_time
