@@ -384,6 +384,10 @@ class _Lanes:
     take them, run their requests until the workflow asks to wait or finishes, and hand them
     back. The sans-I/O workflow is what makes this possible: a target's whole context is its
     `State`, nothing is left on a stack between two requests.
+
+    Workers: `min(max_concurrent_scans, 2 x connections_per_host)`; more could only queue for a
+    connection. A worker in a retry backoff keeps its place, so a server answering with errors
+    gets fewer requests for its other targets too, which is what backing off is for.
     """
 
     def __init__(
