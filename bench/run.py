@@ -371,23 +371,11 @@ def run_once(
         servers = len({t["server"] for t in targets})
         # The workflow's calls per target, plus one `listaccts` per server.
         calls = sum(int(t.get("api_calls") or 0) for t in targets) + servers
-        job = run_dir / "baseline.json"
-        job.write_text(json.dumps(_baseline_job(data, spec, calls)))
-        base = run_measured(
-            [sys.executable, str(BENCH / "baseline.py"), str(job)],
-            env, run_dir / "baseline.out", run_dir / "baseline.err", timeout,
-        )  # fmt: skip
-        if base.returncode != 0:
-            raise RuntimeError(f"baseline exited {base.returncode}; see {run_dir}/baseline.err")
+        job = _baseline_job(data, spec, calls)
+        base = run_baseline(job, run_dir, "baseline", env, timeout)
         paced_per_1k = 0.0
         if paced:
-            job.write_text(json.dumps({**_baseline_job(data, spec, calls), "pace_s": orch.wall_s}))
-            slow = run_measured(
-                [sys.executable, str(BENCH / "baseline.py"), str(job)],
-                env, run_dir / "paced.out", run_dir / "paced.err", timeout,
-            )  # fmt: skip
-            if slow.returncode != 0:
-                raise RuntimeError(f"paced baseline exited {slow.returncode}; see {run_dir}")
+            slow = run_baseline({**job, "pace_s": orch.wall_s}, run_dir, "paced", env, timeout)
             paced_per_1k = slow.cpu_s / calls * 1000
     orch_per_1k = orch.cpu_s / calls * 1000
     base_per_1k = base.cpu_s / calls * 1000
@@ -415,6 +403,21 @@ def run_once(
         paced_cpu_s_per_1k_calls=paced_per_1k,
         paced_cpu_ratio=orch_per_1k / paced_per_1k if paced_per_1k else 0.0,
     )
+
+
+def run_baseline(
+    job: Mapping[str, Any], run_dir: Path, name: str, env: Mapping[str, str], timeout: float
+) -> Measured:
+    """bench/baseline.py on `job` (written to NAME.json), measured like the orchestrator."""
+    path = run_dir / f"{name}.json"
+    path.write_text(json.dumps(job))
+    measured = run_measured(
+        [sys.executable, str(BENCH / "baseline.py"), str(path)],
+        env, run_dir / f"{name}.out", run_dir / f"{name}.err", timeout,
+    )  # fmt: skip
+    if measured.returncode != 0:
+        raise RuntimeError(f"{name} exited {measured.returncode}; see {run_dir}/{name}.err")
+    return measured
 
 
 def _baseline_job(inventory: Mapping[str, Any], spec: Any, calls: int) -> dict[str, Any]:

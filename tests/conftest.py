@@ -17,7 +17,7 @@ import stamina
 
 from orchestrator.cli import main
 from orchestrator.report import validate_report_dict
-from orchestrator.simulator import FleetSpec, SimulatorThread
+from orchestrator.simulator import FleetSpec, SimFile, SimulatorThread
 
 #: Settings that keep simulated runs short: fast polls, short deadlines, generous rates.
 FAST_SETTINGS: dict[str, Any] = {
@@ -152,3 +152,15 @@ def start_cli(args: list[str | Path], env: dict[str, str]) -> subprocess.Popen[s
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def skewed_account() -> list[SimFile]:
+    """Small files first, then one large mailbox: a rate measured early is far too low."""
+    return [
+        SimFile("bin/miner", 1500, "Unix.Trojan.Mirai-9"),
+        SimFile("etc/passwd", 300),
+        SimFile("mail/example.com/info/inbox", 60_000, None, [None, "Html.Phishing.Bank-2"]),
+        SimFile("public_html/index.php", 3000),
+        SimFile("public_html/x.php", 1500, "Php.Webshell-1"),
+        SimFile("tmp/eicar.com", 1500, "Eicar-Signature"),
+    ]

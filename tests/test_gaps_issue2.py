@@ -42,7 +42,7 @@ from orchestrator.simulator import (
 )
 from orchestrator.simulator.scan import ScanRun, build_plan
 
-from .conftest import FAST_SERVER, FAST_SETTINGS, Outcome, Sim
+from .conftest import FAST_SERVER, FAST_SETTINGS, Outcome, Sim, skewed_account
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -461,18 +461,6 @@ def completion_noticed_at(files: list[SimFile], duration: float, cfg: Any) -> fl
             assert isinstance(cmd, GetScanStatus), cmd
             state, cmd = workflow.step(state, ScanStatusReply(parse_status(run.status(now))), now)
     return now
-
-
-def skewed_account() -> list[SimFile]:
-    """Small files first, then one large mailbox: a rate measured early is far too low."""
-    return [
-        SimFile("bin/miner", 1500, "Unix.Trojan.Mirai-9"),
-        SimFile("etc/passwd", 300),
-        SimFile("mail/example.com/info/inbox", 60_000, None, [None, "Html.Phishing.Bank-2"]),
-        SimFile("public_html/index.php", 3000),
-        SimFile("public_html/x.php", 1500, "Php.Webshell-1"),
-        SimFile("tmp/eicar.com", 1500, "Eicar-Signature"),
-    ]
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,8 @@ from orchestrator.parse import parse_status
 from orchestrator.simulator import SimFile, generate_fleet
 from orchestrator.simulator.scan import ScanRun, build_plan
 
+from .conftest import skewed_account
+
 CFG = workflow.WorkflowConfig(poll_min=2, poll_max=30, stall_timeout=1800)
 TARGET = Target("s", "u", ScanType.HOME)
 
@@ -67,18 +69,6 @@ def big_file_account() -> list[SimFile]:
     before = [SimFile(f"a/f{i:02d}.php", 20_000) for i in range(15)]
     after = [SimFile(f"z/f{i:02d}.php", 20_000) for i in range(15)]
     return [*before, SimFile("m/backup.tar.gz", 400_000), *after]
-
-
-def skewed_account() -> list[SimFile]:
-    """Small files first, then one large mailbox: a rate measured early is far too low."""
-    return [
-        SimFile("bin/miner", 1500, "Unix.Trojan.Mirai-9"),
-        SimFile("etc/passwd", 300),
-        SimFile("mail/example.com/info/inbox", 60_000, None, [None, "Html.Phishing.Bank-2"]),
-        SimFile("public_html/index.php", 3000),
-        SimFile("public_html/x.php", 1500, "Php.Webshell-1"),
-        SimFile("tmp/eicar.com", 1500, "Eicar-Signature"),
-    ]
 
 
 def long_scans() -> list[tuple[list[SimFile], float]]:
@@ -122,14 +112,21 @@ def test_polls_come_no_faster_than_answers(duration: float) -> None:
     assert result.late <= 20 + 20 + workflow.LATE_SHARE * duration
 
 
-def test_a_scanning_state_round_trips_through_json_and_old_journals_still_load() -> None:
+def scanning(round_trip: float) -> workflow.State:
+    """A scan polled at 20, 50 and 80 s (0, 10, 25 of 1,000 files), each answer after
+    `round_trip` seconds."""
     state, _ = workflow.begin(TARGET, CFG, 0.0)
     state, _ = workflow.step(state, ScanStatusReply(None), 0.0)
     state, _ = workflow.step(state, ScanStarted(), 0.0)
     for now, scanned in ((20, 0), (50, 10), (80, 25)):
         state, _ = workflow.step(state, Tick(), now)
         reply = ScanStatusReply(StatusData(False, 1000, scanned, scanned * 100, 100, 10_000))
-        state, _ = workflow.step(state, reply, now + 1)
+        state, _ = workflow.step(state, reply, now + round_trip)
+    return state
+
+
+def test_a_scanning_state_round_trips_through_json_and_old_journals_still_load() -> None:
+    state = scanning(round_trip=1)
     assert (state.progress_after, state.progress_at, state.poll_sent_at) == (50, 81, 80)
     data = json.loads(json.dumps(workflow.to_dict(state)))
     assert workflow.from_dict(data) == state
@@ -141,13 +138,7 @@ def test_a_scanning_state_round_trips_through_json_and_old_journals_still_load()
 
 
 def test_a_resumed_scan_does_not_take_the_time_spent_down_for_a_round_trip() -> None:
-    state, _ = workflow.begin(TARGET, CFG, 0.0)
-    state, _ = workflow.step(state, ScanStatusReply(None), 0.0)
-    state, _ = workflow.step(state, ScanStarted(), 0.0)
-    for now, scanned in ((20, 0), (50, 10), (80, 25)):
-        state, _ = workflow.step(state, Tick(), now)
-        reply = ScanStatusReply(StatusData(False, 1000, scanned, scanned * 100, 100, 10_000))
-        state, _ = workflow.step(state, reply, now)
+    state = scanning(round_trip=0)
     saved = workflow.from_dict(json.loads(json.dumps(workflow.to_dict(state))))
     state, cmd = workflow.resume(saved, 3680)  # an hour down
     assert cmd == GetScanStatus()
