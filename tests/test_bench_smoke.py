@@ -50,5 +50,7 @@ def test_quick_bench_with_the_paced_baseline_prints_every_column(tmp_path: Path)
     assert row["targets"] == 12
     assert row["calls"] > 0
     assert row["paced_cpu_s_per_1k_calls"] > 0  # --paced ran the spread-out baseline too
+    runs = sorted(p.name for p in (tmp_path / "work" / "run-1").glob("baseline-*.json"))
+    assert runs == ["baseline-1.json", "baseline-2.json", "baseline-3.json"]  # median of three
     assert row["exit_code"] in (0, 1)
     assert sum(row["statuses"].values()) == row["targets"]
