@@ -164,3 +164,13 @@ def skewed_account() -> list[SimFile]:
         SimFile("public_html/x.php", 1500, "Php.Webshell-1"),
         SimFile("tmp/eicar.com", 1500, "Eicar-Signature"),
     ]
+
+
+#: A policy that quarantines every infected file and cleanses mailboxes (destructive).
+QUARANTINE_ALL = """\
+default: quarantine
+rules:
+  - name: mail
+    when: {path: "*/mail/*"}
+    action: cleanse_mailbox
+"""

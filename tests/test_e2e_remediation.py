@@ -9,15 +9,7 @@ import pytest
 
 from orchestrator.simulator import generate_fleet
 
-from .conftest import Outcome, Sim
-
-QUARANTINE_ALL = """\
-default: quarantine
-rules:
-  - name: mail
-    when: {path: "*/mail/*"}
-    action: cleanse_mailbox
-"""
+from .conftest import QUARANTINE_ALL, Outcome, Sim
 
 
 def write_policy(tmp_path: Path, text: str, name: str = "policy.yaml") -> Path:

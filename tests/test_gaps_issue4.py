@@ -40,17 +40,10 @@ from orchestrator.simulator import (
     generate_fleet,
 )
 
-from .conftest import Outcome, Sim, start_cli
+from .conftest import QUARANTINE_ALL, Outcome, Sim, start_cli
 from .test_e2e_faults import assert_invariants
 
 TERMINAL = {"clean", "infected", "failed", "skipped"}
-QUARANTINE_ALL = """\
-default: quarantine
-rules:
-  - name: mail
-    when: {path: "*/mail/*"}
-    action: cleanse_mailbox
-"""
 
 
 def edit_inventory(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
