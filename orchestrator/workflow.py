@@ -434,22 +434,13 @@ def _ends_from(state: State, at: float) -> list[float]:
     assert anchor is not None
     anchor_t, anchor_count, anchor_bytes = anchor
     span = at - anchor_t
-    ends = []
-    by_files = _remaining(
-        span,
-        stats.scanned_file_count - anchor_count,
-        stats.total_file_count - stats.scanned_file_count,
-    )
-    if by_files is not None:
-        ends.append(at + by_files)
+    counters = [(stats.scanned_file_count, anchor_count, stats.total_file_count)]
     if state.total_bytes:
-        by_bytes = _remaining(
-            span,
-            stats.scanned_file_size - anchor_bytes,
-            state.total_bytes - stats.scanned_file_size,
-        )
-        if by_bytes is not None:
-            ends.append(at + by_bytes)
+        counters.append((stats.scanned_file_size, anchor_bytes, state.total_bytes))
+    ends = []
+    for scanned, at_anchor, total in counters:
+        if (left := _remaining(span, scanned - at_anchor, total - scanned)) is not None:
+            ends.append(at + left)
     return ends
 
 
