@@ -105,6 +105,14 @@ class ScanStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class ScanBusy:
+    """start_scan refused: a scan of this account is already running (not one this target
+    started). cPanel has reset the status it reports (cpanel-api.md 3.2, step 2 before 3)."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class InfectedListReply:
     """Files as cPanel lists them: (path, virus), still HTML-escaped."""
 
@@ -158,6 +166,8 @@ class RequestFailed:
 
     error: ErrorInfo
     ambiguous: bool = False
+    #: Seconds the server asked us to wait (HTTP Retry-After), when it said so.
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +178,7 @@ class Tick:
 Reply = (
     ScanStatusReply
     | ScanStarted
+    | ScanBusy
     | InfectedListReply
     | ActionsPlanned
     | DisinfectQueued

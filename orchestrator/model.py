@@ -49,6 +49,9 @@ class Outcome(StrEnum):
     NO_ACTION = "no-action"
     MAILBOX_CLEANSED = "mailbox-cleansed"
     ERROR = "error"
+    #: sent, but cPanel never reported the file before the run stopped following it (the
+    #: disinfection deadline, a lost answer, an interrupted run): it may or may not be done
+    UNKNOWN = "unknown"
 
 
 class Status(StrEnum):

@@ -230,3 +230,15 @@ def _int_or_none(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+#: cPanel's CommandAlreadyRunning text for start_scan (cpanel-api.md 3.2, step 3).
+SCAN_IN_PROGRESS = "already in progress"
+
+
+def scan_in_progress(message: str) -> bool:
+    """Whether a start_scan error says a scan of the account is already running.
+
+    cPanel's texts are localized: on a server in another language this reads False, and the
+    refusal ends the target as an `api` failure (a failure, never a false clean)."""
+    return SCAN_IN_PROGRESS in message.lower()

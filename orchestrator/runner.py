@@ -1,14 +1,13 @@
-"""Concurrency lives here and only here: one task group, a worker per server, lanes per server.
+"""Concurrency lives here and in lanes.py: one task group, a task per server, lanes per server.
 
-    run_fleet
+    FleetRun.run
       └── task group
-            ├── server worker (web01)  ── holds a max_concurrent_servers slot
-            │     resolve targets (listaccts)
-            │     _Lanes: up to max_concurrent_scans targets in flight
-            │       ├── scheduler: timer heap of waiting targets ── ready queue
-            │       └── a few workers: take a ready target, execute its requests, feed the
-            │           replies to its workflow, until it waits again (heap) or finishes
-            └── server worker (web02) ...
+            ├── server task (web01)  ── holds a max_concurrent_servers slot
+            │     targets.select: which targets, which skipped (listaccts)
+            │     lanes.Lanes: up to max_concurrent_scans targets in flight, one per account;
+            │       a timer heap of waiting targets, a ready queue, a few workers running
+            │       _Driver.advance: state -> command -> request -> reply -> state
+            └── server task (web02) ...
 
 The workflow is pure (workflow.py), so a target between two requests is nothing but its
 `State`: no task, no stack. A target's failure is a result, never an exception: one server's
@@ -18,12 +17,7 @@ targets in flight into `interrupted` results and is then re-raised, never swallo
 
 from __future__ import annotations
 
-import fnmatch
-import heapq
-import itertools
-import math
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,12 +25,13 @@ from typing import Protocol
 
 import anyio
 import structlog
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from orchestrator import policy as policy_mod
+from orchestrator import targets as targets_mod
 from orchestrator import workflow
 from orchestrator.client import Http, RetryPolicy, ServerClient
 from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Policy, Server
-from orchestrator.errors import ProtocolError, TargetError, TransportError
+from orchestrator.errors import ApiError, ProtocolError, TargetError, TransportError
 from orchestrator.events import (
     ActionsPlanned,
     Command,
@@ -51,12 +46,14 @@ from orchestrator.events import (
     PlannedFile,
     Reply,
     RequestFailed,
+    ScanBusy,
     ScanStarted,
     ScanStatusReply,
     StartScan,
     Tick,
     Wait,
 )
+from orchestrator.lanes import AccountQueue, Lanes
 from orchestrator.limiter import FleetLimits
 from orchestrator.model import (
     ErrorInfo,
@@ -67,14 +64,13 @@ from orchestrator.model import (
     Target,
     TargetResult,
 )
-from orchestrator.parse import Account
+from orchestrator.parse import Account, scan_in_progress
 from orchestrator.policy import DestructiveBudget, plan
 
 log = structlog.get_logger("clamfleet")
 
 #: Consecutive failed requests (retries spent) after which a server is given up on.
 BREAKER_THRESHOLD = 3
-ALL_ACCOUNTS = "*"
 
 
 class Observer(Protocol):
@@ -146,21 +142,6 @@ class ServerHealth:
             self.consecutive_failures += 1
 
 
-@dataclass(slots=True)
-class _Run:
-    inventory: Inventory
-    options: RunOptions
-    limits: FleetLimits
-    http: Http
-    observer: Observer
-    journal: Journal | None
-    clock: Callable[[], float]
-    budget: DestructiveBudget
-    cfg: workflow.WorkflowConfig
-    targets: dict[str, tuple[Target, ...]] = field(default_factory=dict)
-    results: dict[Target, TargetResult] = field(default_factory=dict)
-
-
 class FleetRun:
     """One run over an inventory. `await run()`, then `results()`; also after cancellation.
 
@@ -179,45 +160,149 @@ class FleetRun:
     ) -> None:
         options = options or RunOptions()
         settings = inventory.settings
-        self._run = _Run(
-            inventory=inventory,
-            options=options,
-            limits=FleetLimits(settings),
-            http=Http(
-                request_timeout=settings.timeouts.request,
-                limit_per_host=options.connections_per_host,
-            ),
-            observer=observer or NullObserver(),
-            journal=journal,
-            clock=clock,
-            budget=DestructiveBudget(options.policy.limits),
-            cfg=_workflow_config(inventory),
+        self.inventory = inventory
+        self.options = options
+        self.limits = FleetLimits(settings)
+        self.http = Http(
+            request_timeout=settings.timeouts.request, limit_per_host=options.connections_per_host
         )
+        self.observer: Observer = observer or NullObserver()
+        self.journal = journal
+        self.clock = clock
+        self.budget = DestructiveBudget(options.policy.limits)
+        self.cfg = _workflow_config(inventory)
+        self.targets: dict[str, tuple[Target, ...]] = {}
+        self.results_by_target: dict[Target, TargetResult] = {}
+        #: per (server, account): paths whose action this run has sent, and with which scan type
+        #: (a file found by `home` and `mail` alike is one file: disinfected once)
+        self.sent: dict[tuple[str, str], dict[str, ScanType]] = {}
 
     async def run(self) -> None:
-        run = self._run
-        run.limits.bind_loop_clock()
-        async with run.http, anyio.create_task_group() as tg:
-            for server in run.inventory.servers:
-                tg.start_soon(_server_worker, run, server, name=f"server:{server.name}")
+        self.limits.bind_loop_clock()
+        async with self.http, anyio.create_task_group() as tg:
+            for server in self.inventory.servers:
+                tg.start_soon(self._server, server, name=f"server:{server.name}")
 
     def results(self) -> list[TargetResult]:
         """One result per target, in inventory order; targets never reached are interrupted."""
-        return _collect(self._run)
+        out: list[TargetResult] = []
+        for server in self.inventory.servers:
+            targets = self.targets.get(server.name)
+            if targets is None:
+                targets = targets_mod.unlisted(server, self._scan_types(server), self.options.only)
+            for target in targets:
+                result = self.results_by_target.get(target)
+                if result is None:
+                    message = "run ended before this target started"
+                    result = TargetResult(
+                        target, Status.FAILED, error=ErrorInfo(ErrorKind.INTERRUPTED, message)
+                    )
+                    self.results_by_target[target] = result
+                out.append(result)
+        return out
+
+    def _scan_types(self, server: Server) -> tuple[ScanType, ...]:
+        return targets_mod.scan_types_of(server, self.options.scan_types)
+
+    # -- one server ------------------------------------------------------------------------------
+
+    async def _server(self, server: Server) -> None:
+        with structlog.contextvars.bound_contextvars(server=server.name):
+            async with self.limits.servers:
+                gate = self.limits.gate_for(server)
+                client = ServerClient(self.http, server, gate, self.options.retry)
+                health = ServerHealth()
+                if not server.tls.verify and server.base_url.startswith("https"):
+                    log.warning(
+                        "tls.verify_disabled", hint="certificate checks are off for this server"
+                    )
+                selection = await self._select(server, client, health)
+                todo = [t for t in selection.to_scan() if t not in self.results_by_target]
+                first = {t.account for t in todo if self._in_flight(t)}
+                queue = AccountQueue(targets_mod.start_order(todo, selection.sizes, first))
+                driver = _Driver(self, client, health)
+                cap = server.max_concurrent_scans
+                lanes = Lanes[_Slot](
+                    queue,
+                    limit=lambda: cap,
+                    clock=self.limits.clock,
+                    begin=driver.begin,
+                    advance=driver.advance,
+                    interrupted=driver.interrupted,
+                )
+                await lanes.run(workers=min(cap, 2 * self.options.connections_per_host))
+
+    async def _select(
+        self, server: Server, client: ServerClient, health: ServerHealth
+    ) -> targets_mod.Selection:
+        """The server's targets (listaccts for `whm_token`); skips are recorded at once."""
+        scan_types = self._scan_types(server)
+        only = self.options.only
+        known = self.journal.server_targets(server.name) if self.journal is not None else None
+        if known is not None:  # --resume: the targets the interrupted run had resolved
+            selection = targets_mod.Selection(targets_mod.only_failed(known, only))
+            return self._resolved(server, selection)
+        listed: tuple[Account, ...] | None = None
+        if server.auth.method is AuthMethod.WHM_TOKEN:
+            try:
+                listed = await client.list_accounts()
+            except TargetError as exc:
+                health.record(exc)
+                error = ErrorInfo(exc.kind, str(exc))
+                rows = targets_mod.unlisted(server, scan_types, only)
+                for target in rows:
+                    self._record(TargetResult(target, Status.FAILED, error=error))
+                log.error("server.failed", error_kind=error.kind, error=error.message)
+                return self._resolved(server, targets_mod.Selection(rows))
+            health.record(None)
+        selection = targets_mod.select(server, scan_types, listed, only)
+        for target, skip in selection.skips.items():
+            self._record(skip.result(target))
+        if self.journal is not None:
+            self.journal.save_server_targets(server.name, selection.targets)
+        return self._resolved(server, selection)
+
+    def _resolved(self, server: Server, selection: targets_mod.Selection) -> targets_mod.Selection:
+        self.targets[server.name] = selection.targets
+        self.observer.targets_resolved(server.name, selection.targets)
+        return selection
+
+    def _in_flight(self, target: Target) -> bool:
+        """Whether an interrupted run left this target mid-way (its scan may be running)."""
+        if self.journal is None:
+            return False
+        state = self.journal.state(target)
+        return state is not None and state.phase not in workflow.TERMINAL
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def _record(self, result: TargetResult) -> None:
+        if result.target in self.results_by_target:
+            return
+        self.results_by_target[result.target] = result
+        if self.journal is not None and (
+            result.error is None or result.error.kind is not ErrorKind.INTERRUPTED
+        ):
+            self.journal.save_result(result)
+        self.observer.target_finished(result)
+        _log_finished(result)
 
 
-async def run_fleet(
-    inventory: Inventory,
-    options: RunOptions | None = None,
-    *,
-    observer: Observer | None = None,
-    journal: Journal | None = None,
-    clock: Callable[[], float] = time.time,
-) -> list[TargetResult]:
-    """Scan every target of the inventory; one result per target, in inventory order."""
-    fleet = FleetRun(inventory, options, observer=observer, journal=journal, clock=clock)
-    await fleet.run()
-    return fleet.results()
+def _log_finished(result: TargetResult) -> None:
+    """The one summary line of every target, scanned, skipped or failed."""
+    target, error = result.target, result.error
+    log.info(
+        "target.finished",
+        server=target.server,
+        account=target.account,
+        scan_type=str(target.scan_type),
+        status=str(result.status),
+        infected=len(result.infected_files),
+        duration_s=round(result.duration_s or 0.0, 1),
+        api_calls=result.api_calls,
+        error_kind=str(error.kind) if error else None,
+        error=error.message if error else None,
+    )
 
 
 def _workflow_config(inventory: Inventory) -> workflow.WorkflowConfig:
@@ -232,132 +317,8 @@ def _workflow_config(inventory: Inventory) -> workflow.WorkflowConfig:
             max(30 * s.poll_interval.min, 4 * s.poll_interval.max), s.timeouts.disinfection
         ),
         start_grace=max(10 * s.poll_interval.min, 2.0),
+        reset_grace=max(10 * s.poll_interval.min, 5 * s.poll_interval.max, 2.0),
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Servers
-
-
-async def _server_worker(run: _Run, server: Server) -> None:
-    with structlog.contextvars.bound_contextvars(server=server.name):
-        async with run.limits.servers:
-            # Lanes are the per-server scan cap: max_concurrent_scans of them share one queue.
-            gate = run.limits.gate_for(server)
-            client = ServerClient(run.http, server, gate, run.options.retry)
-            health = ServerHealth()
-            if not server.tls.verify and server.base_url.startswith("https"):
-                log.warning(
-                    "tls.verify_disabled", hint="certificate checks are off for this server"
-                )
-            targets, sizes = await _resolve_targets(run, server, client, health)
-            run.targets[server.name] = targets
-            run.observer.targets_resolved(server.name, targets)
-            todo = deque(_start_order([t for t in targets if t not in run.results], sizes))
-            cap = server.max_concurrent_scans
-            lanes = _Lanes(run, client, health, todo, cap)
-            await lanes.run_all(workers=min(cap, 2 * run.options.connections_per_host))
-
-
-async def _resolve_targets(
-    run: _Run, server: Server, client: ServerClient, health: ServerHealth
-) -> tuple[tuple[Target, ...], dict[str, float]]:
-    """The server's targets in report order, and the accounts' disk use (MiB) when listed."""
-    scan_types = run.options.scan_types or server.scan_types
-    if run.journal is not None and (known := run.journal.server_targets(server.name)) is not None:
-        return _only(run, known), {}
-    listed: dict[str, Account] | None = None  # None: no account list (explicit accounts only)
-    names = list(server.accounts or ())
-    if server.auth.method is AuthMethod.WHM_TOKEN:
-        try:
-            accounts = await client.list_accounts()
-        except TargetError as exc:
-            health.record(exc)
-            return _unlisted(run, server, scan_types, ErrorInfo(exc.kind, str(exc))), {}
-        health.record(None)
-        listed = {a.user: a for a in accounts}
-        if server.accounts is None:
-            names = list(listed)
-    found: list[Target] = []
-    verdicts: dict[Target, tuple[ErrorKind, str, Status]] = {}
-    for name in names:
-        verdict = _account_verdict(server, name, listed)
-        for scan_type in scan_types:
-            target = Target(server.name, name, scan_type)
-            found.append(target)
-            if verdict is not None:
-                verdicts[target] = verdict
-    targets = _only(run, tuple(found))  # before recording anything: --only-failed reruns
-    for target in targets:
-        if (verdict := verdicts.get(target)) is not None:
-            _skip(run, target, *verdict)
-    sizes = {
-        a.user: a.disk_used_mib for a in (listed or {}).values() if a.disk_used_mib is not None
-    }
-    return _save_targets(run, server, targets), sizes
-
-
-def _start_order(targets: list[Target], sizes: dict[str, float]) -> list[Target]:
-    """Largest accounts first (listaccts' disk use), else inventory order.
-
-    A scan's duration grows with the account's size, and a server's run ends with its last
-    scan: starting the longest scans first (the classic longest-processing-time rule) keeps a
-    big account from starting last, behind the lane cap or the start-up rush, and setting the
-    whole night's finish. The sort is stable: equal or unknown sizes keep their order.
-    """
-    if not sizes:
-        return targets
-    return sorted(targets, key=lambda t: -sizes.get(t.account, 0.0))
-
-
-def _account_verdict(
-    server: Server, name: str, listed: dict[str, Account] | None
-) -> tuple[ErrorKind, str, Status] | None:
-    """Why an account of the inventory is not scanned (None: it is)."""
-    for pattern in server.exclude_accounts:
-        if fnmatch.fnmatchcase(name, pattern):
-            return ErrorKind.SKIPPED, f"excluded by exclude_accounts: {pattern}", Status.SKIPPED
-    if listed is None:
-        return None
-    account = listed.get(name)
-    if account is None:
-        return ErrorKind.API, "no such account on this server (listaccts)", Status.FAILED
-    if account.suspended and not server.include_suspended:
-        return ErrorKind.SKIPPED, "account is suspended", Status.SKIPPED
-    return None
-
-
-def _unlisted(
-    run: _Run, server: Server, scan_types: tuple[ScanType, ...], error: ErrorInfo
-) -> tuple[Target, ...]:
-    """The account list itself failed: with `accounts: all`, one row per scan type, account `*`."""
-    accounts = server.accounts if server.accounts is not None else (ALL_ACCOUNTS,)
-    targets = _only(run, tuple(Target(server.name, a, st) for a in accounts for st in scan_types))
-    for target in targets:
-        _record(run, TargetResult(target, Status.FAILED, error=error))
-    log.error("server.failed", error_kind=error.kind, error=error.message)
-    return targets
-
-
-def _only(run: _Run, targets: tuple[Target, ...]) -> tuple[Target, ...]:
-    """With --only-failed: the failed targets, and every account of a server whose account
-    list could not be read last time (reported as account `*`)."""
-    only = run.options.only
-    if only is None:
-        return targets
-    return tuple(
-        t for t in targets if t in only or Target(t.server, ALL_ACCOUNTS, t.scan_type) in only
-    )
-
-
-def _save_targets(run: _Run, server: Server, targets: tuple[Target, ...]) -> tuple[Target, ...]:
-    if run.journal is not None:
-        run.journal.save_server_targets(server.name, targets)
-    return targets
-
-
-def _skip(run: _Run, target: Target, kind: ErrorKind, message: str, status: Status) -> None:
-    _record(run, TargetResult(target, status, error=ErrorInfo(kind, message)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,95 +335,24 @@ class _Slot:
     started: datetime
 
 
-class _Lanes:
-    """One server's targets in flight: `max_concurrent_scans` lanes without a task per lane.
+class _Driver:
+    """Drives one server's targets through their workflows: state -> command -> request ->
+    reply -> state, until the workflow waits (back to the lanes' timer heap) or finishes."""
 
-    A target spends nearly all its life waiting for its next poll, and a task parked in
-    `sleep` holds its coroutine frames, context and cancel scopes (~10 KiB). Here a waiting
-    target is just its workflow state in a timer heap; one scheduler task moves due targets
-    to a ready queue, and a few worker tasks (enough to keep the server's connections busy)
-    take them, run their requests until the workflow asks to wait or finishes, and hand them
-    back. The sans-I/O workflow is what makes this possible: a target's whole context is its
-    `State`, nothing is left on a stack between two requests.
-
-    Workers: `min(max_concurrent_scans, 2 x connections_per_host)`; more could only queue for a
-    connection. A worker in a retry backoff keeps its place, so a server answering with errors
-    gets fewer requests for its other targets too, which is what backing off is for.
-    """
-
-    def __init__(
-        self, run: _Run, client: ServerClient, health: ServerHealth, todo: deque[Target], cap: int
-    ) -> None:
+    def __init__(self, run: FleetRun, client: ServerClient, health: ServerHealth) -> None:
         self.run = run
         self.client = client
         self.health = health
-        self.todo = todo
-        self.cap = cap
-        self.live: dict[Target, _Slot] = {}  # started, not finished: what a cancel interrupts
-        self.timers: list[tuple[float, int, _Slot]] = []  # (due, tie-break, slot) min-heap
-        self.order = itertools.count()
-        self.nap: anyio.CancelScope | None = None  # the scheduler's sleep, while it sleeps
-        self.next_due = math.inf  # when the scheduler will next wake on its own
 
-    async def run_all(self, workers: int) -> None:
-        send, receive = anyio.create_memory_object_stream[_Slot](math.inf)
-        async with anyio.create_task_group() as tg:
-            for n in range(workers):
-                tg.start_soon(self._worker, receive, name=f"worker:{n}")
-            try:
-                with send:
-                    await self._schedule(send)
-            except anyio.get_cancelled_exc_class():
-                for slot in self.live.values():
-                    _record(self.run, _interrupted(slot.state, slot.started))
-                raise
-
-    async def _schedule(self, ready: MemoryObjectSendStream[_Slot]) -> None:
-        clock, timers = self.run.limits.clock, self.timers
-        while True:
-            self._fill(ready)
-            if not self.live:
-                return  # every target taken and finished
-            now = clock()
-            while timers and timers[0][0] <= now:
-                ready.send_nowait(heapq.heappop(timers)[2])
-            self.next_due = timers[0][0] if timers else math.inf
-            # A plain sleep, cut short by _wake: a deadline cancel scope (move_on_after) would
-            # re-check its deadline against uvloop's millisecond clock and spin up to 1 ms.
-            # Between two of these naps the scheduler never awaits, so no wake-up is lost.
-            with anyio.CancelScope() as self.nap:
-                await anyio.sleep(self.next_due - now)
-            self.nap = None
-
-    def _park(self, slot: _Slot, wait: Wait) -> None:
-        """Into the timer heap; its worker picks it up again (and ticks it) when it is due."""
-        due = self.run.limits.clock() + wait.seconds
-        heapq.heappush(self.timers, (due, next(self.order), slot))
-        if due < self.next_due:
-            self._wake()
-
-    def _wake(self) -> None:
-        if self.nap is not None:
-            self.nap.cancel()
-            self.nap = None
-
-    def _fill(self, ready: MemoryObjectSendStream[_Slot]) -> None:
+    def begin(self, target: Target) -> tuple[_Slot, float | None] | None:
         run = self.run
-        while len(self.live) < self.cap and self.todo:
-            target = self.todo.popleft()
-            if (done := run.journal.result(target) if run.journal else None) is not None:
-                _record(run, done)
-                continue
-            slot = self._begin(target)
-            if isinstance(slot.command, Wait):
-                self._park(slot, slot.command)
-            else:
-                ready.send_nowait(slot)
-
-    def _begin(self, target: Target) -> _Slot:
-        run = self.run
+        journal = run.journal
+        if journal is not None and (done := journal.result(target)) is not None:
+            run.results_by_target[target] = done  # finished before: reported, not logged again
+            run.observer.target_finished(done)
+            return None
         run.observer.target_started(target)
-        saved = run.journal.state(target) if run.journal else None
+        saved = journal.state(target) if journal is not None else None
         if saved is not None:
             log.info(
                 "target.resumed",
@@ -473,20 +363,27 @@ class _Lanes:
             state, command = workflow.resume(saved, run.clock())
         else:
             state, command = workflow.begin(target, run.cfg, run.clock())
-        slot = _Slot(target, state, command, datetime.now(UTC))
-        self.live[target] = slot
-        return slot
+        # a resumed target's clock is the whole target's, not the resumed part's
+        started = datetime.fromtimestamp(state.started_at, UTC)
+        slot = _Slot(target, state, command, started)
+        return slot, command.seconds if isinstance(command, Wait) else None
 
-    async def _worker(self, ready: MemoryObjectReceiveStream[_Slot]) -> None:
-        async for slot in ready:
-            target = slot.target
-            with structlog.contextvars.bound_contextvars(
-                account=target.account, scan_type=str(target.scan_type)
-            ):
-                await self._advance(slot)
+    async def advance(self, slot: _Slot) -> float | None:
+        target = slot.target
+        with structlog.contextvars.bound_contextvars(
+            account=target.account, scan_type=str(target.scan_type)
+        ):
+            command = await self._advance(slot)
+        if isinstance(command, Wait):
+            return command.seconds
+        self.run._record(_result(slot.state, command, slot.started))
+        return None
 
-    async def _advance(self, slot: _Slot) -> None:
-        """Run the slot's requests until its workflow waits (back to the heap) or finishes."""
+    def interrupted(self, slot: _Slot) -> None:
+        self.run._record(_interrupted(slot.state, slot.started))
+
+    async def _advance(self, slot: _Slot) -> Finish | Wait:
+        """Run the slot's requests until its workflow waits or finishes."""
         run, target = self.run, slot.target
         state, command = slot.state, slot.command
         if isinstance(command, Wait):  # its wait is over
@@ -495,42 +392,44 @@ class _Lanes:
         while not isinstance(command, Finish | Wait):
             if run.journal is not None:
                 run.journal.save_state(state)  # before the request it leads to
-            reply = await _execute(run, self.client, self.health, target, command)
+            reply = await self._execute(target, command)
             before = state.stats
             state, command = workflow.step(state, reply, run.clock())
             slot.state, slot.command = state, command
             if state.stats is not before and state.stats is not None and _own_scan(state):
                 # only counters the workflow accepted as this scan's (never stale ones)
                 run.observer.scan_progress(target, state.stats)
-        if isinstance(command, Wait):
-            self._park(slot, command)
-            return
-        if run.journal is not None:
+        if isinstance(command, Finish) and run.journal is not None:
             run.journal.save_state(state)
-        del self.live[target]
-        _record(run, _result(state, command, slot.started))
-        if self.todo or not self.live:  # a lane is free for the next target, or all are done
-            self._wake()
+        return command
+
+    async def _execute(self, target: Target, command: Command) -> Reply:
+        if isinstance(command, PlanActions):
+            return _plan(self.run, target, command.files)
+        health = self.health
+        if (blocked := health.blocked()) is not None:
+            return RequestFailed(blocked)
+        try:
+            reply = await _request(self.client, target, command)
+        except TargetError as exc:
+            health.record(exc)
+            log.debug(
+                "request.failed",
+                command=type(command).__name__,
+                error_kind=exc.kind,
+                error=str(exc),
+            )
+            return _failed(exc)
+        health.record(None)
+        return reply
 
 
-async def _execute(
-    run: _Run, client: ServerClient, health: ServerHealth, target: Target, command: Command
-) -> Reply:
-    if isinstance(command, PlanActions):
-        return _plan(run, target, command.files)
-    if (blocked := health.blocked()) is not None:
-        return RequestFailed(blocked)
-    try:
-        reply = await _request(client, target, command)
-    except TargetError as exc:
-        health.record(exc)
-        ambiguous = isinstance(exc, ProtocolError | TransportError) and exc.maybe_sent
-        log.debug(
-            "request.failed", command=type(command).__name__, error_kind=exc.kind, error=str(exc)
-        )
-        return RequestFailed(ErrorInfo(exc.kind, str(exc)), ambiguous=ambiguous)
-    health.record(None)
-    return reply
+def _failed(exc: TargetError) -> RequestFailed:
+    ambiguous = isinstance(exc, ProtocolError | TransportError) and exc.maybe_sent
+    retry_after = exc.retry_after if isinstance(exc, TransportError) else None
+    return RequestFailed(
+        ErrorInfo(exc.kind, str(exc)), ambiguous=ambiguous, retry_after=retry_after
+    )
 
 
 def _own_scan(state: workflow.State) -> bool:
@@ -543,7 +442,13 @@ async def _request(client: ServerClient, target: Target, command: Command) -> Re
         case GetScanStatus():
             return ScanStatusReply(await client.get_scan_status(account))
         case StartScan(scan_type=scan_type):
-            await client.start_scan(account, scan_type)
+            try:
+                await client.start_scan(account, scan_type)
+            except ApiError as exc:
+                if not scan_in_progress(str(exc)):
+                    raise
+                log.info("scan.refused_busy", reason=str(exc))
+                return ScanBusy(str(exc))
             log.info("scan.started")
             return ScanStarted()
         case ListInfected():
@@ -557,16 +462,28 @@ async def _request(client: ServerClient, target: Target, command: Command) -> Re
     raise AssertionError(f"not a request: {command!r}")
 
 
-def _plan(run: _Run, target: Target, files: tuple[tuple[str, str], ...]) -> ActionsPlanned:
+def _plan(run: FleetRun, target: Target, files: tuple[tuple[str, str], ...]) -> ActionsPlanned:
     decided = plan(run.options.policy, target, files, dry_run=run.options.dry_run)
-    planned = tuple(
-        PlannedFile(f.path, f.virus, f.action, f.send, f.outcome, f.message) for f in decided.files
-    )
-    count = decided.destructive_count()
+    sent = run.sent.setdefault((target.server, target.account), {})
+    planned = tuple(_once(f, sent) for f in decided.files)
+    count = sum(1 for f in planned if f.send and f.action.destructive)
     if count and (refusal := run.budget.reserve(target.server, target.account, count)) is not None:
         log.warning("policy.limit", destructive=count, reason=refusal)
         return ActionsPlanned(planned, limit_error=refusal)
+    for f in planned:
+        if f.send:
+            sent[f.path] = target.scan_type
     return ActionsPlanned(planned)
+
+
+def _once(file: policy_mod.PlannedFile, sent: dict[str, ScanType]) -> PlannedFile:
+    """A file a sibling target of the account already sent an action for is not sent again:
+    `home` contains `mail/`, `public_html/` and `public_ftp/`, so two scan types of one account
+    can find the same file, and it is one file (disinfected once, counted once)."""
+    if file.send and (by := sent.get(file.path)) is not None:
+        message = f"action already sent for this file with the {by} scan of this account"
+        return PlannedFile(file.path, file.virus, file.action, False, "not-requested", message)
+    return PlannedFile(file.path, file.virus, file.action, file.send, file.outcome, file.message)
 
 
 def _result(state: workflow.State, command: Finish, started: datetime) -> TargetResult:
@@ -598,53 +515,3 @@ def _interrupted(state: workflow.State, started: datetime) -> TargetResult:
         api_calls=state.api_calls,
         error=ErrorInfo(ErrorKind.INTERRUPTED, f"run interrupted during {state.phase}"),
     )
-
-
-def _record(run: _Run, result: TargetResult) -> None:
-    if result.target in run.results:
-        return
-    run.results[result.target] = result
-    if run.journal is not None and (
-        result.error is None or result.error.kind is not ErrorKind.INTERRUPTED
-    ):
-        run.journal.save_result(result)
-    run.observer.target_finished(result)
-    target, error = result.target, result.error
-    log.info(  # the one summary line of every target, scanned, skipped or failed
-        "target.finished",
-        server=target.server,
-        account=target.account,
-        scan_type=str(target.scan_type),
-        status=str(result.status),
-        infected=len(result.infected_files),
-        duration_s=round(result.duration_s or 0.0, 1),
-        api_calls=result.api_calls,
-        error_kind=str(error.kind) if error else None,
-        error=error.message if error else None,
-    )
-
-
-def _collect(run: _Run) -> list[TargetResult]:
-    """Results in inventory order; targets never reached are reported as interrupted."""
-    out: list[TargetResult] = []
-    for server in run.inventory.servers:
-        targets = run.targets.get(server.name)
-        if targets is None:
-            targets = _planned_targets(run, server)
-        for target in targets:
-            result = run.results.get(target)
-            if result is None:
-                result = TargetResult(
-                    target,
-                    Status.FAILED,
-                    error=ErrorInfo(ErrorKind.INTERRUPTED, "run ended before this target started"),
-                )
-                run.results[target] = result
-            out.append(result)
-    return out
-
-
-def _planned_targets(run: _Run, server: Server) -> tuple[Target, ...]:
-    scan_types = run.options.scan_types or server.scan_types
-    accounts = server.accounts if server.accounts is not None else (ALL_ACCOUNTS,)
-    return _only(run, tuple(Target(server.name, a, st) for a in accounts for st in scan_types))

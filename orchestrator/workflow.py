@@ -42,6 +42,7 @@ from orchestrator.events import (
     PlannedFile,
     Reply,
     RequestFailed,
+    ScanBusy,
     ScanStarted,
     ScanStatusReply,
     StartScan,
@@ -94,6 +95,14 @@ class WorkflowConfig:
     #: After a start_scan whose answer was lost, how long the previous scan's status may still
     #: be shown (the stale window) before the start is taken as not having happened.
     start_grace: float = 10.0
+    #: A status that looks freshly reset (not complete, nothing counted) and does not move for
+    #: this long is taken as no scan at all: what a refused start_scan leaves behind (cPanel
+    #: resets the status before it checks anything), e.g. while clamd was down. A real scan in
+    #: its counting pass looks the same; trying start_scan then tells them apart (refused).
+    reset_grace: float = 60.0
+    #: start_scan refused as "already in progress" (a scan this run did not start) this many
+    #: times for one target: give up with kind `api`.
+    max_busy_refusals: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +115,7 @@ class State:
     # scanning
     baseline: int | None = None  # time_started of the status seen before our start_scan
     start_attempts: int = 0
+    busy_refusals: int = 0
     start_sent_at: float | None = None
     scan_started_at: float | None = None
     seen_running: bool = False
@@ -179,6 +189,8 @@ def resume(state: State, now: float) -> tuple[State, Command]:
 
 
 def _on_precheck(state: State, reply: Reply, now: float) -> tuple[State, Command]:
+    if isinstance(reply, Tick):  # back here after a start_scan the server answered with an error
+        return _request(state, GetScanStatus())
     if isinstance(reply, RequestFailed):
         return _fail(state, reply.error)
     if not isinstance(reply, ScanStatusReply):
@@ -204,11 +216,18 @@ def _on_foreign(state: State, reply: Reply, now: float) -> tuple[State, Command]
         return _start(replace(state, baseline=data.time_started if data else None), now)
     moved = _progress_moved(state.stats, data)
     progress_at = now if moved or state.progress_at is None else state.progress_at
-    if now - progress_at >= state.cfg.stall_timeout:
-        # A dead scan (its child died): cPanel lets a new start_scan through.
+    idle = now - progress_at
+    if idle >= state.cfg.stall_timeout or (_looks_reset(data) and idle >= state.cfg.reset_grace):
+        # A dead scan (its child died), or no scan at all behind a reset status: cPanel lets a
+        # new start_scan through (and refuses it, harmlessly, if a scan is in its counting pass).
         return _start(replace(state, baseline=data.time_started), now)
     state = replace(state, stats=data.stats(), progress_at=progress_at)
     return _wait(state, _backoff(state))
+
+
+def _looks_reset(data: StatusData) -> bool:
+    """What start_scan writes first: not complete, nothing counted (or a counting pass)."""
+    return not data.scan_complete and data.scanned_file_count == 0 and data.total_file_count == 0
 
 
 def _start(state: State, now: float) -> tuple[State, Command]:
@@ -227,13 +246,51 @@ def _start(state: State, now: float) -> tuple[State, Command]:
 def _on_starting(state: State, reply: Reply, now: float) -> tuple[State, Command]:
     if isinstance(reply, ScanStarted):
         return _scanning(state, now)
+    if isinstance(reply, ScanBusy):
+        return _on_busy(state, reply, now)
     if isinstance(reply, RequestFailed):
         if reply.ambiguous:
             # The request may have reached cPanel: read the status before deciding anything.
             return _request(replace(state, phase=Phase.VERIFY_START), GetScanStatus())
+        if reply.error.kind is ErrorKind.UNREACHABLE and (
+            state.start_attempts < state.cfg.max_start_attempts
+        ):
+            # The server answered (5xx, 429) or was never reached: start_scan did not run.
+            # Not resent blindly: after the wait the server asked for, read the status again.
+            delay = reply.retry_after if reply.retry_after is not None else _backoff(state)
+            return _wait(replace(state, phase=Phase.PRECHECK), max(delay, state.cfg.poll_min))
         # status 0: no new scan (and cPanel has reset the status file): nothing to poll.
-        return _fail(state, reply.error)
+        return _fail(state, _attempted(state, reply.error))
     return _unexpected(state, reply)
+
+
+def _attempted(state: State, error: ErrorInfo) -> ErrorInfo:
+    if state.start_attempts < 2:
+        return error
+    return ErrorInfo(error.kind, f"{error.message} ({state.start_attempts} attempts)")
+
+
+def _on_busy(state: State, reply: ScanBusy, now: float) -> tuple[State, Command]:
+    """A scan this target did not start holds the account (someone started one in cPanel's UI
+    between our status read and our start): follow it to its end, then start ours. A refused
+    start is no attempt of ours (it did not run), but a few of them end the target."""
+    refusals = state.busy_refusals + 1
+    if refusals >= state.cfg.max_busy_refusals:
+        message = (
+            f"start_scan refused {refusals} times: a scan this run did not start keeps "
+            f"running on this account ({reply.message})"
+        )
+        return _fail(state, ErrorInfo(ErrorKind.API, message))
+    foreign = replace(
+        state,
+        phase=Phase.FOREIGN,
+        busy_refusals=refusals,
+        start_attempts=state.start_attempts - 1,
+        progress_at=now,
+        stats=None,
+        last_wait=0.0,
+    )
+    return _wait(foreign, state.cfg.poll_min)
 
 
 def _on_verify_start(state: State, reply: Reply, now: float) -> tuple[State, Command]:
@@ -589,6 +646,10 @@ def _file_outcome(
         return InfectedFile(plan.path, plan.virus, plan.action, outcome, message)
     if record is None:
         message = state.error.message if state.error else "cPanel reported no step for this file"
+        if state.queued_at is not None:
+            # Queued (or maybe queued), then not followed to the end: cPanel may still do it.
+            # Never guessed as an error: the report says unknown, README says rescan.
+            return InfectedFile(plan.path, plan.virus, plan.action, Outcome.UNKNOWN, message)
         return InfectedFile(plan.path, plan.virus, plan.action, Outcome.ERROR, message)
     try:
         outcome = Outcome(record.state)
@@ -669,6 +730,7 @@ def from_dict(data: dict[str, Any]) -> State:
         started_at=data["started_at"],
         baseline=data["baseline"],
         start_attempts=data["start_attempts"],
+        busy_refusals=int(data.get("busy_refusals", 0)),
         start_sent_at=data.get("start_sent_at"),
         scan_started_at=data["scan_started_at"],
         seen_running=data["seen_running"],

@@ -308,6 +308,7 @@ def drive(policy: Policy, listing: list[tuple[str, str]], dry_run: bool) -> tupl
     run = SimpleNamespace(
         options=RunOptions(policy=policy, dry_run=dry_run),
         budget=DestructiveBudget(policy.limits),
+        sent={},
     )
     planned: ActionsPlanned = _plan(cast(Any, run), TARGET, cmd.files)
     return workflow.step(state, planned, 1)[::-1]

@@ -371,7 +371,8 @@ def test_none_that_lasts_past_the_grace_ends_with_an_error_and_no_resend() -> No
             state, cmd = workflow.step(state, DisinfectionStatusReply("none"), now)
     verdict = cmd.verdict
     assert verdict.error is not None and verdict.error.kind is ErrorKind.API
-    assert all(f.outcome is Outcome.ERROR for f in verdict.files)
+    # queued but never seen: cPanel may still do it, so the outcome is not guessed
+    assert all(f.outcome is Outcome.UNKNOWN for f in verdict.files)
 
 
 def test_policy_limit_sends_nothing() -> None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from orchestrator.model import Status, Target, TargetResult
 from orchestrator.report.encode import summary_to_dict
-from orchestrator.report.model import Delta, Report, ResolvedFile, summarize
+from orchestrator.report.model import (
+    Delta,
+    FileKey,
+    Report,
+    ResolvedFile,
+    account_files,
+    summarize,
+)
 
 NEW = "new"
 RECURRING = "recurring"
@@ -15,15 +23,15 @@ NOTIFY_MODES = ("new", "infected", "always")
 #: A target whose scan completed this time: its baseline files that are gone are resolved.
 COMPLETED = (Status.CLEAN, Status.INFECTED)
 
-FileKey = tuple[Target, str, str]
-
 
 def _keys(report: Report) -> dict[FileKey, ResolvedFile]:
-    return {
-        (t.target, f.path, f.virus): ResolvedFile(t.server, t.account, t.scan_type, f.path, f.virus)
-        for t in report.targets
-        for f in t.infected_files
-    }
+    """One entry per infected file of an account (whichever scan types found it)."""
+    out: dict[FileKey, ResolvedFile] = {}
+    for t in report.targets:
+        for f in t.infected_files:
+            key = (t.server, t.account, f.path, f.virus)
+            out.setdefault(key, ResolvedFile(t.server, t.account, t.scan_type, f.path, f.virus))
+    return out
 
 
 def apply_baseline(report: Report, baseline: Report) -> Report:
@@ -32,19 +40,28 @@ def apply_baseline(report: Report, baseline: Report) -> Report:
     targets = tuple(_mark(t, before) for t in report.targets)
     now = _keys(replace(report, targets=targets))
     completed = {t.target for t in targets if t.status in COMPLETED}
-    resolved = tuple(f for key, f in before.items() if key not in now and key[0] in completed)
-    files = [f for t in targets for f in t.infected_files]
-    delta = Delta(
+    resolved = tuple(
+        f
+        for key, f in before.items()
+        if key not in now and Target(f.server, f.account, f.scan_type) in completed
+    )
+    delta = count_delta(targets, len(resolved))
+    return replace(report, targets=targets, summary=summarize(targets, delta), resolved=resolved)
+
+
+def count_delta(targets: Sequence[TargetResult], resolved: int) -> Delta:
+    """New and recurring files, each counted once per account (as `summary.infected_files`)."""
+    files = account_files(targets).values()
+    return Delta(
         new=sum(1 for f in files if f.delta == NEW),
         recurring=sum(1 for f in files if f.delta == RECURRING),
-        resolved=len(resolved),
+        resolved=resolved,
     )
-    return replace(report, targets=targets, summary=summarize(targets, delta), resolved=resolved)
 
 
 def _mark(t: TargetResult, before: dict[FileKey, ResolvedFile]) -> TargetResult:
     files = tuple(
-        replace(f, delta=RECURRING if (t.target, f.path, f.virus) in before else NEW)
+        replace(f, delta=RECURRING if (t.server, t.account, f.path, f.virus) in before else NEW)
         for f in t.infected_files
     )
     return replace(t, infected_files=files)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 
 from orchestrator.errors import ConfigError
 from orchestrator.model import EXIT_INCOMPLETE, RunInfo, Target, TargetResult
-from orchestrator.report.model import Delta, Report, ResolvedFile, summarize
+from orchestrator.report.delta import count_delta
+from orchestrator.report.model import Report, ResolvedFile, summarize
 
 #: The account of the row the runner writes when a server's accounts could not be listed.
 ALL_ACCOUNTS = "*"
@@ -180,12 +181,7 @@ def _with_delta(run: RunInfo, targets: list[TargetResult], reports: Sequence[Rep
         for f in t.infected_files
     }
     resolved = tuple(dict.fromkeys(f for r in reports for f in r.resolved if f not in present))
-    files = [f for t in targets for f in t.infected_files]
-    delta = Delta(
-        new=sum(1 for f in files if f.delta == "new"),
-        recurring=sum(1 for f in files if f.delta == "recurring"),
-        resolved=len(resolved),
-    )
+    delta = count_delta(targets, len(resolved))
     return Report(
         run=run, summary=summarize(targets, delta), targets=tuple(targets), resolved=resolved
     )

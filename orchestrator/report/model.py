@@ -16,6 +16,7 @@ from orchestrator.model import (
     EXIT_CLEAN,
     EXIT_INCOMPLETE,
     EXIT_INFECTED,
+    InfectedFile,
     Outcome,
     RunInfo,
     ScanType,
@@ -85,8 +86,29 @@ def exit_code(results: Iterable[TargetResult]) -> int:
     return EXIT_INCOMPLETE if failed else EXIT_CLEAN
 
 
+FileKey = tuple[str, str, str, str]  # server, account, path, virus: one file of one account
+
+
+def account_files(results: Iterable[TargetResult]) -> dict[FileKey, InfectedFile]:
+    """Every infected file once per account, whichever scan types found it.
+
+    `home` contains `mail/`, `public_html/` and `public_ftp/`, so two targets of one account can
+    list the same file: it is one file. Where one occurrence had its action sent (the other
+    says so, `not-requested`), that one's outcome is the file's."""
+    out: dict[FileKey, InfectedFile] = {}
+    for r in results:
+        for f in r.infected_files:
+            key = (r.server, r.account, f.path, f.virus)
+            seen = out.get(key)
+            if seen is None or (
+                seen.outcome is Outcome.NOT_REQUESTED and f.outcome is not Outcome.NOT_REQUESTED
+            ):
+                out[key] = f
+    return out
+
+
 def outcome_counts(results: Iterable[TargetResult]) -> dict[str, int]:
-    counts = Counter(f.outcome for r in results for f in r.infected_files)
+    counts = Counter(f.outcome for f in account_files(results).values())
     rank = {outcome: i for i, outcome in enumerate(Outcome)}
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], rank[kv[0]]))
     return {str(outcome): n for outcome, n in ordered if n}
@@ -101,7 +123,7 @@ def summarize(results: Sequence[TargetResult], delta: Delta | None = None) -> Su
         infected=statuses[Status.INFECTED],
         failed=statuses[Status.FAILED],
         skipped=statuses[Status.SKIPPED],
-        infected_files=sum(len(r.infected_files) for r in results),
+        infected_files=len(account_files(results)),
         outcomes=outcome_counts(results),
         exit_code=exit_code(results),
         delta=delta,
