@@ -6,6 +6,7 @@ then finishes, and the scheduler's decisions are recorded with exact timestamps.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import anyio
@@ -70,7 +71,7 @@ class Trace:
 
     def in_flight(self) -> dict[Target, tuple[float, float]]:
         spans: dict[Target, list[float]] = {}
-        for t, kind, target in self.events:
+        for t, _kind, target in self.events:
             spans.setdefault(target, []).append(t)
         return {k: (v[0], v[-1]) for k, v in spans.items()}
 
@@ -151,7 +152,7 @@ def test_lanes_keep_one_target_per_account_and_the_cap_whatever_the_durations(
         by_account.setdefault(target.account, []).append(span)
     for account, account_spans in by_account.items():
         ordered = sorted(account_spans)
-        for (_, end), (start, _) in zip(ordered, ordered[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(ordered):
             assert start >= end, f"two targets of {account} overlapped"
     # an account's types ran in their order
     for account, n in plan.items():
