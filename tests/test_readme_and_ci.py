@@ -46,7 +46,7 @@ def test_readme_gives_exactly_two_setup_commands_and_ci_runs_the_test_one_verbat
     assert "pip install" in tests and "[test]" in tests and "pytest" in tests
     ci = (ROOT / ".ci" / "run").read_text()
     assert tests in ci.splitlines(), ".ci/run runs the README's test command as written"
-    for tool in ("ruff", "mypy"):
+    for tool in ("ruff", "mypy", "lint-imports"):
         checks = ci + (ROOT / "scripts" / "check").read_text()
         assert tool in checks, f".ci/run runs {tool}"
     mypy = re.search(
