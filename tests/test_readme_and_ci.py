@@ -130,6 +130,43 @@ def test_readme_synopsis_flags_exist_and_run_and_merge_are_complete() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# The module map in README's Development section matches the package
+
+
+def module_map() -> dict[str, str]:
+    """README's map: path relative to orchestrator/ (e.g. `report/html.py`) -> its line."""
+    block = readme().split("## Development", 1)[1].split("```", 2)[1]
+    entries: dict[str, str] = {}
+    package = ""
+    for line in block.splitlines():
+        match = re.match(r"^( +)(\S+)\s*(.*)$", line)
+        if not match:
+            continue
+        indent, name, text = len(match.group(1)), match.group(2), match.group(3)
+        if name.endswith("/"):
+            package = name
+        elif name.endswith(".py"):
+            entries[(package if indent > 2 else "") + name] = text
+    return entries
+
+
+def test_the_readme_module_map_lists_every_module_once_and_no_module_that_is_gone() -> None:
+    documented = module_map()
+    package = ROOT / "orchestrator"
+    actual = {
+        str(path.relative_to(package))
+        for folder in (package, package / "report", package / "simulator")
+        for path in folder.glob("*.py")
+    }
+    assert sorted(actual - set(documented)) == [], "modules missing from README's module map"
+    gone = {m for m, text in documented.items() if m not in actual and "(landing)" not in text}
+    assert gone == set(), "README's module map lists modules that do not exist"
+    assert all(text.strip() for text in documented.values()), "every module gets one line"
+    landed = {m for m, text in documented.items() if "(landing)" in text and m in actual}
+    assert landed == set(), "these modules have landed: drop their `(landing)` in README"
+
+
+# ---------------------------------------------------------------------------------------------
 # Every clamfleet command line written in deploy/ and the READMEs is one the CLI accepts
 
 
