@@ -11,17 +11,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator import commands
-from orchestrator.simulator import (
-    FleetSpec,
-    ServerSpec,
-)
+from orchestrator.simulator import FleetSpec, ServerSpec
 
-from .conftest import (
-    Outcome,
-    Sim,
-    one_server,
-    small_account,
-)
+from .conftest import Outcome, Sim, one_server, small_account
 
 # ---------------------------------------------------------------------------------------------
 # Exit codes and validate

@@ -13,14 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from orchestrator.simulator import (
-    generate_fleet,
-)
+from orchestrator.simulator import generate_fleet
 
-from .conftest import (
-    Outcome,
-    Sim,
-)
+from .conftest import Outcome, Sim
 
 # ---------------------------------------------------------------------------------------------
 # Sessions, SSL contexts and connections of a real run

@@ -17,19 +17,9 @@ import pytest
 
 from orchestrator.client import ServerClient
 from orchestrator.runner import BREAKER_THRESHOLD
-from orchestrator.simulator import (
-    Faults,
-    FleetSpec,
-    generate_fleet,
-)
+from orchestrator.simulator import Faults, FleetSpec, generate_fleet
 
-from .conftest import (
-    Outcome,
-    Sim,
-    edit_inventory,
-    infected_account,
-    one_server,
-)
+from .conftest import Outcome, Sim, edit_inventory, infected_account, one_server
 
 TERMINAL = {"clean", "infected", "failed", "skipped"}
 POLLS = frozenset(

@@ -6,14 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from orchestrator.simulator import (
-    generate_fleet,
-)
+from orchestrator.simulator import generate_fleet
 
-from .conftest import (
-    Outcome,
-    Sim,
-)
+from .conftest import Outcome, Sim
 
 # ---------------------------------------------------------------------------------------------
 # Scans per server, servers at once, the global request rate

@@ -8,24 +8,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from orchestrator.model import (
-    ErrorInfo,
-    ErrorKind,
-    Status,
-    Target,
-    TargetResult,
-)
+from orchestrator.model import ErrorInfo, ErrorKind, Status, Target, TargetResult
 from orchestrator.report import load_report, write_report
-from orchestrator.simulator import (
-    generate_fleet,
-)
+from orchestrator.simulator import generate_fleet
 
-from .conftest import (
-    Outcome,
-    Sim,
-    target_key,
-    with_targets,
-)
+from .conftest import Outcome, Sim, target_key, with_targets
 
 TargetKey = tuple[str, str, str]
 

@@ -14,24 +14,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from orchestrator.model import (
-    InfectedFile,
-    TargetResult,
-)
+from orchestrator.model import InfectedFile, TargetResult
 from orchestrator.report import validate_report_dict
 from orchestrator.shard import shard_of
-from orchestrator.simulator import (
-    generate_fleet,
-)
+from orchestrator.simulator import generate_fleet
 
-from .conftest import (
-    Outcome,
-    Sim,
-    comparable,
-    edited_report,
-    run_subprocess,
-    target_key,
-)
+from .conftest import Outcome, Sim, comparable, edited_report, run_subprocess, target_key
 
 
 def test_shards_in_separate_processes_merge_into_the_unsharded_report(

@@ -16,12 +16,7 @@ from orchestrator.simulator import (
     generate_fleet,
 )
 
-from .conftest import (
-    QUARANTINE_ALL,
-    Outcome,
-    Sim,
-    write_policy,
-)
+from .conftest import QUARANTINE_ALL, Outcome, Sim, write_policy
 
 
 def infected_fleet(seed: int = 21, accounts: int = 3):  # type: ignore[no-untyped-def]

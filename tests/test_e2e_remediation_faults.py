@@ -10,9 +10,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.simulator import (
-    Faults,
-)
+from orchestrator.simulator import Faults
 
 from .conftest import (
     Outcome,

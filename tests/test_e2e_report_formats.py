@@ -15,16 +15,9 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from orchestrator.report import validate_report_dict
-from orchestrator.simulator import (
-    FleetSpec,
-    generate_fleet,
-)
+from orchestrator.simulator import FleetSpec, generate_fleet
 
-from .conftest import (
-    Outcome,
-    Sim,
-    target_key,
-)
+from .conftest import Outcome, Sim, target_key
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"

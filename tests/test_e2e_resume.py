@@ -12,11 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.journal import Journal
-from orchestrator.simulator import (
-    Faults,
-    SimulatorThread,
-    generate_fleet,
-)
+from orchestrator.simulator import Faults, SimulatorThread, generate_fleet
 
 from .conftest import (
     FAST_SERVER,

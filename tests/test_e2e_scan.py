@@ -11,19 +11,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.simulator import (
-    AccountSpec,
-    Faults,
-    generate_fleet,
-)
+from orchestrator.simulator import AccountSpec, Faults, generate_fleet
 
-from .conftest import (
-    Outcome,
-    Sim,
-    one_server,
-    run_subprocess,
-    small_account,
-)
+from .conftest import Outcome, Sim, one_server, run_subprocess, small_account
 
 
 def infected_truth(account: AccountSpec) -> bool:

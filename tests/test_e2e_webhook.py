@@ -15,19 +15,10 @@ import pytest
 from aiohttp import web
 
 from orchestrator.client import post_webhook
-from orchestrator.model import (
-    TargetResult,
-)
-from orchestrator.simulator import (
-    generate_fleet,
-)
+from orchestrator.model import TargetResult
+from orchestrator.simulator import generate_fleet
 
-from .conftest import (
-    Outcome,
-    Sim,
-    edited_report,
-    target_key,
-)
+from .conftest import Outcome, Sim, edited_report, target_key
 
 # ---------------------------------------------------------------------------------------------
 # Webhook: modes, failures that change nothing, the timeout, the URL kept secret
