@@ -1,18 +1,15 @@
-"""Shards (from CI environments too) and merge, reruns of failures, baseline delta, webhook:
-the operator's toolbox."""
+"""Shards (from CI environments too) and merge, reruns of failures, baseline delta: the
+operator's toolbox (the webhook has test_e2e_webhook.py)."""
 
 from __future__ import annotations
 
 import json
 import re
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp import web
 
 from orchestrator.model import InfectedFile, TargetResult
 from orchestrator.report import validate_report_dict
@@ -106,65 +103,6 @@ def test_baseline_marks_new_recurring_and_resolved(
     assert deltas == {"recurring"}
     assert third.report["summary"]["delta"]["resolved"] >= 1
     assert third.report["summary"]["delta"]["new"] == 0
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A local webhook receiver on 127.0.0.1 in its own thread."""
-    import asyncio
-
-    received: list[dict[str, Any]] = []
-    ready = threading.Event()
-    state: dict[str, Any] = {}
-
-    async def handle(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(text="ok")
-
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-        state["loop"] = loop
-        app = web.Application()
-        app.router.add_post("/hook", handle)
-        runner = web.AppRunner(app)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        state["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    ready.wait(10)
-    yield f"http://127.0.0.1:{state['port']}/hook", received
-    state["loop"].call_soon_threadsafe(state["loop"].stop)
-    thread.join(10)
-
-
-def test_webhook_posts_a_summary_and_a_dead_webhook_does_not_change_the_exit_code(
-    simulate: Callable[..., Sim],
-    cli: Callable[..., Outcome],
-    receiver: tuple[str, list[dict[str, Any]]],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    url, received = receiver
-    spec = generate_fleet(servers=1, accounts=2, infected_ratio=1.0, seed=55, scan_seconds=0.2)
-    sim = simulate(spec)
-    monkeypatch.setenv("CLAMFLEET_TEST_HOOK", url)
-    result = cli(
-        "run", sim.inventory, "--notify-webhook", "CLAMFLEET_TEST_HOOK", "--notify-on", "infected"
-    )
-    assert result.code == 1
-    assert len(received) == 1
-    assert "text" in received[0] and "infected" in received[0]["text"]
-    monkeypatch.setenv("CLAMFLEET_TEST_HOOK", "http://127.0.0.1:9/hook")  # nobody listens
-    dead = cli("run", sim.inventory, "--notify-webhook", "CLAMFLEET_TEST_HOOK")
-    assert dead.code == 1
-    assert url not in dead.stderr
-    literal = cli("run", sim.inventory, "--notify-webhook", url)
-    assert literal.code == 3, "a webhook URL on the command line is refused (it is a secret)"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""--notify-webhook through the CLI: the --notify-on modes, a failing or hanging receiver that
-changes nothing and never shows its URL, an unset variable refused before any scan.
+"""--notify-webhook through the CLI: the summary posted, the --notify-on modes, a failing or
+hanging receiver that changes nothing and never shows its URL, a webhook URL on the command line
+or an unset variable refused before any scan.
 """
 
 from __future__ import annotations
@@ -69,6 +70,30 @@ def receiver() -> Iterator[Receiver]:
     state["loop"].call_soon_threadsafe(state["release"].set)
     state["loop"].call_soon_threadsafe(state["loop"].stop)
     thread.join(10)
+
+
+def test_webhook_posts_a_summary_and_a_dead_webhook_does_not_change_the_exit_code(
+    simulate: Callable[..., Sim],
+    cli: Callable[..., Outcome],
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, received = receiver.url, receiver.received
+    spec = generate_fleet(servers=1, accounts=2, infected_ratio=1.0, seed=55, scan_seconds=0.2)
+    sim = simulate(spec)
+    monkeypatch.setenv("CLAMFLEET_TEST_HOOK", url)
+    result = cli(
+        "run", sim.inventory, "--notify-webhook", "CLAMFLEET_TEST_HOOK", "--notify-on", "infected"
+    )
+    assert result.code == 1
+    assert len(received) == 1
+    assert "text" in received[0] and "infected" in received[0]["text"]
+    monkeypatch.setenv("CLAMFLEET_TEST_HOOK", "http://127.0.0.1:9/hook")  # nobody listens
+    dead = cli("run", sim.inventory, "--notify-webhook", "CLAMFLEET_TEST_HOOK")
+    assert dead.code == 1
+    assert url not in dead.stderr
+    literal = cli("run", sim.inventory, "--notify-webhook", url)
+    assert literal.code == 3, "a webhook URL on the command line is refused (it is a secret)"
 
 
 def test_notify_on_modes_post_only_when_asked(
