@@ -342,7 +342,6 @@ def run_once(
     index: int,
     work: Path,
     timeout: float,
-    patch: str | None = None,
     paced: bool = False,
 ) -> Row:
     run_dir = work / f"run-{index}"
@@ -356,9 +355,8 @@ def run_once(
     with Simulator(size, sim_inventory, run_dir / "simulator.log") as sim:
         data = scaled_inventory(sim_inventory, inventory, size)
         env = {**os.environ, **sim.env, "PYTHONUNBUFFERED": "1"}
-        entry = ["-m", "orchestrator"] if patch is None else [str(BENCH / "patches.py"), patch]
         orch = run_measured(
-            [sys.executable, *entry, "run", str(inventory), "--out", str(out),
+            [sys.executable, "-m", "orchestrator", "run", str(inventory), "--out", str(out),
              "--no-progress", "--log-level", "warning"],
             env, run_dir / "orchestrator.out", run_dir / "orchestrator.err", timeout,
         )  # fmt: skip
@@ -515,9 +513,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", type=Path, help="keep runs' files here (default: a temp dir)")
     p.add_argument("--timeout", type=float, default=3600.0, help="per-process limit, seconds")
     p.add_argument(
-        "--patch", help="run the orchestrator with bench/patches.py changes (e.g. poll,retry)"
-    )
-    p.add_argument(
         "--paced",
         action="store_true",
         help="also run the baseline with its requests spread over the orchestrator's wall time",
@@ -559,14 +554,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"targets; scans {size.scan_seconds:g} simulated s at K={k:g} "
         f"({size.scan_seconds / k:g} s real); max_concurrent_scans {size.max_concurrent_scans}; "
         f"{size.server_rps:g} req/s per server, {size.fleet_rps:g} global (simulated); "
-        f"poll {size.poll_min:g}-{size.poll_max:g} s (simulated); {os.cpu_count()} CPUs; "
-        f"orchestrator patches: {args.patch or 'none'}",
+        f"poll {size.poll_min:g}-{size.poll_max:g} s (simulated); {os.cpu_count()} CPUs",
         flush=True,
     )
     rows: list[Row] = []
     with _work_dir(args.work_dir) as work:
         for i in range(1, size.repeat + 1):
-            row = run_once(size, i, work, args.timeout, args.patch, args.paced)
+            row = run_once(size, i, work, args.timeout, args.paced)
             rows.append(row)
             print(
                 f"run {i}: wall {row.wall_s:.2f}s bound {row.bound_s:.2f}s ({row.bound_term}) "
@@ -579,7 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(
             json.dumps(
                 {"size": asdict(size), "rows": [asdict(r) for r in rows],
-                 "median": median_row(rows), "command": sys.argv, "patch": args.patch},
+                 "median": median_row(rows), "command": sys.argv},
                 indent=2,
             )
         )  # fmt: skip

@@ -54,7 +54,6 @@ class Journal:
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
-        self.resumed = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -87,7 +86,6 @@ class Journal:
                     "remove it or run without --resume",
                     field="--journal",
                 )
-            self.resumed = True
             return meta
         db.executescript("DELETE FROM meta; DELETE FROM servers; DELETE FROM targets;")
         return {}

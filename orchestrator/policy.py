@@ -133,10 +133,6 @@ class PlannedFile:
 class Plan:
     files: tuple[PlannedFile, ...]
 
-    def actions(self) -> dict[str, Action]:
-        """The `disinfect_files` actions map: path -> action, only the files to send."""
-        return {f.path: f.action for f in self.files if f.send}
-
     def destructive_count(self) -> int:
         return sum(1 for f in self.files if f.send and f.action.destructive)
 

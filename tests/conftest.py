@@ -1,4 +1,5 @@
-"""Shared fixtures: a simulated fleet on 127.0.0.1 and the real CLI run against it."""
+"""Shared fixtures and helpers: a simulated fleet on 127.0.0.1, the real CLI run against it,
+small fleets, policies and edited reports."""
 
 from __future__ import annotations
 
@@ -7,17 +8,27 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import stamina
+import yaml
 
 from orchestrator.cli import main
-from orchestrator.report import validate_report_dict
-from orchestrator.simulator import FleetSpec, SimFile, SimulatorThread
+from orchestrator.model import TargetResult
+from orchestrator.report import Report, load_report, validate_report_dict, write_report
+from orchestrator.report.model import summarize
+from orchestrator.simulator import (
+    AccountSpec,
+    Faults,
+    FleetSpec,
+    ServerSpec,
+    SimFile,
+    SimulatorThread,
+)
 
 #: Settings that keep simulated runs short: fast polls, short deadlines, generous rates.
 FAST_SETTINGS: dict[str, Any] = {
@@ -174,3 +185,79 @@ rules:
     when: {path: "*/mail/*"}
     action: cleanse_mailbox
 """
+
+
+TargetKey = tuple[str, str, str]
+
+
+def target_key(t: dict[str, Any]) -> TargetKey:
+    """A report.json target's identity: (server, account, scan_type)."""
+    return (t["server"], t["account"], t["scan_type"])
+
+
+def edit_inventory(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Change a written inventory in place (as an operator would edit the YAML)."""
+    data = yaml.safe_load(path.read_text())
+    edit(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def write_policy(tmp_path: Path, text: str = QUARANTINE_ALL, name: str = "policy.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def small_account(user: str, *, infected: bool = False, **kwargs: Any) -> AccountSpec:
+    """Two clean files, plus one web shell when `infected`."""
+    files = [SimFile("public_html/index.php", 2000), SimFile("documents/notes.txt", 800)]
+    if infected:
+        files.append(SimFile("public_html/shell.php", 900, "Php.Webshell-1"))
+    return AccountSpec(user=user, files=tuple(files), **kwargs)
+
+
+def infected_account(user: str, **kwargs: Any) -> AccountSpec:
+    """A web shell under an escaped path, an infected mailbox message and a binary: every action
+    of QUARANTINE_ALL has something to do."""
+    files = (
+        SimFile("public_html/index.php", 3000),
+        SimFile("public_html/Q&A/shell.php", 900, "Php.Webshell-1"),
+        SimFile("mail/example.com/info/inbox", 4000, None, [None, "Html.Phishing.Bank-2"]),
+        SimFile("tmp/a.out", 500, "Unix.Trojan.Mirai-9"),
+    )
+    return AccountSpec(user=user, files=files, **kwargs)
+
+
+def one_server(*accounts: AccountSpec, faults: Faults | None = None, seed: int = 1) -> FleetSpec:
+    """A fleet of one server, `sim01`, with exactly these accounts and fast scans."""
+    server = ServerSpec("sim01", accounts=accounts, faults=faults or Faults())
+    return FleetSpec(servers=(server,), scan_seconds=0.3, seed=seed)
+
+
+def assert_outcomes_are_what_the_server_did(sim: Sim, report: dict[str, Any]) -> None:
+    """Each reported outcome matches the file's state on the simulated server."""
+    for target in report["targets"]:
+        user = target["account"]
+        state = sim.fleet.account_state(target["server"], user)
+        for f in target["infected_files"]:
+            rel = f["path"].removeprefix(f"/home/{user}/")
+            if f["outcome"] == "quarantined":
+                assert rel not in state.files
+            elif f["outcome"] == "mailbox-cleansed":
+                assert state.files[rel].infected_by is None
+            else:
+                assert state.files[rel].infected_by == f["virus"], (rel, f["outcome"])
+
+
+def with_targets(report: Report, targets: Sequence[TargetResult]) -> Report:
+    """`report` with other targets and the summary recomputed (delta kept)."""
+    targets = tuple(targets)
+    return replace(report, targets=targets, summary=summarize(targets, report.summary.delta))
+
+
+def edited_report(source: Path, dest: Path, edit: Callable[[TargetResult], TargetResult]) -> Path:
+    """A copy of a written report with its targets edited (the summary recomputed, so the
+    report stays one `load_report` accepts)."""
+    report = load_report(source)
+    write_report(with_targets(report, [edit(t) for t in report.targets]), dest, ["json"])
+    return dest / "report.json"

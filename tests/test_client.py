@@ -1,4 +1,5 @@
-"""The client's routes, retries and error mapping, against aioresponses (no sockets)."""
+"""The client's routes, retries and error mapping, against aioresponses (no sockets); the
+retries' total time cap against one real always-busy server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 import stamina
+from aiohttp import web
 from aioresponses import aioresponses
 from aioresponses.core import RequestCall
 from yarl import URL
@@ -247,3 +249,41 @@ async def test_disinfect_posts_exact_json_through_execute(http: Http) -> None:
             calls[0].kwargs["data"]
             == b'{"actions": {"/home/alice/public_html/x.php": "quarantine"}}'
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Retries: the total time cap, against a real always-busy server on 127.0.0.1
+
+
+@pytest.mark.asyncio
+async def test_retries_stop_at_the_total_time_cap_before_the_attempt_cap() -> None:
+    stamina.set_testing(False)
+    hits = 0
+
+    async def busy(request: web.Request) -> web.Response:
+        nonlocal hits
+        hits += 1
+        return web.Response(status=503, text="busy")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", busy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    server = Server(
+        name="busy",
+        base_url=f"http://127.0.0.1:{port}",
+        auth=Credentials(AuthMethod.CPANEL_TOKEN, "alice", Secret("t" * 32)),
+    )
+
+    policy = RetryPolicy(attempts=1000, total=0.4, initial=0.05, max=0.05, jitter=0.0)
+    try:
+        async with Http(request_timeout=5) as http:
+            client = ServerClient(http, server, NoLimit(), policy)
+            with pytest.raises(TransportError):
+                await client.get_scan_status("alice")
+    finally:
+        await runner.cleanup()
+    assert 2 <= hits < 100, hits

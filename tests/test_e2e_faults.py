@@ -1,4 +1,4 @@
-"""The fault matrix: every fault class against the simulator (issue: survive the real world).
+"""The fault matrix: every fault class of the real world against the simulator.
 
 For each fault: every inventory target is in the report with a terminal status, no scan is
 started twice and nothing is disinfected twice, no token appears in any output or report file,
@@ -7,15 +7,19 @@ and the exit code is the right one.
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypedDict
 
 import pytest
 
-from orchestrator.simulator import FleetSpec, generate_fleet
+from orchestrator.client import ServerClient
+from orchestrator.runner import BREAKER_THRESHOLD
+from orchestrator.simulator import Faults, FleetSpec, generate_fleet
 
-from .conftest import Outcome, Sim
+from .conftest import Outcome, Sim, edit_inventory, infected_account, one_server
 
 TERMINAL = {"clean", "infected", "failed", "skipped"}
 POLLS = frozenset(
@@ -199,3 +203,127 @@ def test_reset_on_start_scan_is_checked_not_blindly_resent(
             assert sim.fleet.calls("sim01", function="start_scan", account=account) <= 2
             assert target["status"] == "failed"
             assert target["error"]["kind"] == "unreachable"
+
+
+# ---------------------------------------------------------------------------------------------
+# start_scan whose answer is lost while the previous scan's status is still shown
+
+
+def test_an_ambiguous_start_scan_in_the_stale_window_is_not_sent_twice(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome]
+) -> None:
+    spec = one_server(infected_account("alice"), seed=4)
+    sim = simulate(spec)
+    first = cli("run", sim.inventory)  # leaves a completed scan behind
+    assert first.code == 1
+    # every start_scan answer is cut in half (the scan did start), and for 1 s after it the
+    # server still shows the first scan's completed status, as cPanel may
+    sim.fleet.set_faults(
+        "sim01",
+        Faults(truncated_json_every=1, functions=frozenset({"start_scan"}), stale_seconds=1.0),
+    )
+    second = cli("run", sim.inventory)
+    (target,) = second.report["targets"]
+    assert target["status"] == "infected"
+    assert sim.fleet.calls("sim01", function="start_scan", account="alice") == 2, (
+        "one start_scan per run: a scan that took must not be started again"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Circuit breaker: a dead server's remaining targets end unreachable without more requests
+
+
+def test_the_breaker_stops_requests_to_a_failing_server_and_fails_the_rest_unreachable(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome]
+) -> None:
+    spec = generate_fleet(servers=2, accounts=8, infected_ratio=0.0, seed=91, scan_seconds=0.2)
+    broken = frozenset({"get_scan_status", "start_scan", "list_infected_files"})
+    servers = [
+        dataclasses.replace(s, faults=Faults(fail_next=10_000, functions=broken))
+        if s.name == "sim02"
+        else s
+        for s in spec.servers
+    ]
+    spec = dataclasses.replace(spec, servers=tuple(servers))
+    sim = simulate(spec, server_keys={"max_concurrent_scans": 1})
+    result = cli("run", sim.inventory)
+    assert_invariants(sim, spec, result)
+    rows = {k: t for k, t in result.targets().items() if k[0] == "sim02"}
+    assert len(rows) == 8
+    assert {t["status"] for t in rows.values()} == {"failed"}
+    assert {t["error"]["kind"] for t in rows.values()} == {"unreachable"}
+    # listaccts, then the attempts of BREAKER_THRESHOLD targets; the other 5 send nothing
+    attempts = 3  # stamina's test mode in conftest
+    assert sim.fleet.calls("sim02", function="get_scan_status") == BREAKER_THRESHOLD * attempts
+    assert sim.fleet.calls("sim02", function="start_scan") == 0
+    assert {t["status"] for k, t in result.targets().items() if k[0] == "sim01"} == {"clean"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The request deadline
+
+
+def test_a_server_slower_than_the_request_timeout_fails_and_the_run_goes_on(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome]
+) -> None:
+    spec = generate_fleet(servers=2, accounts=2, infected_ratio=0.0, seed=92, scan_seconds=0.2)
+    servers = [
+        dataclasses.replace(s, faults=Faults(slow_seconds=3.0)) if s.name == "sim02" else s
+        for s in spec.servers
+    ]
+    spec = dataclasses.replace(spec, servers=tuple(servers))
+    sim = simulate(
+        spec, settings={"timeouts": {"request": 0.3, "scan": 60, "stall": 10, "disinfection": 30}}
+    )
+    result = cli("run", sim.inventory)
+    assert_invariants(sim, spec, result)
+    for (server, _, _), target in result.targets().items():
+        if server == "sim02":
+            assert target["status"] == "failed"
+            assert target["error"]["kind"] in ("timeout", "unreachable")
+            assert "timed out" in target["error"]["message"]
+        else:
+            assert target["status"] == "clean"
+    assert result.code == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTPS through `run`: trusted, untrusted and unverified servers
+
+
+def test_https_trusted_untrusted_and_unverified_servers_in_one_run(
+    simulate: Callable[..., Sim],
+    cli: Callable[..., Outcome],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = generate_fleet(servers=3, accounts=2, infected_ratio=0.0, seed=94, scan_seconds=0.2)
+    sim = simulate(spec, tls=True)
+
+    def edit(data: dict[str, Any]) -> None:
+        for server in data["servers"]:
+            if server["name"] == "sim02":
+                del server["tls"]  # the simulator's CA is not in the system store
+            elif server["name"] == "sim03":
+                server["tls"] = {"verify": False}
+
+    edit_inventory(sim.inventory, edit)
+    sends: Counter[str] = Counter()
+    original = ServerClient._send
+
+    async def counting(self: ServerClient, *args: Any, **kwargs: Any) -> Any:
+        sends[self._server.name] += 1
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ServerClient, "_send", counting)
+    result = cli("run", sim.inventory)
+    for (server, _, _), target in result.targets().items():
+        if server == "sim02":
+            assert target["status"] == "failed"
+            assert target["error"]["kind"] == "tls"
+        else:
+            assert target["status"] == "clean", target["error"]
+    assert sends["sim02"] == 1, "a TLS failure is never retried"
+    warnings = [line for line in result.stderr.splitlines() if "verify_disabled" in line]
+    assert len(warnings) == 1 and "sim03" in warnings[0]
+    assert result.code == 2

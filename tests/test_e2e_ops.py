@@ -1,19 +1,22 @@
-"""Shards and merge, reruns of failures, baseline delta, webhook: the operator's toolbox."""
+"""Shards (from CI environments too) and merge, reruns of failures, baseline delta: the
+operator's toolbox (the webhook has test_e2e_webhook.py)."""
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp import web
 
+from orchestrator.model import InfectedFile, TargetResult
+from orchestrator.report import validate_report_dict
+from orchestrator.shard import shard_of
 from orchestrator.simulator import generate_fleet
 
-from .conftest import Outcome, Sim, comparable, run_subprocess
+from .conftest import Outcome, Sim, comparable, edited_report, run_subprocess, target_key
 
 
 def test_shards_in_separate_processes_merge_into_the_unsharded_report(
@@ -102,60 +105,121 @@ def test_baseline_marks_new_recurring_and_resolved(
     assert third.report["summary"]["delta"]["new"] == 0
 
 
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A local webhook receiver on 127.0.0.1 in its own thread."""
-    import asyncio
-
-    received: list[dict[str, Any]] = []
-    ready = threading.Event()
-    state: dict[str, Any] = {}
-
-    async def handle(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(text="ok")
-
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-        state["loop"] = loop
-        app = web.Application()
-        app.router.add_post("/hook", handle)
-        runner = web.AppRunner(app)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        state["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    ready.wait(10)
-    yield f"http://127.0.0.1:{state['port']}/hook", received
-    state["loop"].call_soon_threadsafe(state["loop"].stop)
-    thread.join(10)
+# ---------------------------------------------------------------------------------------------
+# Sharding from CI environments, through the real CLI
 
 
-def test_webhook_posts_a_summary_and_a_dead_webhook_does_not_change_the_exit_code(
+@pytest.mark.parametrize(
+    ("args", "env_of"),
+    [
+        ((), lambda i, n: {"CI_NODE_INDEX": str(i), "CI_NODE_TOTAL": str(n)}),  # GitLab parallel
+        (("--shard", "auto/3"), lambda i, n: {"JOB_COMPLETION_INDEX": str(i - 1)}),  # Indexed Job
+    ],
+    ids=["gitlab", "kubernetes"],
+)
+def test_ci_environments_select_the_shard_and_the_shards_merge_to_the_fleet(
     simulate: Callable[..., Sim],
     cli: Callable[..., Outcome],
-    receiver: tuple[str, list[dict[str, Any]]],
     monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    env_of: Callable[[int, int], dict[str, str]],
 ) -> None:
-    url, received = receiver
-    spec = generate_fleet(servers=1, accounts=2, infected_ratio=1.0, seed=55, scan_seconds=0.2)
+    spec = generate_fleet(servers=6, accounts=1, infected_ratio=0.5, seed=65, scan_seconds=0.2)
     sim = simulate(spec)
-    monkeypatch.setenv("CLAMFLEET_TEST_HOOK", url)
-    result = cli(
-        "run", sim.inventory, "--notify-webhook", "CLAMFLEET_TEST_HOOK", "--notify-on", "infected"
+    names = [s.name for s in spec.servers]
+    reports = []
+    for index in (1, 2, 3):
+        for var in ("CI_NODE_INDEX", "CI_NODE_TOTAL", "JOB_COMPLETION_INDEX"):
+            monkeypatch.delenv(var, raising=False)
+        for var, value in env_of(index, 3).items():
+            monkeypatch.setenv(var, value)
+        outcome = cli("run", sim.inventory, *args)
+        assert outcome.code in (0, 1), outcome.stderr
+        assert outcome.report["run"]["shard"] == f"{index}/3"
+        servers = {t["server"] for t in outcome.report["targets"]}
+        assert servers == {n for n in names if shard_of(n, 3) == index}
+        reports.append(outcome.out / "report.json")
+    merged = cli("merge", *reports)
+    assert merged.report["run"]["shard"] == "1/1"
+    assert [t["server"] for t in merged.report["targets"]] == names
+    assert "missing shards" not in merged.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# merge: refusals and partial merges through the CLI
+
+
+def test_merge_refuses_reports_of_different_fleets_in_one_line_naming_both(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome]
+) -> None:
+    one = simulate(generate_fleet(servers=2, accounts=1, seed=66, scan_seconds=0.2))
+    other = simulate(generate_fleet(servers=3, accounts=1, seed=67, scan_seconds=0.2))
+    a = cli("run", one.inventory, "--shard", "1/2").out / "report.json"
+    b = cli("run", other.inventory, "--shard", "2/2").out / "report.json"
+    refused = cli("merge", a, b)
+    assert refused.code == 3
+    (line,) = refused.stderr.strip().splitlines()
+    assert "different" in line and str(a) in line and str(b) in line
+    assert not (refused.out / "report.json").exists()
+
+
+def test_a_partial_merge_reports_the_exit_code_it_exits_with(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome]
+) -> None:
+    spec = generate_fleet(servers=4, accounts=1, infected_ratio=0.0, seed=68, scan_seconds=0.2)
+    sim = simulate(spec)
+    one = cli("run", sim.inventory, "--shard", "1/2")
+    partial = cli("merge", one.out / "report.json", "--format", "json,prometheus")
+    assert partial.code == 2 and "missing shards: 2" in partial.stdout
+    assert partial.report["summary"]["exit_code"] == partial.code
+    prom = (partial.out / "clamfleet.prom").read_text("utf-8")
+    assert re.search(r"^clamfleet_run_exit_code\{[^}]*\} 2$", prom, flags=re.M), prom
+
+
+# ---------------------------------------------------------------------------------------------
+# Baseline: new, recurring and resolved in report.json, infected.csv and the summary
+
+
+def test_baseline_classifies_new_recurring_and_resolved_in_report_and_csv(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    spec = generate_fleet(servers=2, accounts=3, infected_ratio=0.7, seed=69, scan_seconds=0.2)
+    sim = simulate(spec)
+    first = cli("run", sim.inventory)
+    infected = [t for t in first.report["targets"] if t["infected_files"]]
+    assert len(infected) >= 2
+    dropped_from, gains_ghost = target_key(infected[0]), target_key(infected[1])
+    dropped = infected[0]["infected_files"][0]["path"]
+    ghost = InfectedFile("/home/ghost/gone.php", "Gone.Virus")
+
+    def edit(t: TargetResult) -> TargetResult:
+        k = (t.server, t.account, str(t.scan_type))
+        if k == dropped_from:  # absent from the baseline: new now
+            return replace(
+                t, infected_files=tuple(f for f in t.infected_files if f.path != dropped)
+            )
+        if k == gains_ghost:  # only in the baseline: resolved now
+            return replace(t, infected_files=(*t.infected_files, ghost))
+        return t
+
+    baseline = edited_report(first.out / "report.json", tmp_path / "baseline", edit)
+    now = cli("run", sim.inventory, "--baseline", baseline)
+    validate_report_dict(now.report)
+    deltas = {
+        (*target_key(t), f["path"]): f["delta"]
+        for t in now.report["targets"]
+        for f in t["infected_files"]
+    }
+    assert deltas.pop((*dropped_from, dropped)) == "new"
+    assert deltas and set(deltas.values()) == {"recurring"}
+    resolved = now.report["resolved"]
+    assert [(r["server"], r["account"], r["scan_type"], r["path"]) for r in resolved] == [
+        (*gains_ghost, ghost.path)
+    ]
+    assert now.report["summary"]["delta"] == {"new": 1, "recurring": len(deltas), "resolved": 1}
+    rows = now.csv_rows("infected.csv")
+    assert sorted(r["delta"] for r in rows) == sorted(
+        ["new", "resolved", *["recurring"] * len(deltas)]
     )
-    assert result.code == 1
-    assert len(received) == 1
-    assert "text" in received[0] and "infected" in received[0]["text"]
-    monkeypatch.setenv("CLAMFLEET_TEST_HOOK", "http://127.0.0.1:9/hook")  # nobody listens
-    dead = cli("run", sim.inventory, "--notify-webhook", "CLAMFLEET_TEST_HOOK")
-    assert dead.code == 1
-    assert url not in dead.stderr
-    literal = cli("run", sim.inventory, "--notify-webhook", url)
-    assert literal.code == 3, "a webhook URL on the command line is refused (it is a secret)"
+    by_path = {r["path"]: r["delta"] for r in rows}
+    assert by_path[dropped] == "new" and by_path[ghost.path] == "resolved"

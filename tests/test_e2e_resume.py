@@ -1,4 +1,5 @@
-"""kill -9 and --resume; SIGTERM and the partial report (real CLI processes)."""
+"""kill -9 and --resume (mid-scan and mid-disinfection); SIGTERM and SIGINT and the partial
+report; one run per journal (real CLI processes)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,25 @@ import json
 import signal
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator.simulator import SimulatorThread, generate_fleet
+from orchestrator.journal import Journal
+from orchestrator.simulator import Faults, SimulatorThread, generate_fleet
 
-from .conftest import FAST_SERVER, FAST_SETTINGS, Sim, comparable, start_cli
+from .conftest import (
+    FAST_SERVER,
+    FAST_SETTINGS,
+    Outcome,
+    Sim,
+    assert_outcomes_are_what_the_server_did,
+    comparable,
+    infected_account,
+    one_server,
+    start_cli,
+    write_policy,
+)
 
 SPEC = {"servers": 2, "accounts": 4, "infected_ratio": 0.5, "seed": 41, "scan_seconds": 1.2}
 
@@ -105,3 +119,112 @@ def test_sigterm_writes_a_partial_report_with_interrupted_targets(
     assert "interrupted" in kinds
     assert all(t["status"] in ("clean", "infected", "failed", "skipped") for t in report["targets"])
     assert "partial report" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# SIGINT like SIGTERM; kill -9 during a disinfection, then --resume; the journal lock
+
+
+TERMINAL = {"clean", "infected", "failed", "skipped"}
+
+
+def test_sigint_stops_the_run_and_writes_the_partial_report(
+    simulate: Callable[..., Sim], tmp_path: Path
+) -> None:
+    spec = generate_fleet(servers=2, accounts=3, infected_ratio=0.5, seed=93, scan_seconds=4.0)
+    sim = simulate(spec, server_keys={"max_concurrent_scans": 1})
+    out = tmp_path / "out"
+    proc = start_cli(["run", sim.inventory, "--out", out, "--no-progress"], sim.env)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and sim.fleet.calls("sim01", function="start_scan") == 0:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=20)
+    assert "Traceback" not in stderr
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["targets"]) == 6
+    assert all(t["status"] in TERMINAL for t in report["targets"])
+    kinds = {(t["error"] or {}).get("kind") for t in report["targets"]}
+    assert "interrupted" in kinds
+    assert "partial report" in stdout
+    assert proc.returncode == report["summary"]["exit_code"] == 2
+    starts = sum(sim.fleet.calls(s.name, function="start_scan") for s in spec.servers)
+    assert starts <= 2, "no new scan was started after the signal"
+
+
+def journal_phases(path: Path) -> Counter[str]:
+    if not path.exists():
+        return Counter()
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
+            rows = db.execute("SELECT state, result FROM targets").fetchall()
+    except sqlite3.Error:
+        return Counter()
+    phases: Counter[str] = Counter()
+    for state, result in rows:
+        if result is not None:
+            phases["finished"] += 1
+        elif state is not None:
+            phases[json.loads(state)["phase"]] += 1
+    return phases
+
+
+def test_kill_9_while_a_disinfection_runs_then_resume_follows_it_without_resending(
+    simulate: Callable[..., Sim], tmp_path: Path
+) -> None:
+    spec = one_server(
+        infected_account("alice"),
+        infected_account("bob"),
+        faults=Faults(disinfect_start_delay=0.4, disinfect_step_seconds=0.3),
+        seed=4,
+    )
+    # one lane: killed while alice's disinfection is followed, bob not begun. (With two lanes
+    # bob could be killed between saving `disinfecting` and sending disinfect_files: then its
+    # fate is unknown, and resume rightly never resends it.)
+    sim = simulate(spec, server_keys={"max_concurrent_scans": 1})
+    journal, out = tmp_path / "journal.sqlite", tmp_path / "out"
+    args: list[str | Path] = ["run", sim.inventory, "--policy", write_policy(tmp_path)]
+    args += ["--journal", journal, "--out", out, "--no-progress"]
+    proc = start_cli(args, sim.env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and journal_phases(journal)["following"] == 0:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert sim.fleet.calls("sim01", function="disinfect_files") == 1, "killed mid-disinfection"
+    assert sim.fleet.account_state("sim01", "alice").disinfection != "done"
+    assert not (out / "report.json").exists()
+
+    resumed = start_cli([*args, "--resume"], sim.env)
+    _, err = resumed.communicate(timeout=60)
+    assert resumed.returncode == 1, err
+    report = json.loads((out / "report.json").read_text())
+    for target in report["targets"]:
+        user = target["account"]
+        assert target["error"] is None, target["error"]
+        assert {f["outcome"] for f in target["infected_files"]} == {
+            "quarantined",
+            "mailbox-cleansed",
+        }
+        assert sim.fleet.calls("sim01", function="start_scan", account=user) == 1
+        assert sim.fleet.calls("sim01", function="disinfect_files", account=user) == 1
+    assert_outcomes_are_what_the_server_did(sim, report)
+
+
+def test_a_second_run_on_a_journal_in_use_exits_3_and_scans_nothing(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    sim = simulate(one_server(infected_account("alice"), seed=4))
+    path = tmp_path / "journal.sqlite"
+    holder = Journal(path)
+    holder.open({"fleet_id": "x"}, resume=False)
+    try:
+        second = cli("run", sim.inventory, "--journal", path)
+    finally:
+        holder.close()
+    assert second.code == 3
+    (line,) = [x for x in second.stderr.splitlines() if x.strip()]
+    assert "in use" in line and str(path) in line
+    assert sim.fleet.calls("sim01") == 0
+    assert not (second.out / "report.json").exists()

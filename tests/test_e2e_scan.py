@@ -1,27 +1,23 @@
-"""End to end: the real CLI against simulated cPanel servers on 127.0.0.1 (issue: fleet scan)."""
+"""End to end: the real CLI against simulated cPanel servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from orchestrator.simulator import AccountSpec, generate_fleet
+from orchestrator.simulator import AccountSpec, Faults, generate_fleet
 
-from .conftest import Outcome, Sim, run_subprocess
+from .conftest import Outcome, Sim, one_server, run_subprocess, small_account
 
 
 def infected_truth(account: AccountSpec) -> bool:
     return any(f.virus or any(m for m in f.mail_messages or []) for f in account.files)
-
-
-def edit_inventory(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
-    data = yaml.safe_load(path.read_text())
-    edit(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 @pytest.mark.parametrize("auth", ["whm", "cpanel_token", "cpanel_password"])
@@ -207,3 +203,106 @@ def test_usage_errors_exit_3(cli: Callable[..., Outcome]) -> None:
     assert cli("run").code == 3
     assert cli("frobnicate").code == 3
     assert cli("run", "x.yaml", "--shard", "5/4").code == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# start_scan refused by cPanel (status 0): that target fails with cPanel's reason, never polled
+
+
+@pytest.mark.parametrize(
+    ("refused", "faults", "reason"),
+    [
+        pytest.param(
+            small_account("bob", allowed_scan_types=("mail",)),
+            Faults(),
+            "disabled for this account",
+            id="scan-type-disabled",
+        ),
+        pytest.param(small_account("bob"), Faults(clamd_down=True), "ClamAV", id="clamd-down"),
+    ],
+)
+def test_a_refused_start_scan_fails_that_target_and_is_not_polled(
+    simulate: Callable[..., Sim],
+    cli: Callable[..., Outcome],
+    refused: AccountSpec,
+    faults: Faults,
+    reason: str,
+) -> None:
+    spec = one_server(small_account("alice"), refused, faults=faults)
+    sim = simulate(spec, server_keys={"max_concurrent_scans": 1})
+    result = cli("run", sim.inventory)
+    targets = result.targets()
+    if not faults.clamd_down:  # (clamd down refuses every account's scan)
+        assert targets[("sim01", "alice", "home")]["status"] == "clean"
+    bob = targets[("sim01", "bob", "home")]
+    assert bob["status"] == "failed"
+    assert bob["error"]["kind"] == "api"
+    assert reason in bob["error"]["message"]
+    assert bob["infected_files"] == []
+    # one start_scan, the status read before it and nothing after: no polling of a scan that
+    # never started (cPanel has reset the status file, so polling would wait for nothing)
+    assert sim.fleet.calls("sim01", function="start_scan", account="bob") == 1
+    assert sim.fleet.calls("sim01", function="get_scan_status", account="bob") == 1
+    assert sim.fleet.calls("sim01", function="list_infected_files", account="bob") == 0
+    assert result.code == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# A scan someone else started is waited for, then this run's own scan is started and read
+
+
+def start_scan_directly(base_url: str, spec: AccountSpec) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"{base_url}/execute/ClamScanner/start_scan?scan_type=home",
+        headers={"Authorization": f"cpanel {spec.user}:{spec.cpanel_token}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+    return answer
+
+
+def test_a_scan_already_running_is_waited_for_then_scanned_once_more_by_this_run(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome]
+) -> None:
+    alice = replace(small_account("alice", infected=True), scan_seconds=1.0)
+    sim = simulate(one_server(alice))
+    assert start_scan_directly(sim.fleet.base_url("sim01"), alice)["status"] == 1
+    result = cli("run", sim.inventory)
+    (target,) = result.report["targets"]
+    assert target["status"] == "infected", target["error"]
+    assert target["error"] is None
+    assert [f["path"] for f in target["infected_files"]] == ["/home/alice/public_html/shell.php"]
+    # the foreign scan plus this run's own: never a start_scan into the running scan
+    assert sim.fleet.calls("sim01", function="start_scan", account="alice") == 2
+    assert result.code == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# accounts: all with include_suspended and exclude_accounts
+
+
+def test_include_suspended_scans_suspended_accounts(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome]
+) -> None:
+    spec = one_server(small_account("alice"), small_account("bob", infected=True, suspended=True))
+    sim = simulate(spec, server_keys={"include_suspended": True})
+    result = cli("run", sim.inventory)
+    bob = result.targets()[("sim01", "bob", "home")]
+    assert bob["status"] == "infected"
+    assert sim.fleet.calls("sim01", function="start_scan", account="bob") == 1
+    assert result.code == 1
+
+
+def test_excluded_accounts_are_reported_skipped_and_never_scanned(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome]
+) -> None:
+    spec = one_server(small_account("alice"), small_account("tmp-bob", infected=True))
+    sim = simulate(spec, server_keys={"exclude_accounts": ["tmp-*"]})
+    result = cli("run", sim.inventory)
+    assert sim.fleet.calls("sim01", account="tmp-bob") == 0
+    assert result.code == 0
+    targets = result.targets()
+    assert targets[("sim01", "alice", "home")]["status"] == "clean"
+    bob = targets[("sim01", "tmp-bob", "home")]
+    assert bob["status"] == "skipped"
+    assert bob["error"]["kind"] == "skipped"

@@ -58,7 +58,7 @@ def test_state_and_result_survive_reopening_with_resume(tmp_path: Path) -> None:
     again = Journal(path)
     meta = again.open(IDENTITY, resume=True)
     assert meta["run_id"] == "r1"
-    assert again.resumed
+    assert {k: meta[k] for k in IDENTITY} == IDENTITY, "resumed with the run's own identity"
     assert again.state(T1) == state
     assert again.result(T1) == result()
     assert again.server_targets("web01") == (T1,)

@@ -12,6 +12,7 @@ import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -146,3 +147,48 @@ def test_a_resumed_scan_does_not_take_the_time_spent_down_for_a_round_trip() -> 
     state, cmd = workflow.step(state, reply, 3681)
     assert isinstance(cmd, Wait)
     assert cmd.seconds <= workflow.LATE_SHARE * 3681 + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# A finished scan is noticed near its end, with fast and with default settings
+
+
+def completion_noticed_at(files: list[SimFile], duration: float, cfg: Any) -> float:
+    """Drive the workflow against the simulator's scan model; when is completion seen?"""
+    run = ScanRun(build_plan(files, "home"), "/home/u", 0.0, duration, time_started=1000)
+    state, cmd = workflow.begin(Target("s", "u", ScanType.HOME), cfg, 0.0)
+    state, cmd = workflow.step(state, ScanStatusReply(None), 0.0)
+    state, cmd = workflow.step(state, ScanStarted(), 0.0)
+    now = 0.0
+    while not isinstance(cmd, ListInfected):
+        if isinstance(cmd, Wait):
+            now += cmd.seconds
+            state, cmd = workflow.step(state, Tick(), now)
+        else:
+            assert isinstance(cmd, GetScanStatus), cmd
+            state, cmd = workflow.step(state, ScanStatusReply(parse_status(run.status(now))), now)
+    return now
+
+
+@pytest.mark.parametrize(
+    ("duration", "cfg"),
+    [
+        (0.3, workflow.WorkflowConfig(poll_min=0.05, poll_max=0.5, stall_timeout=10)),
+        (300.0, workflow.WorkflowConfig(poll_min=2, poll_max=30, stall_timeout=1800)),
+    ],
+    ids=["fast-settings", "default-settings"],
+)
+def test_a_finished_scan_is_noticed_within_its_own_duration_plus_one_max_poll(
+    duration: float, cfg: Any
+) -> None:
+    accounts = [skewed_account()] + [
+        list(a.files)
+        for s in generate_fleet(servers=2, accounts=10, infected_ratio=0.5, seed=5).servers
+        for a in s.accounts
+    ]
+    late = {}
+    for i, files in enumerate(accounts):
+        seen = completion_noticed_at(files, duration, cfg)
+        if seen > 2 * duration + cfg.poll_max:
+            late[i] = round(seen / duration, 1)
+    assert late == {}, f"accounts noticed late (x scan duration): {late}"

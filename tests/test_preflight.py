@@ -26,6 +26,8 @@ from orchestrator.simulator import (
     generate_fleet,
 )
 
+from .conftest import Outcome, Sim
+
 SETTINGS = {"timeouts": {"request": 5}, "requests_per_second": 1000}
 SERVER_KEYS = {"requests_per_second": 200}
 QUICK = RetryPolicy(attempts=2, total=2.0, initial=0.01, max=0.02, jitter=0.0)
@@ -221,3 +223,49 @@ def test_the_cli_runs_it(simulate: Any, cli: Any) -> None:
     assert outcome.code == 0, outcome.stdout + outcome.stderr
     assert "2 of 2 servers pass" in outcome.stdout
     assert "Traceback" not in outcome.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# validate --check-connectivity through the CLI: one table, exit 2 unless every server passes
+
+
+def _functions(sim: Sim, name: str) -> set[str | None]:
+    return {r.function for r in sim.fleet.request_log(name)}
+
+
+def test_validate_cli_table_and_exit_code_for_good_bad_token_tls_and_unreachable_servers(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = generate_fleet(servers=3, accounts=2, infected_ratio=0.0, seed=92, scan_seconds=0.3)
+    sim = simulate(spec, tls=True)
+    monkeypatch.setenv(BAD_TOKEN_ENV, "WRONGWRONGWRONGWRONGWRONGWRONG12")
+    document = yaml.safe_load(sim.inventory.read_text())
+    entries = {s["name"]: s for s in document["servers"]}
+    entries["sim02"]["auth"]["token_env"] = BAD_TOKEN_ENV
+    entries["sim03"]["tls"] = {"verify": True}  # the system CAs only: the simulator's is unknown
+    ghost = {**entries["sim01"], "name": "ghost", "url": f"https://127.0.0.1:{closed_port()}"}
+    document["servers"].append(ghost)
+    sim.inventory.write_text(yaml.safe_dump(document, sort_keys=False))
+
+    result = cli("validate", sim.inventory, "--check-connectivity")
+    assert result.code == 2, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["server", "url", "reachable"]
+
+    def row(name: str) -> str:
+        (found,) = [ln for ln in lines if ln.startswith(f"{name} ")]
+        return found
+
+    assert row("sim01").endswith("OK")
+    assert "FAIL auth:" in row("sim02")
+    assert "FAIL tls:" in row("sim03")
+    assert "FAIL unreachable:" in row("ghost")
+    assert "1 of 4 servers pass" in result.stdout
+    assert sim.fleet.calls("sim02") == 1, "an auth failure stops at one request"
+    assert sim.fleet.calls("sim03") == 0, "no request after a failed handshake"
+    assert {c for n in ("sim01", "sim02") for c in _functions(sim, n)} <= {
+        "listaccts",
+        "get_scan_paths",
+    }, "read-only calls only"
+    assert "WRONGWRONG" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr

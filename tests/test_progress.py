@@ -14,7 +14,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,10 @@ from orchestrator.model import (
     TargetResult,
 )
 from orchestrator.progress import Estimate, FleetProgress, LiveProgress
+from orchestrator.report import load_report
 from orchestrator.simulator import SimulatorThread, generate_fleet
+
+from .conftest import Sim
 
 HOME, MAIL = ScanType.HOME, ScanType.MAIL
 
@@ -370,3 +373,65 @@ def test_no_progress_on_a_terminal_with_json_logs(
     assert not PROGRESS.search(output)
     logs = [line for line in output.splitlines() if line.startswith("{")]
     assert any(json.loads(line)["event"] == "target.finished" for line in logs)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the live area paints, and failures printed on a real terminal
+
+
+def painted(progress: LiveProgress) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=160, color_system=None).print(progress.render())
+    return buffer.getvalue()
+
+
+def test_the_live_area_shows_per_server_lines_counts_and_an_eta() -> None:
+    clock = FakeClock()
+    web01 = server("web01", ("alice", "bob", "carol"), max_concurrent_scans=2)
+    progress = LiveProgress(inventory(web01, server("web02", None)), clock=clock)
+    alice, bob, carol = (Target("web01", a, HOME) for a in ("alice", "bob", "carol"))
+    progress.targets_resolved("web01", (alice, bob, carol))
+    assert "ETA estimating" in painted(progress)
+    progress.target_started(alice)
+    progress.target_started(bob)
+    clock.now += 10
+    progress.scan_progress(alice, stats(25, 100))
+    progress.scan_progress(bob, stats(50, 100))
+    area = painted(progress)
+    assert "targets 0/3+" in area, "web02 is not listed yet: the total can still grow"
+    assert re.search(r"ETA ≥\d+s", area), area  # a lower bound while web02 is unlisted
+    (line,) = [ln for ln in area.splitlines() if "web01" in ln]
+    for part in ("2 running", "0/3 done", "files 75", "infections 0", "failed 0"):
+        assert part in line, line
+    progress.target_finished(
+        finished(alice, Status.INFECTED, scan=stats(100, 100),
+                 infected_files=(InfectedFile("/home/alice/x", "Eicar"),))
+    )  # fmt: skip
+    progress.targets_resolved("web02", ())
+    area = painted(progress)
+    (line,) = [ln for ln in area.splitlines() if "web01" in ln]
+    for part in ("1 running", "1/3 done", "files 150", "infections 1"):
+        assert part in line, line
+    assert "targets 1/3 " in area and "infections 1" in area.splitlines()[0]
+    assert re.search(r"ETA \d+s", area), area
+    progress.target_finished(finished(bob))
+    progress.target_finished(finished(carol))
+    area = painted(progress)
+    assert "all done" in area and "targets 3/3" in area
+    assert not [ln for ln in area.splitlines() if "web01" in ln], "no line for an idle server"
+
+
+def test_failures_are_printed_on_the_terminal_as_they_happen(
+    simulate: Callable[..., Sim], tmp_path: Path
+) -> None:
+    spec = generate_fleet(servers=2, accounts=2, infected_ratio=0.0, seed=91, scan_seconds=0.3)
+    sim = simulate(spec)
+    wrong = {next(k for k in sim.env if "SIM02" in k): "WRONGWRONGWRONGWRONGWRONGWRONG12"}
+    env = {**os.environ, **wrong, "TERM": "xterm-256color"}
+    code, output = run_cli(env, "run", sim.inventory, "--out", tmp_path / "out", tty=True)
+    assert code == 2, output
+    assert re.search(r"✗ sim02/\*/home: auth — ", output), output
+    report_targets = len(load_report(tmp_path / "out" / "report.json").targets)
+    final = re.findall(r"targets (\d+)/(\d+)(\+?)", output)[-1]
+    assert final == (str(report_targets), str(report_targets), ""), "the final state is exact"
+    assert "WRONGWRONG" not in output

@@ -1,12 +1,18 @@
-"""Hypothesis state machine over the workflow: random legal and illegal replies."""
+"""Hypothesis over the workflow: a state machine of random legal and illegal replies, and the
+policy's first matching rule carried through the workflow to disinfect_files."""
 
 from __future__ import annotations
 
-from hypothesis import settings
+import html
+from types import SimpleNamespace
+from typing import Any, cast
+
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from orchestrator import workflow
+from orchestrator.config import Policy, Rule
 from orchestrator.events import (
     ActionsPlanned,
     Disinfect,
@@ -15,6 +21,8 @@ from orchestrator.events import (
     DisinfectQueued,
     Finish,
     InfectedListReply,
+    ListInfected,
+    PlanActions,
     PlannedFile,
     Reply,
     RequestFailed,
@@ -25,7 +33,9 @@ from orchestrator.events import (
     Tick,
     Verdict,
 )
-from orchestrator.model import Action, ErrorInfo, ErrorKind, ScanType, Target
+from orchestrator.model import Action, ErrorInfo, ErrorKind, Outcome, ScanType, Target
+from orchestrator.policy import DestructiveBudget, in_mail
+from orchestrator.runner import RunOptions, _plan
 from orchestrator.workflow import TERMINAL, Phase, WorkflowConfig
 
 PATH = "/home/bob/public_html/x.php"
@@ -119,3 +129,120 @@ WorkflowMachine.TestCase.settings = settings(
     max_examples=300, stateful_step_count=40, deadline=None
 )
 TestWorkflowMachine = WorkflowMachine.TestCase
+
+
+# ---------------------------------------------------------------------------------------------
+# Property: through the workflow, disinfect_files gets exactly the first matching rule
+
+
+TARGET = Target("web01", "alice", ScanType.HOME)
+
+CFG = workflow.WorkflowConfig(poll_min=1, poll_max=5)
+
+# Paths as cPanel reports them: HTML-escaped. The policy sees them unescaped.
+PATHS = st.sampled_from(
+    [
+        "/home/alice/public_html/x.php",
+        "/home/alice/public_html/Q&amp;A/shell.php",
+        "/home/alice/public_html/tom&#x27;s-blog/x.php",
+        "/home/alice/mail/inbox",
+        "/home/alice/mail/.Q&amp;A folder/inbox",
+        "/home/alice/tmp/a.out",
+        "/home/alice/backups/site &amp; db.tar.gz",
+    ]
+)
+
+VIRUSES = st.sampled_from(["Eicar-Signature", "Php.Webshell-1", "Html.Phishing.Bank-2", "A&amp;B"])
+
+GLOBS = st.sampled_from(
+    ["*", "*/mail/*", "*/public_html/*", "*Q&A*", "*&amp;*", "Eicar-*", "Php.*", "*'*", "A&B"]
+)
+
+RULES = st.builds(
+    Rule,
+    action=st.sampled_from(list(Action)),
+    virus=st.none() | GLOBS,
+    path=st.none() | GLOBS,
+    account=st.none() | st.sampled_from(["alice", "bob", "a*"]),
+    scan_type=st.none() | st.sampled_from(list(ScanType)),
+)
+
+POLICIES = st.builds(
+    Policy, default=st.sampled_from(list(Action)), rules=st.lists(RULES, max_size=5).map(tuple)
+)
+
+LISTINGS = st.lists(st.tuples(PATHS, VIRUSES), max_size=6, unique_by=lambda f: f[0])
+
+
+def first_match(policy: Policy, path: str, virus: str) -> Action:
+    from fnmatch import fnmatchcase
+
+    for candidate in policy.rules:
+        if all(
+            (
+                candidate.virus is None or fnmatchcase(virus, candidate.virus),
+                candidate.path is None or fnmatchcase(path, candidate.path),
+                candidate.account is None or fnmatchcase(TARGET.account, candidate.account),
+                candidate.server is None or fnmatchcase(TARGET.server, candidate.server),
+                candidate.scan_type in (None, TARGET.scan_type),
+            )
+        ):
+            return candidate.action
+    return policy.default
+
+
+def drive(policy: Policy, listing: list[tuple[str, str]], dry_run: bool) -> tuple[Any, Any]:
+    """Start, complete, list `listing`; plan as the runner does; return (command, state)."""
+    state, _ = workflow.begin(TARGET, CFG, 0)
+    state, _ = workflow.step(state, ScanStatusReply(None), 0)
+    state, _ = workflow.step(state, ScanStarted(), 0)
+    state, _ = workflow.step(state, Tick(), 1)
+    state, cmd = workflow.step(state, ScanStatusReply(StatusData(True, 100, 5, 50, 5)), 1)
+    assert cmd == ListInfected()
+    state, cmd = workflow.step(state, InfectedListReply(tuple(listing)), 1)
+    if not listing:
+        return cmd, state
+    assert isinstance(cmd, PlanActions)
+    run = SimpleNamespace(
+        options=RunOptions(policy=policy, dry_run=dry_run),
+        budget=DestructiveBudget(policy.limits),
+        sent={},
+    )
+    planned: ActionsPlanned = _plan(cast(Any, run), TARGET, cmd.files)
+    return workflow.step(state, planned, 1)[::-1]
+
+
+@given(policy=POLICIES, listing=LISTINGS)
+def test_disinfect_files_gets_exactly_the_first_matching_rules_actions(
+    policy: Policy, listing: list[tuple[str, str]]
+) -> None:
+    cmd, state = drive(policy, listing, dry_run=False)
+    expected: dict[str, Action] = {}
+    for raw_path, raw_virus in listing:
+        path, virus = html.unescape(raw_path), html.unescape(raw_virus)
+        action = first_match(policy, path, virus)
+        if action is Action.REPORT:
+            continue
+        if action is Action.CLEANSE_MAILBOX and not in_mail(TARGET.account, path):
+            continue  # refused before sending: a per-file error outcome
+        expected[path] = action
+    if expected:
+        assert isinstance(cmd, Disinfect), cmd
+        assert dict(cmd.actions) == expected
+    else:
+        assert isinstance(cmd, Finish), "nothing to send: no disinfect_files request"
+    for f in workflow.infected_files(state):
+        assert f.action is first_match(policy, f.path, f.virus)
+        if f.path not in expected:
+            assert f.outcome in (Outcome.NOT_REQUESTED, Outcome.ERROR)
+
+
+@given(policy=POLICIES, listing=LISTINGS)
+def test_a_dry_run_never_reaches_disinfect_files_whatever_the_policy(
+    policy: Policy, listing: list[tuple[str, str]]
+) -> None:
+    cmd, _ = drive(policy, listing, dry_run=True)
+    assert isinstance(cmd, Finish)
+    for f in cmd.verdict.files:
+        assert f.outcome is Outcome.NOT_REQUESTED
+        assert f.action is first_match(policy, f.path, f.virus)

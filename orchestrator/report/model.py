@@ -136,12 +136,6 @@ def build_report(run: RunInfo, results: Sequence[TargetResult]) -> Report:
     return Report(run=normalize_run(run), summary=summarize(targets), targets=targets)
 
 
-def with_targets(report: Report, targets: Sequence[TargetResult]) -> Report:
-    """`report` with other targets and the summary recomputed (delta kept)."""
-    targets = tuple(targets)
-    return replace(report, targets=targets, summary=summarize(targets, report.summary.delta))
-
-
 # ---------------------------------------------------------------------------------------------
 # normalisation to what report.json carries
 

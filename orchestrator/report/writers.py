@@ -83,17 +83,6 @@ def write_report(
     return [final for _, final in staged]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write one file atomically (temporary file in the same directory, then rename)."""
-    temp = _stage(path.parent, path.name, text)
-    try:
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-
-
 def _stage(directory: Path, name: str, text: str) -> str:
     """A temporary file beside `name` holding `text`, flushed to disk; returns its path."""
     fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
