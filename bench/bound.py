@@ -15,6 +15,8 @@ requests per second, `m` = the fewest API calls a target can take):
   `listaccts`, k status prechecks and k-1 other starts, so it leaves no earlier than 2k/R; its
   scan then runs d, and a status poll plus `list_infected_files` follow, the last at least 1/R
   after the poll. Starting the longest scans first minimises the maximum (exchange argument).
+* account chain: max over accounts of the sum of its scans' durations -- cPanel keeps one scan
+  per account, so an account's scan types run one after another whatever the lanes allow.
 
 Fleet (`G` = global requests per second, `M` = max_concurrent_servers):
 
@@ -55,21 +57,33 @@ def _ramp(desc: Sequence[float], rate: float) -> float:
     return max(2 * k / rate + d for k, d in enumerate(desc, start=1)) + 1 / rate
 
 
-def server_terms(durations: Sequence[float], limits: Limits) -> dict[str, float]:
+def server_terms(
+    durations: Sequence[float], limits: Limits, chains: Sequence[float] = ()
+) -> dict[str, float]:
+    """`durations`: every scan of the server; `chains`: per account, its scans' total."""
     d = sorted(durations, reverse=True)
     n, c, r = len(d), limits.max_concurrent_scans, limits.server_rps
     if n == 0:
-        return {"lanes": 0.0, "server_rate": 0.0, "server_ramp": 0.0}
+        return {"lanes": 0.0, "server_rate": 0.0, "server_ramp": 0.0, "account_chain": 0.0}
     pair = d[c - 1] + d[c] if n > c else 0.0
     return {
         "lanes": max(d[0], sum(d) / c, pair),
         "server_rate": (limits.min_calls * n) / r,
         "server_ramp": _ramp(d, r),
+        "account_chain": max(chains, default=0.0),
     }
 
 
-def fleet_bound(by_server: Mapping[str, Sequence[float]], limits: Limits) -> Bound:
-    per_server = {name: server_terms(ds, limits) for name, ds in by_server.items()}
+def fleet_bound(
+    by_server: Mapping[str, Sequence[float]],
+    limits: Limits,
+    chains: Mapping[str, Sequence[float]] | None = None,
+) -> Bound:
+    """`chains`: per server, each account's total scan time (its scan types in a row)."""
+    chains = chains or {}
+    per_server = {
+        name: server_terms(ds, limits, chains.get(name, ())) for name, ds in by_server.items()
+    }
     server_bounds = [max(t.values()) for t in per_server.values()] or [0.0]
     all_desc = sorted((d for ds in by_server.values() for d in ds), reverse=True)
     n_targets, n_servers = len(all_desc), len(by_server)

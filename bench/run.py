@@ -83,10 +83,11 @@ class Size:
     request_timeout: float = 30.0
     infected_ratio: float = 0.1
     seed: int = 1
+    scan_types: tuple[str, ...] = ("home",)
 
     @property
     def targets(self) -> int:
-        return self.servers * self.accounts
+        return self.servers * self.accounts * len(self.scan_types)
 
     @property
     def fleet_rps(self) -> float:
@@ -248,6 +249,7 @@ def scaled_inventory(source: Path, dest: Path, size: Size) -> dict[str, Any]:
     limit_keys = ("max_concurrent_scans", "requests_per_second")
     defaults = data.setdefault("defaults", {})
     defaults["max_concurrent_scans"] = size.max_concurrent_scans
+    defaults["scan_types"] = list(size.scan_types)
     defaults["requests_per_second"] = size.server_rps * k
     for group in (data.get("groups") or {}).values():
         for key in limit_keys:
@@ -284,15 +286,24 @@ def fleet_spec(size: Size) -> Any:
     )
 
 
-def scan_durations(spec: Any) -> dict[str, list[float]]:
-    """Real seconds each scanned account's `home` scan takes, per server (from the spec)."""
+def scan_durations(
+    spec: Any, scan_types: Sequence[str] = ("home",)
+) -> dict[str, list[list[float]]]:
+    """Real seconds each scan of each scanned account takes, per server and account (from the
+    spec: the simulator's own duration model)."""
+    from orchestrator.simulator.account import AccountState
+
     return {
-        server.name: [spec.scan_seconds_of(a) for a in server.accounts if not a.suspended]
+        server.name: [
+            [AccountState(a, spec.scan_seconds_of(a)).scan_duration(t) for t in scan_types]
+            for a in server.accounts
+            if not a.suspended
+        ]
         for server in spec.servers
     }
 
 
-def lower_bound(size: Size, durations: Mapping[str, Sequence[float]]) -> Bound:
+def lower_bound(size: Size, durations: Mapping[str, Sequence[Sequence[float]]]) -> Bound:
     k = size.time_scale
     limits = Limits(
         max_concurrent_scans=size.max_concurrent_scans,
@@ -301,7 +312,11 @@ def lower_bound(size: Size, durations: Mapping[str, Sequence[float]]) -> Bound:
         max_concurrent_servers=size.server_slots,
         min_calls=MIN_CALLS_PER_TARGET,
     )
-    return fleet_bound(durations, limits)
+    flat = {
+        name: [d for account in accounts for d in account] for name, accounts in durations.items()
+    }
+    chains = {name: [sum(account) for account in accounts] for name, accounts in durations.items()}
+    return fleet_bound(flat, limits, chains)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,7 +365,7 @@ def run_once(
     inventory = run_dir / "inventory.yaml"
     out = run_dir / "report"
     spec = fleet_spec(size)
-    durations = scan_durations(spec)
+    durations = scan_durations(spec, size.scan_types)
     bound = lower_bound(size, durations)
     with Simulator(size, sim_inventory, run_dir / "simulator.log") as sim:
         data = scaled_inventory(sim_inventory, inventory, size)
@@ -509,6 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scan-seconds", type=float, help="simulated scan seconds (at K=1)")
     p.add_argument("--max-concurrent-scans", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--scan-types",
+        help="comma-separated scan types per account (default: home); an account's types run "
+        "one after another (cPanel keeps one scan per account), and the bound says so",
+    )
     p.add_argument("--json", type=Path, help="also write the rows and medians here")
     p.add_argument("--work-dir", type=Path, help="keep runs' files here (default: a temp dir)")
     p.add_argument("--timeout", type=float, default=3600.0, help="per-process limit, seconds")
@@ -530,6 +550,7 @@ def _size_from(args: argparse.Namespace) -> Size:
         "scan_seconds": args.scan_seconds,
         "max_concurrent_scans": args.max_concurrent_scans,
         "seed": args.seed,
+        "scan_types": tuple(args.scan_types.split(",")) if args.scan_types else None,
     }
     return replace(size, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -550,7 +571,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     k = size.time_scale
     print(f"command: {' '.join(shlex.quote(a) for a in [sys.executable, *sys.argv])}")
     print(
-        f"size {size.name}: {size.servers} servers x {size.accounts} accounts = {size.targets} "
+        f"size {size.name}: {size.servers} servers x {size.accounts} accounts x "
+        f"{','.join(size.scan_types)} = {size.targets} "
         f"targets; scans {size.scan_seconds:g} simulated s at K={k:g} "
         f"({size.scan_seconds / k:g} s real); max_concurrent_scans {size.max_concurrent_scans}; "
         f"{size.server_rps:g} req/s per server, {size.fleet_rps:g} global (simulated); "

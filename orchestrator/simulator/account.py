@@ -57,6 +57,10 @@ class AccountState:
             self._plans[key] = build_plan(self.files.values(), scan_type)
         return self._plans[key]
 
+    def scan_duration(self, scan_type: str) -> float:
+        """Seconds a scan of this type takes now (the benchmark's bound reads it too)."""
+        return self._duration(self.plan(scan_type))
+
     def _duration(self, plan: ScanPlan) -> float:
         home = self.plan("home").total_weight
         share = plan.total_weight / home if home else 0.0
