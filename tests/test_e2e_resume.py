@@ -1,4 +1,5 @@
-"""kill -9 and --resume; SIGTERM and the partial report (real CLI processes)."""
+"""kill -9 and --resume; SIGTERM and the partial report (real CLI processes); what --resume
+refuses to go on with."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from pathlib import Path
 
 from orchestrator.simulator import SimulatorThread, generate_fleet
 
-from .conftest import FAST_SERVER, FAST_SETTINGS, Sim, comparable, start_cli
+from .conftest import (
+    FAST_SERVER,
+    FAST_SETTINGS,
+    QUARANTINE_ALL,
+    Outcome,
+    Sim,
+    comparable,
+    start_cli,
+)
 
 SPEC = {"servers": 2, "accounts": 4, "infected_ratio": 0.5, "seed": 41, "scan_seconds": 1.2}
 
@@ -105,3 +114,36 @@ def test_sigterm_writes_a_partial_report_with_interrupted_targets(
     assert "interrupted" in kinds
     assert all(t["status"] in ("clean", "infected", "failed", "skipped") for t in report["targets"])
     assert "partial report" in out
+
+
+def test_resume_without_a_journal_file_is_refused_before_any_request(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    spec = generate_fleet(servers=1, accounts=2, infected_ratio=0.5, seed=43, scan_seconds=0.1)
+    sim = simulate(spec)
+    journal = tmp_path / "typo.sqlite"
+    result = cli("run", sim.inventory, "--journal", journal, "--resume")
+    assert result.code == 3
+    (line,) = result.stderr.strip().splitlines()
+    assert "no journal to resume" in line and str(journal) in line
+    assert sim.fleet.calls("sim01") == 0
+    assert not journal.exists()
+
+
+def test_resume_of_a_finished_run_with_a_new_policy_is_refused_and_disinfects_nothing(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    spec = generate_fleet(servers=1, accounts=3, infected_ratio=1.0, seed=44, scan_seconds=0.1)
+    sim = simulate(spec)
+    journal = tmp_path / "journal.sqlite"
+    first = cli("run", sim.inventory, "--journal", journal)  # report-only, runs to the end
+    assert first.code == 1
+    calls = sim.fleet.calls("sim01")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(QUARANTINE_ALL)
+    again = cli("run", sim.inventory, "--journal", journal, "--resume", "--policy", policy)
+    assert again.code == 3
+    (line,) = again.stderr.strip().splitlines()
+    assert "already finished: nothing to resume" in line
+    assert sim.fleet.calls("sim01") == calls, "a refused resume sends nothing"
+    assert sim.fleet.calls("sim01", function="disinfect_files") == 0
