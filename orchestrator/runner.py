@@ -57,6 +57,8 @@ from orchestrator.events import (
     Tick,
     Wait,
 )
+from orchestrator.health import BREAKER_THRESHOLD as BREAKER_THRESHOLD  # (re-exported)
+from orchestrator.health import ServerHealth
 from orchestrator.limiter import FleetLimits
 from orchestrator.model import (
     ErrorInfo,
@@ -72,8 +74,6 @@ from orchestrator.policy import DestructiveBudget, plan
 
 log = structlog.get_logger("clamfleet")
 
-#: Consecutive failed requests (retries spent) after which a server is given up on.
-BREAKER_THRESHOLD = 3
 ALL_ACCOUNTS = "*"
 
 
@@ -119,31 +119,6 @@ class RunOptions:
     only: frozenset[Target] | None = None  # --only-failed: just these targets
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connections_per_host: int = 4
-
-
-@dataclass(slots=True)
-class ServerHealth:
-    """Per-server verdicts that stop further requests: auth/TLS refusal, or a tripped breaker."""
-
-    fatal: ErrorInfo | None = None
-    consecutive_failures: int = 0
-
-    def blocked(self) -> ErrorInfo | None:
-        if self.fatal is not None:
-            return self.fatal
-        if self.consecutive_failures >= BREAKER_THRESHOLD:
-            message = f"given up after {self.consecutive_failures} consecutive failed requests"
-            return ErrorInfo(ErrorKind.UNREACHABLE, message)
-        return None
-
-    def record(self, error: TargetError | None) -> None:
-        if error is None:
-            self.consecutive_failures = 0
-        elif error.kind in (ErrorKind.AUTH, ErrorKind.TLS):
-            # One refusal is final: retrying gets the orchestrator's IP blocked by cPHulk.
-            self.fatal = self.fatal or ErrorInfo(error.kind, str(error))
-        elif isinstance(error, TransportError):
-            self.consecutive_failures += 1
 
 
 @dataclass(slots=True)
@@ -245,7 +220,7 @@ async def _server_worker(run: _Run, server: Server) -> None:
             # Lanes are the per-server scan cap: max_concurrent_scans of them share one queue.
             gate = run.limits.gate_for(server)
             client = ServerClient(run.http, server, gate, run.options.retry)
-            health = ServerHealth()
+            health = run.http.hosts.for_server(server)
             if not server.tls.verify and server.base_url.startswith("https"):
                 log.warning(
                     "tls.verify_disabled", hint="certificate checks are off for this server"
