@@ -404,6 +404,8 @@ class ServerClient:
             logins.check(name, function)  # refused while this request waited its turn?
             try:
                 raw = await self._exchange(method, url, function, params, headers, data)
+            except TlsError:
+                raise  # the host answered, with a certificate this entry does not trust
             except TransportError:
                 logins.unanswered()
                 raise

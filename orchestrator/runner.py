@@ -57,7 +57,7 @@ from orchestrator.events import (
     Tick,
     Wait,
 )
-from orchestrator.health import BREAKER_THRESHOLD as BREAKER_THRESHOLD  # (re-exported)
+from orchestrator.health import BREAKER_THRESHOLD as BREAKER_THRESHOLD  # tests import it here
 from orchestrator.health import ServerHealth
 from orchestrator.limiter import FleetLimits
 from orchestrator.model import (
