@@ -4,6 +4,7 @@ get the orchestrator's IP locked out, and the next run with the right ones goes 
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
@@ -13,7 +14,7 @@ from aioresponses import aioresponses
 
 from orchestrator.client import Http, ServerClient
 from orchestrator.config import AuthMethod
-from orchestrator.errors import AuthError, HostRefused, HostSilent, TransportError
+from orchestrator.errors import AuthError, HostRefused, HostSilent, TlsError, TransportError
 from orchestrator.health import HOST_SILENCE_LIMIT, host_key
 from orchestrator.model import ErrorKind
 from orchestrator.simulator import generate_fleet
@@ -146,3 +147,15 @@ async def test_a_host_that_stops_answering_does_not_cost_every_entry_its_timeout
         assert err.value.kind is ErrorKind.UNREACHABLE and not err.value.maybe_sent
         # 3 attempts (stamina's test mode) for the first entry, 2 for the second, then none
         assert sum(len(v) for v in recorded(mocked).values()) == HOST_SILENCE_LIMIT
+
+
+@pytest.mark.asyncio
+async def test_an_untrusted_certificate_is_reported_as_tls_for_every_entry_not_as_silence(
+    http: Http,
+) -> None:
+    base = "https://web01.test:2083"
+    with aioresponses() as mocked:
+        mocked.get(EXECUTE, exception=ssl.SSLError("certificate verify failed"), repeat=True)
+        for n in range(HOST_SILENCE_LIMIT + 2):
+            with pytest.raises(TlsError):
+                await entry(http, f"web01-{n}", base).get_scan_status("alice")
