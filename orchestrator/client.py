@@ -23,6 +23,7 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import stamina
+import structlog
 from yarl import URL
 
 from orchestrator.config import AuthMethod, Server, TlsConfig
@@ -35,12 +36,14 @@ from orchestrator.errors import (
     TransportError,
 )
 from orchestrator.events import DisinfectionStatusReply, StatusData
+from orchestrator.health import Hosts
 from orchestrator.model import Action, ScanType
 from orchestrator.parse import (
     Account,
     Answer,
     check_answer,
     check_status,
+    is_login_page,
     parse_accounts,
     parse_disinfection,
     parse_infected,
@@ -52,6 +55,8 @@ from orchestrator.parse import (
 )
 
 MODULE = "ClamScanner"
+
+log = structlog.get_logger("clamfleet")
 
 
 class Acquire(Protocol):
@@ -72,9 +77,17 @@ class RetryPolicy:
 
 
 class Http:
-    """The run's one ClientSession and its SSL contexts. Use as an async context manager."""
+    """The run's one ClientSession, its SSL contexts and its hosts' refusal budgets (health.py).
+    Use as an async context manager."""
 
-    def __init__(self, *, request_timeout: float, limit: int = 0, limit_per_host: int = 4) -> None:
+    def __init__(
+        self,
+        *,
+        request_timeout: float,
+        limit: int = 0,
+        limit_per_host: int = 4,
+        hosts: Hosts | None = None,
+    ) -> None:
         self._timeout = aiohttp.ClientTimeout(
             total=request_timeout, sock_connect=min(request_timeout, 15.0)
         )
@@ -82,6 +95,8 @@ class Http:
         self._limit_per_host = limit_per_host
         self._session: aiohttp.ClientSession | None = None
         self._ssl: dict[tuple[bool, str | None], ssl.SSLContext | bool] = {}
+        #: Shared by every ServerClient of the run: cPHulk counts refusals per host, not entry.
+        self.hosts = hosts or Hosts()
 
     async def __aenter__(self) -> Http:
         connector = aiohttp.TCPConnector(
@@ -146,6 +161,7 @@ class ServerClient:
         self._whm = server.auth.method is AuthMethod.WHM_TOKEN
         self._auth_header = _auth_header(server)
         self._endpoints: dict[str, URL] = {}
+        self._logins = http.hosts.logins(server.base_url)
 
     # -- ClamScanner -------------------------------------------------------------------------
 
@@ -183,7 +199,7 @@ class ServerClient:
     async def list_accounts(self) -> tuple[Account, ...]:
         params = {"api.version": "1", "want": "user,domain,suspended,diskused"}
         url = self._endpoint("/json-api/listaccts")
-        answer = await self._with_retries(lambda: self._call(url, params, "listaccts"))
+        answer = await self._with_retries("listaccts", lambda: self._call(url, params, "listaccts"))
         return parse_accounts(parse_whm(answer, "listaccts"))
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -191,7 +207,7 @@ class ServerClient:
     async def _idempotent(
         self, account: str, function: str, params: Mapping[str, str] | None = None
     ) -> Any:
-        return await self._with_retries(lambda: self._uapi(account, function, params))
+        return await self._with_retries(function, lambda: self._uapi(account, function, params))
 
     async def _once(
         self, account: str, function: str, params: Mapping[str, str] | None = None
@@ -204,35 +220,60 @@ class ServerClient:
         """
         return await self._uapi(account, function, params, post=True)
 
-    async def _with_retries(self, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def _with_retries(self, function: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """Call; on a transient failure, hand over to stamina's capped, jittered backoff.
 
         The first attempt is made directly: stamina's machinery costs tens of microseconds of
         CPU per call even when nothing fails, and nearly every call succeeds first time. Its
         failure is replayed as stamina's first attempt, so the attempt count, the backoff
         (Retry-After included) and stamina's test mode are exactly as if it had made it.
+        A request that is finally given up on is a warning: the night's log must say which
+        call failed how often, and why, without debug logging on.
         """
         try:
             return await call()
         except TargetError as exc:
-            if _retry_hook(exc) is False:  # (a float, even 0.0, is a Retry-After wait)
+            if self._retry_wait(exc) is False:  # (a float, even 0.0, is a Retry-After wait)
                 raise
             replay: TargetError | None = exc
         policy = self._retry
-        async for attempt in stamina.retry_context(
-            on=_retry_hook,
-            attempts=policy.attempts,
-            timeout=policy.total,
-            wait_initial=policy.initial,
-            wait_max=policy.max,
-            wait_jitter=policy.jitter,
-        ):
-            with attempt:
-                if replay is not None:
-                    failed, replay = replay, None
-                    raise failed
-                return await call()
+        attempts = 0
+        try:
+            async for attempt in stamina.retry_context(
+                on=self._retry_wait,
+                attempts=policy.attempts,
+                timeout=policy.total,
+                wait_initial=policy.initial,
+                wait_max=policy.max,
+                wait_jitter=policy.jitter,
+            ):
+                with attempt:
+                    attempts += 1
+                    if replay is not None:
+                        failed, replay = replay, None
+                        raise failed
+                    return await call()
+        except TargetError as exc:
+            log.warning(
+                "request.gave_up",
+                server=self._server.name,
+                function=function,
+                attempts=attempts,
+                error_kind=str(exc.kind),
+                error=str(exc),
+                http_status=exc.http_status,
+            )
+            raise
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+    def _retry_wait(self, exc: Exception) -> bool | float:
+        """Retry transient faults only; wait what Retry-After asks, up to the policy's longest
+        backoff. Auth and TLS failures never retry."""
+        if not isinstance(exc, TargetError) or not exc.transient:
+            return False
+        if exc.retry_after is not None:
+            return float(min(exc.retry_after, self._retry.max))
+        return True
 
     async def _uapi(
         self,
@@ -292,7 +333,9 @@ class ServerClient:
         try:
             # A new session (and its one-time login URL) per attempt: nothing is disinfected
             # before the POST, so this part is safe to retry.
-            post_url, cookie = await self._with_retries(lambda: self._open_session(account))
+            post_url, cookie = await self._with_retries(
+                "create_user_session", lambda: self._open_session(account)
+            )
         except TargetError as exc:
             exc.maybe_sent = False  # disinfect_files itself was never sent
             raise
@@ -349,6 +392,35 @@ class ServerClient:
         headers: Mapping[str, str] | None = None,
         data: bytes | None = None,
     ) -> _Raw:
+        """One request, within the host's refusal budget (health.py): nothing is sent to a host
+        that refused a login this run, and credentials not yet accepted go one at a time."""
+        logins, name = self._logins, self._server.name
+        logins.check(name, function)
+        if logins.proven(name):
+            raw = await self._exchange(method, url, function, params, headers, data)
+            logins.answered(name, function, raw.status, _login_page(raw))
+            return raw
+        async with logins.turn:
+            logins.check(name, function)  # refused while this request waited its turn?
+            try:
+                raw = await self._exchange(method, url, function, params, headers, data)
+            except TlsError:
+                raise  # the host answered, with a certificate this entry does not trust
+            except TransportError:
+                logins.unanswered()
+                raise
+            logins.answered(name, function, raw.status, _login_page(raw))
+            return raw
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str | URL,
+        function: str,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        data: bytes | None,
+    ) -> _Raw:
         await self._limiter.acquire()
         if self._on_request is not None:
             self._on_request()
@@ -390,22 +462,16 @@ def _translated(exc: BaseException, server: str, function: str) -> TargetError:
     ):
         return TlsError(f"TLS failure: {_describe(exc)}", server=server, function=function)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        err = TransportError(f"cannot connect: {_describe(exc)}", server=server, function=function)
-        err.maybe_sent = False
-        return err
+        return TransportError(
+            f"cannot connect: {_describe(exc)}", server=server, function=function, maybe_sent=False
+        )
     if isinstance(exc, TimeoutError):
         return RequestTimeout("request timed out", server=server, function=function)
     return TransportError(f"connection failed: {_describe(exc)}", server=server, function=function)
 
 
-def _retry_hook(exc: Exception) -> bool | float:
-    """Retry transient faults only; honour Retry-After. Auth and TLS failures never retry."""
-    if not isinstance(exc, TargetError) or not exc.transient:
-        return False
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        return float(min(retry_after, 60.0))
-    return True
+def _login_page(raw: _Raw) -> bool:
+    return 200 <= raw.status < 300 and is_login_page(raw.content_type, raw.body)
 
 
 def _auth_header(server: Server) -> str:

@@ -158,6 +158,8 @@ def _open_journal(
     meta = journal.open(identity, resume=args.resume)
     if not meta:
         journal.start(identity)
+    else:
+        logger.info("run.resumed", run_id=meta.get("run_id"), started_at=meta.get("started_at"))
     return journal, meta
 
 

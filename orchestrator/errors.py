@@ -4,7 +4,9 @@
     ├── ConfigError            bad invocation, inventory or policy (exit 3, nothing scanned)
     └── TargetError            ends one target (or a whole server's targets); carries an ErrorKind
         ├── AuthError          credentials refused, login page, cPHulk lockout      kind=auth
+        │   └── HostRefused    not sent: another login on the host was refused     kind=auth
         ├── TransportError     connection refused/reset, 5xx, request timed out     kind=unreachable
+        │   ├── HostSilent     not sent: the host's last new logins got no answer  kind=unreachable
         │   ├── TlsError       certificate or handshake failure                    kind=tls
         │   └── RequestTimeout one request exceeded timeouts.request              kind=unreachable
         ├── ApiError           the call ran and answered status 0                  kind=api
@@ -13,11 +15,34 @@
 aiohttp exceptions are translated into these at exactly one boundary (client.py); nothing else
 sees them. Messages never contain credentials: they are built from the server name, the function
 and the server's own error text, never from request headers.
+
+An error built from an HTTP answer carries its `http_status` (and `Retry-After`, when sent) and
+names the status in its message. A non-2xx status line means the server answered and the call
+did not run, so such an error is not an ambiguous send (`maybe_sent` False); only a lost answer
+(reset, timeout after sending, truncated body) or a 2xx body that is not what cPanel sends is.
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from orchestrator.model import ErrorKind
+
+#: 504: a gateway in front of cPanel stopped waiting for it; cPanel may still have run the call.
+_MAYBE_RAN = frozenset({HTTPStatus.GATEWAY_TIMEOUT})
+
+
+def http_status_text(status: int) -> str:
+    """`HTTP 503 Service Unavailable`; just `HTTP 599` for a status without a standard name."""
+    try:
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def answered_without_running(status: int | None) -> bool:
+    """True for a status line that says the call did not run: any non-2xx but a gateway timeout."""
+    return status is not None and not 200 <= status < 300 and status not in _MAYBE_RAN
 
 
 class ClamfleetError(Exception):
@@ -63,11 +88,26 @@ class TargetError(ClamfleetError):
     maybe_sent: bool = True
 
     def __init__(
-        self, message: str, *, server: str | None = None, function: str | None = None
+        self,
+        message: str,
+        *,
+        server: str | None = None,
+        function: str | None = None,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+        maybe_sent: bool | None = None,
     ) -> None:
         self.message = message
         self.server = server
         self.function = function
+        #: The status line's code when the error was built from an HTTP answer, else None.
+        self.http_status = http_status
+        #: The answer's Retry-After in seconds (429/503), else None.
+        self.retry_after = retry_after
+        if maybe_sent is not None:
+            self.maybe_sent = maybe_sent
+        elif answered_without_running(http_status):
+            self.maybe_sent = False
         super().__init__(message)
 
     def __str__(self) -> str:
@@ -83,22 +123,29 @@ class AuthError(TargetError):
     kind = ErrorKind.AUTH
 
 
+class HostRefused(AuthError):
+    """Raised instead of sending: an earlier login on the same host was refused this run.
+
+    cPHulk counts failed logins per source IP per host; a second refusal brings the lockout of
+    the orchestrator's IP (which then refuses good credentials too) one step closer.
+    """
+
+    maybe_sent = False
+
+
 class TransportError(TargetError):
     """Raised when the server cannot be reached or answers 5xx/429; retried for idempotent calls."""
 
     kind = ErrorKind.UNREACHABLE
     transient = True
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        server: str | None = None,
-        function: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, server=server, function=function)
-        self.retry_after = retry_after
+
+class HostSilent(TransportError):
+    """Raised instead of sending credentials not yet accepted: the host's last such requests got
+    no answer at all. Never retried: nothing is sent, so waiting cannot change it."""
+
+    transient = False
+    maybe_sent = False
 
 
 class TlsError(TransportError):

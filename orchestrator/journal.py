@@ -8,6 +8,11 @@ resending a non-idempotent call blindly.
 WAL with synchronous=NORMAL: a committed transaction survives the process dying at any moment
 (only an OS crash may lose the last few). One run per journal: an exclusive `flock` on
 `<journal>.lock`, which the kernel releases when the process dies, however it dies.
+
+`--resume` goes on with an interrupted run, and nothing else: a missing journal, one whose run
+finished, one of another run (inventory, shard, policy...) or one written by a clamfleet with
+another journal format is refused (exit 3), never silently replaced by a fresh run, which with
+a new `--policy` would act on files nobody reviewed. The format is SQLite's `user_version`.
 """
 
 from __future__ import annotations
@@ -36,6 +41,13 @@ from orchestrator.model import (
     TargetResult,
 )
 
+#: The journal's format: its tables and the JSON in them (`workflow.to_dict`, `result_to_dict`).
+#: Bump it whenever either changes shape; a resume across formats is refused, never half-read.
+#: Journals written before the format was recorded (user_version 0) are format 1.
+FORMAT = 1
+_DROP = "DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS servers; DROP TABLE IF EXISTS targets;"
+_CLEAR = "DELETE FROM meta; DELETE FROM servers; DELETE FROM targets;"
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS servers (server TEXT PRIMARY KEY, targets TEXT NOT NULL);
@@ -61,9 +73,23 @@ class Journal:
         """Lock and open; return the run's meta (its id and start time on a resume).
 
         `identity` (inventory digest, shard, policy, dry-run...) must match to resume: going on
-        with another inventory's journal would mix two runs in one report.
+        with another inventory's journal would mix two runs in one report. Without `resume`
+        the journal is emptied (and rebuilt in this version's format) for a new run.
         """
+        if resume and not self.path.exists():
+            raise ConfigError(
+                f"{self.path}: no journal to resume (the file does not exist); "
+                "run without --resume to start a new run",
+                field="--resume",
+            )
         self._lock()
+        try:
+            return self._open(identity, resume=resume)
+        except ConfigError:
+            self.close()  # a refused journal is left as it was, and unlocked
+            raise
+
+    def _open(self, identity: dict[str, str], *, resume: bool) -> dict[str, str]:
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -72,23 +98,75 @@ class Journal:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            version = int(db.execute("PRAGMA user_version").fetchone()[0]) or FORMAT
+            if resume:
+                return self._resumable(identity, version)
+            if version != FORMAT:  # another format's tables: its run is discarded anyway
+                db.executescript(_DROP)
             db.executescript(_SCHEMA)
+            db.executescript(_CLEAR)
+            db.execute(f"PRAGMA user_version = {FORMAT}")
         except sqlite3.DatabaseError as exc:
             raise ConfigError(
                 f"{self.path}: not a clamfleet journal ({exc})", field="--journal"
             ) from None
-        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        if resume and meta and meta.get("finished") != "1":
-            mismatch = [k for k, v in identity.items() if meta.get(k) != v]
-            if mismatch:
-                raise ConfigError(
-                    f"{self.path}: journal belongs to another run ({', '.join(mismatch)} differ); "
-                    "remove it or run without --resume",
-                    field="--journal",
-                )
-            return meta
-        db.executescript("DELETE FROM meta; DELETE FROM servers; DELETE FROM targets;")
         return {}
+
+    def _resumable(self, identity: dict[str, str], version: int) -> dict[str, str]:
+        """The meta of the interrupted run this journal holds; ConfigError when there is none."""
+        db = self._conn
+        if version != FORMAT:
+            raise ConfigError(
+                f"{self.path}: written by a clamfleet with journal format {version}, this one "
+                f"reads format {FORMAT}; finish that run with the version that started it, or "
+                "run without --resume",
+                field="--resume",
+            )
+        db.executescript(_SCHEMA)
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        if not meta:
+            raise ConfigError(
+                f"{self.path}: holds no run to resume; run without --resume to start a new run",
+                field="--resume",
+            )
+        if meta.get("finished") == "1":
+            run = meta.get("run_id", "?")
+            raise ConfigError(
+                f"{self.path}: its run {run} (started {meta.get('started_at', '?')}) already "
+                "finished: nothing to resume; run without --resume to start a new run",
+                field="--resume",
+            )
+        mismatch = [k for k, v in identity.items() if meta.get(k) != v]
+        if mismatch:
+            raise ConfigError(
+                f"{self.path}: journal belongs to another run ({', '.join(mismatch)} differ); "
+                "remove it or run without --resume",
+                field="--journal",
+            )
+        if (bad := self._unreadable()) is not None:
+            raise ConfigError(
+                f"{self.path}: the entry for {bad} cannot be read by this clamfleet version; "
+                "run without --resume",
+                field="--resume",
+            )
+        return meta
+
+    def _unreadable(self) -> str | None:
+        """The first saved state or result this version cannot decode (`server/account/type`).
+
+        Checked before the run starts: a row that failed to decode mid-run would end the run
+        with an internal error, after other targets had already been resumed.
+        """
+        rows = self._conn.execute("SELECT server, account, scan_type, state, result FROM targets")
+        for server, account, scan_type, state, result in rows:
+            try:
+                if state:
+                    workflow.from_dict(json.loads(state))
+                if result:
+                    result_from_dict(json.loads(result))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                return f"{server}/{account}/{scan_type}"
+        return None
 
     def start(self, meta: dict[str, str]) -> None:
         self._put_meta({**meta, "finished": "0"})

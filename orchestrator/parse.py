@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from orchestrator.errors import (
     ApiError,
@@ -19,10 +19,19 @@ from orchestrator.errors import (
     FeatureMissing,
     ProtocolError,
     TransportError,
+    http_status_text,
 )
 from orchestrator.events import DisinfectionRecord, DisinfectionStatusReply, StatusData
 
 Answer = dict[str, Any]
+
+
+class _Where(TypedDict):
+    """The keywords every error raised here carries: which server, which call."""
+
+    server: str
+    function: str
+
 
 _LOGIN_MARKERS = ("tfa_login_form", 'name="login"', 'id="login', "login_form", "<form")
 
@@ -36,12 +45,36 @@ class Account:
 
 
 def check_status(status: int, server: str, function: str, retry_after: float | None = None) -> None:
-    """Refused credentials (401/403) are final; 429 and 5xx are transient."""
-    where = {"server": server, "function": function}
+    """Refused credentials (401/403) are final; 429 and 5xx are transient.
+
+    The errors name the status and carry it (`http_status`): a status line is an answer, so the
+    call did not run (errors.py), which a state-changing call needs to know.
+    """
     if status in (401, 403):
-        raise AuthError(f"HTTP {status}: credentials refused by {function}", **where)
+        raise AuthError(
+            f"{function}: {http_status_text(status)}: credentials refused "
+            "(a cPHulk lockout of this IP is answered the same way)",
+            server=server,
+            function=function,
+            http_status=status,
+        )
     if status == 429 or status >= 500:
-        raise TransportError(f"HTTP {status} from {function}", retry_after=retry_after, **where)
+        wait = f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""
+        raise TransportError(
+            f"{function}: {http_status_text(status)}{wait}",
+            server=server,
+            function=function,
+            http_status=status,
+            retry_after=retry_after,
+        )
+
+
+def is_login_page(content_type: str, body: bytes) -> bool:
+    """An HTML login (or 2FA) form where JSON was expected: the credentials did not work."""
+    if "html" not in content_type.lower() and body[:256].lstrip()[:1] != b"<":
+        return False  # the common case, decided without decoding the body
+    lowered = body.decode("utf-8", "replace").lower()
+    return any(marker in lowered for marker in _LOGIN_MARKERS)
 
 
 def check_answer(
@@ -53,20 +86,28 @@ def check_answer(
     retry_after: float | None = None,
 ) -> Answer:
     """HTTP status, content type and JSON decoding; the body's own verdict is read later."""
-    where = {"server": server, "function": function}
     check_status(status, server, function, retry_after)
+    where: _Where = {"server": server, "function": function}
     text = body.decode("utf-8", "replace")
+    answered = "" if 200 <= status < 300 else f" ({http_status_text(status)})"
     if "html" in content_type.lower() or text.lstrip()[:1] == "<":
-        lowered = text.lower()
-        if any(marker in lowered for marker in _LOGIN_MARKERS):
-            raise AuthError(f"{function} answered with a login page, not JSON", **where)
-        raise ProtocolError(f"{function} answered HTML, not JSON", **where)
+        if is_login_page(content_type, body):
+            raise AuthError(
+                f"{function} answered with a login page, not JSON{answered}",
+                http_status=status,
+                **where,
+            )
+        raise ProtocolError(
+            f"{function} answered HTML, not JSON{answered}", http_status=status, **where
+        )
     if not 200 <= status < 300:
-        raise ProtocolError(f"HTTP {status} from {function}", **where)
+        raise ProtocolError(f"{function}: {http_status_text(status)}", http_status=status, **where)
     try:
         answer = json.loads(text)
     except ValueError:
-        raise ProtocolError(f"{function} answered invalid or truncated JSON", **where) from None
+        raise ProtocolError(
+            f"{function} answered invalid or truncated JSON", http_status=status, **where
+        ) from None
     if not isinstance(answer, dict):
         raise ProtocolError(f"{function} answered JSON that is not an object", **where)
     return answer
@@ -88,7 +129,7 @@ def parse_whm(answer: Answer, function: str) -> Answer:
 
 def parse_uapi(result: Any, server: str, function: str) -> Any:
     """The UAPI result object: `status` 1 gives `data`; 0 raises with cPanel's `errors`."""
-    where = {"server": server, "function": function}
+    where: _Where = {"server": server, "function": function}
     if (
         isinstance(result, dict)
         and "status" not in result

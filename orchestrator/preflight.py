@@ -7,9 +7,11 @@ Read-only calls only, through the same client, limits and error mapping as a run
     cpanel_token / cpanel_password   get_scan_paths for the account
 
 An auth or TLS failure ends a server's checks after that one request (the client never retries
-them; cPHulk locks out an address that keeps trying). Every failure becomes the row's verdict,
-never a traceback. Exit 0 only when every server passes, else 2 (as a run that could not fully
-scan some target).
+them; cPHulk locks out an address that keeps trying), and an auth failure ends the checks of
+every other entry on the same host too: cPHulk counts refusals per host, not per entry, so the
+client sends nothing more there (health.py) and those rows say "not attempted". Every failure
+becomes the row's verdict, never a traceback. Exit 0 only when every server passes, else 2 (as
+a run that could not fully scan some target).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from orchestrator.config import AuthMethod, Inventory, Server
 from orchestrator.errors import (
     ApiError,
     AuthError,
+    HostRefused,
     RequestTimeout,
     TargetError,
     TlsError,
@@ -75,6 +78,8 @@ class ServerCheck:
 
     def failed(self, exc: TargetError) -> None:
         self.error = ErrorInfo(exc.kind, str(exc))
+        if isinstance(exc, HostRefused):
+            return  # nothing was sent: reachability and these credentials are still unknown
         if isinstance(exc, TlsError):
             self.reachable, self.tls_ok = True, False
         elif isinstance(exc, TransportError):

@@ -53,6 +53,8 @@ from orchestrator.events import (
     Tick,
     Wait,
 )
+from orchestrator.health import BREAKER_THRESHOLD as BREAKER_THRESHOLD  # tests import it here
+from orchestrator.health import ServerHealth
 from orchestrator.lanes import AccountQueue, Lanes
 from orchestrator.limiter import FleetLimits
 from orchestrator.model import (
@@ -68,9 +70,6 @@ from orchestrator.parse import Account, scan_in_progress
 from orchestrator.policy import DestructiveBudget, plan
 
 log = structlog.get_logger("clamfleet")
-
-#: Consecutive failed requests (retries spent) after which a server is given up on.
-BREAKER_THRESHOLD = 3
 
 
 class Observer(Protocol):
@@ -115,31 +114,6 @@ class RunOptions:
     only: frozenset[Target] | None = None  # --only-failed: just these targets
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connections_per_host: int = 4
-
-
-@dataclass(slots=True)
-class ServerHealth:
-    """Per-server verdicts that stop further requests: auth/TLS refusal, or a tripped breaker."""
-
-    fatal: ErrorInfo | None = None
-    consecutive_failures: int = 0
-
-    def blocked(self) -> ErrorInfo | None:
-        if self.fatal is not None:
-            return self.fatal
-        if self.consecutive_failures >= BREAKER_THRESHOLD:
-            message = f"given up after {self.consecutive_failures} consecutive failed requests"
-            return ErrorInfo(ErrorKind.UNREACHABLE, message)
-        return None
-
-    def record(self, error: TargetError | None) -> None:
-        if error is None:
-            self.consecutive_failures = 0
-        elif error.kind in (ErrorKind.AUTH, ErrorKind.TLS):
-            # One refusal is final: retrying gets the orchestrator's IP blocked by cPHulk.
-            self.fatal = self.fatal or ErrorInfo(error.kind, str(error))
-        elif isinstance(error, TransportError):
-            self.consecutive_failures += 1
 
 
 class FleetRun:
@@ -211,7 +185,7 @@ class FleetRun:
             async with self.limits.servers:
                 gate = self.limits.gate_for(server)
                 client = ServerClient(self.http, server, gate, self.options.retry)
-                health = ServerHealth()
+                health = self.http.hosts.for_server(server)
                 if not server.tls.verify and server.base_url.startswith("https"):
                     log.warning(
                         "tls.verify_disabled", hint="certificate checks are off for this server"

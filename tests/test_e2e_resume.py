@@ -1,5 +1,5 @@
 """kill -9 and --resume (mid-scan and mid-disinfection); SIGTERM and SIGINT and the partial
-report; one run per journal (real CLI processes)."""
+report; one run per journal; what --resume refuses to go on with (real CLI processes)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from orchestrator.simulator import Faults, SimulatorThread, generate_fleet
 from .conftest import (
     FAST_SERVER,
     FAST_SETTINGS,
+    QUARANTINE_ALL,
     Outcome,
     Sim,
     assert_outcomes_are_what_the_server_did,
@@ -228,3 +229,36 @@ def test_a_second_run_on_a_journal_in_use_exits_3_and_scans_nothing(
     assert "in use" in line and str(path) in line
     assert sim.fleet.calls("sim01") == 0
     assert not (second.out / "report.json").exists()
+
+
+def test_resume_without_a_journal_file_is_refused_before_any_request(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    spec = generate_fleet(servers=1, accounts=2, infected_ratio=0.5, seed=43, scan_seconds=0.1)
+    sim = simulate(spec)
+    journal = tmp_path / "typo.sqlite"
+    result = cli("run", sim.inventory, "--journal", journal, "--resume")
+    assert result.code == 3
+    (line,) = result.stderr.strip().splitlines()
+    assert "no journal to resume" in line and str(journal) in line
+    assert sim.fleet.calls("sim01") == 0
+    assert not journal.exists()
+
+
+def test_resume_of_a_finished_run_with_a_new_policy_is_refused_and_disinfects_nothing(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    spec = generate_fleet(servers=1, accounts=3, infected_ratio=1.0, seed=44, scan_seconds=0.1)
+    sim = simulate(spec)
+    journal = tmp_path / "journal.sqlite"
+    first = cli("run", sim.inventory, "--journal", journal)  # report-only, runs to the end
+    assert first.code == 1
+    calls = sim.fleet.calls("sim01")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(QUARANTINE_ALL)
+    again = cli("run", sim.inventory, "--journal", journal, "--resume", "--policy", policy)
+    assert again.code == 3
+    (line,) = again.stderr.strip().splitlines()
+    assert "already finished: nothing to resume" in line
+    assert sim.fleet.calls("sim01") == calls, "a refused resume sends nothing"
+    assert sim.fleet.calls("sim01", function="disinfect_files") == 0

@@ -1,7 +1,8 @@
-"""The journal: persistence, identity check on resume, one run at a time."""
+"""The journal: persistence, what --resume refuses, its format version, one run at a time."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def result() -> TargetResult:
 def test_state_and_result_survive_reopening_with_resume(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
     journal = Journal(path)
-    assert journal.open(IDENTITY, resume=True) == {}
+    assert journal.open(IDENTITY, resume=False) == {}
     journal.start({**IDENTITY, "run_id": "r1"})
     state = workflow.State(
         target=T1, cfg=workflow.WorkflowConfig(), phase=workflow.Phase.SCANNING, baseline=5
@@ -65,18 +66,103 @@ def test_state_and_result_survive_reopening_with_resume(tmp_path: Path) -> None:
     again.close()
 
 
-def test_without_resume_or_after_a_finished_run_the_journal_starts_afresh(tmp_path: Path) -> None:
-    path = tmp_path / "j.sqlite"
+def finished_journal(path: Path) -> None:
     journal = Journal(path)
     journal.open(IDENTITY, resume=False)
-    journal.start({"run_id": "r1"})
+    journal.start({**IDENTITY, "run_id": "r1", "started_at": "2026-12-04T02:00:00+00:00"})
     journal.save_result(result())
     journal.finish()
     journal.close()
+
+
+def test_without_resume_the_journal_starts_afresh(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    finished_journal(path)
     again = Journal(path)
-    assert again.open(IDENTITY, resume=True) == {}  # finished: nothing to resume
+    assert again.open(IDENTITY, resume=False) == {}
     assert again.result(T1) is None
     again.close()
+
+
+def test_resume_refuses_a_journal_whose_run_already_finished(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    finished_journal(path)
+    with pytest.raises(ConfigError, match=r"run r1 .*already finished: nothing to resume"):
+        Journal(path).open(IDENTITY, resume=True)
+    kept = Journal(path)  # the refusal released the lock and left the journal as it was
+    kept.open(IDENTITY, resume=False)
+    kept.close()
+
+
+def test_resume_refuses_a_missing_journal_without_creating_one(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    with pytest.raises(ConfigError, match="no journal to resume"):
+        Journal(path).open(IDENTITY, resume=True)
+    assert not path.exists()
+
+
+def test_resume_refuses_a_journal_that_holds_no_run(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    sqlite3.connect(path).close()  # an empty database, e.g. a run that died before starting
+    with pytest.raises(ConfigError, match="holds no run to resume"):
+        Journal(path).open(IDENTITY, resume=True)
+
+
+def interrupted_journal(path: Path) -> None:
+    journal = Journal(path)
+    journal.open(IDENTITY, resume=False)
+    journal.start({**IDENTITY, "run_id": "r1"})
+    journal.save_result(result())
+    journal.close()
+
+
+def set_format(path: Path, version: int) -> None:
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {version}")
+    db.commit()
+    db.close()
+
+
+def test_resume_refuses_a_journal_of_another_format_and_names_both(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    interrupted_journal(path)
+    set_format(path, 99)
+    with pytest.raises(ConfigError, match=r"journal format 99, this one reads format 1"):
+        Journal(path).open(IDENTITY, resume=True)
+
+
+def test_a_new_run_rebuilds_a_journal_of_another_format(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    interrupted_journal(path)
+    set_format(path, 99)
+    fresh = Journal(path)
+    assert fresh.open(IDENTITY, resume=False) == {}
+    fresh.start({**IDENTITY, "run_id": "r2"})
+    fresh.close()
+    again = Journal(path)
+    assert again.open(IDENTITY, resume=True)["run_id"] == "r2"
+    again.close()
+
+
+def test_a_journal_from_before_the_format_was_recorded_still_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    interrupted_journal(path)
+    set_format(path, 0)
+    again = Journal(path)
+    assert again.open(IDENTITY, resume=True)["run_id"] == "r1"
+    assert again.result(T1) == result()
+    again.close()
+
+
+def test_resume_refuses_a_saved_state_this_version_cannot_read(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    interrupted_journal(path)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE targets SET state = ?", ('{"phase": "scanning"}',))
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigError, match="entry for web01/alice/home cannot be read"):
+        Journal(path).open(IDENTITY, resume=True)
 
 
 def test_resume_refuses_a_journal_of_another_run(tmp_path: Path) -> None:

@@ -124,21 +124,29 @@ def test_a_refused_token_fails_that_server_after_one_request(preflight: Any) -> 
     assert "WRONGTOKEN" not in checked.text
 
 
-def test_cpanel_token_servers_check_their_account(preflight: Any) -> None:
-    spec = small_fleet(servers=1)
-    first = spec.servers[0].accounts[0].user
+def test_cpanel_token_entries_stop_at_the_first_refused_login_on_their_host(
+    preflight: Any,
+) -> None:
+    spec = small_fleet(servers=2)
+    stale = [f"sim01-{a.user}" for a in spec.servers[0].accounts]
 
-    def bad_token(document: dict[str, Any]) -> None:
-        server_entry(document, f"sim01-{first}")["auth"]["token_env"] = BAD_TOKEN_ENV
+    def bad_tokens(document: dict[str, Any]) -> None:
+        for name in stale:
+            server_entry(document, name)["auth"]["token_env"] = BAD_TOKEN_ENV
 
-    fleet, checked = preflight(spec, auth="cpanel_token", edit=bad_token)
+    fleet, checked = preflight(spec, auth="cpanel_token", edit=bad_tokens)
     assert checked.code == 2
-    assert "FAIL auth:" in checked.row(f"sim01-{first}")
-    assert fleet.calls("sim01", account=first) == 1
-    others = [a.user for a in spec.servers[0].accounts[1:]]
-    for user in others:
-        assert checked.row(f"sim01-{user}").endswith("OK")
-        assert fleet.calls("sim01", function="get_scan_paths", account=user) == 1
+    refused = [r for r in fleet.request_log("sim01") if r.status == 403]
+    assert len(refused) == 1, "cPHulk counts per host: one refused login, not one per entry"
+    rows = [checked.row(name) for name in stale]
+    assert sum("credentials refused" in row for row in rows) == 1
+    skipped = [row for row in rows if "FAIL auth: not attempted" in row]
+    assert len(skipped) == len(stale) - 1
+    for row in skipped:
+        assert "cPHulk" in row and " ?  " in row  # nothing sent: reachability unknown
+    for account in spec.servers[1].accounts:  # another host keeps its own budget
+        assert checked.row(f"sim02-{account.user}").endswith("OK")
+        assert fleet.calls("sim02", function="get_scan_paths", account=account.user) == 1
 
 
 def test_an_untrusted_certificate_is_a_tls_failure(preflight: Any) -> None:
