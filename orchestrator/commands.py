@@ -160,7 +160,7 @@ def parse_formats(text: str | None) -> set[str]:
         raise ConfigError(
             f"unknown format {', '.join(sorted(unknown))} (allowed: {allowed})", field="--format"
         )
-    return wanted | {"json", "csv"}  # design.md 3: report.json and both CSVs, always
+    return wanted | {"json", "csv"}  # README "Report": report.json and both CSVs, always
 
 
 def _webhook_url(env_var: str | None) -> str | None:

@@ -1,4 +1,4 @@
-"""The run report: one model, rendered to every format (design.md section 6).
+"""The run report: one model, rendered to every format (the contract: README "Report").
 
 Pure apart from the writers' file I/O: no network, no logging.
 """
