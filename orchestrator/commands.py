@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     # Every input is valid: now the places the run writes to, still before the first request.
     prepare_out_dir(args.out)
     if args.journal is not None:
-        writable_dir(args.journal.parent, field="--journal")
+        _check_journal_path(args.journal)
     shard = f"{shard_index}/{shard_total}"
     journal, meta = _open_journal(args, fleet_id, shard, policy, options.dry_run)
     run_id = meta.get("run_id") or uuid.uuid4().hex
@@ -111,6 +111,13 @@ def run(args: argparse.Namespace) -> int:
     if webhook:
         _notify(webhook, report, args.notify_on)
     return int(report.summary.exit_code)
+
+
+def _check_journal_path(path: Path) -> None:
+    """The journal's folder must exist and be writable (SQLite adds files beside the journal)."""
+    writable_dir(path.parent, field="--journal")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path}: not a file", field="--journal")
 
 
 def _open_journal(

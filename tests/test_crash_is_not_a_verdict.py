@@ -131,6 +131,17 @@ def test_journal_in_a_missing_folder_is_refused_before_any_request(
     assert not journal.parent.exists()
 
 
+def test_journal_that_is_a_directory_is_refused_before_any_request(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    sim = small_fleet(simulate)
+    result = cli("run", sim.inventory, "--journal", tmp_path)
+    assert result.code == 3
+    (line,) = result.stderr.strip().splitlines()
+    assert line == f"clamfleet: error: --journal: {tmp_path}: not a file"
+    assert requests_made(sim) == 0
+
+
 def test_merge_out_below_a_plain_file_exits_3_not_70(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
 ) -> None:
