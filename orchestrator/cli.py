@@ -1,7 +1,8 @@
 """Command line: argparse wiring and exit codes. `main(argv) -> int`.
 
-Exit codes (design.md section 3): 0 clean, 1 infected (wins over 2), 2 some target not fully
-scanned, 3 invalid invocation/inventory/policy (argparse's own usage errors included).
+Exit codes (README "Exit codes"): 0 clean, 1 infected (wins over 2), 2 some target not fully
+scanned, 3 invalid invocation/inventory/policy (argparse's own usage errors included), 70 an
+internal error: any exception that is not a bad input, reported in one line, never as 1.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from orchestrator import __version__
+import structlog
+
+from orchestrator import __version__, log
 from orchestrator.errors import ConfigError
-from orchestrator.model import EXIT_INVALID, ScanType
+from orchestrator.model import EXIT_INTERNAL, EXIT_INVALID, ScanType
 
 DEFAULT_OUT = "clamfleet-report"
 
@@ -80,7 +83,16 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--notify-webhook", metavar="ENV_VAR", help="env var holding a webhook URL")
     p.add_argument("--notify-on", choices=("new", "infected", "always"), default="infected")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    _add_per_target(p)
     _add_logging(p)
+
+
+def _add_per_target(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--prometheus-per-target",
+        action="store_true",
+        help="also write per-target series to clamfleet.prom (6 per target)",
+    )
 
 
 def _add_validate(p: argparse.ArgumentParser) -> None:
@@ -96,6 +108,7 @@ def _add_merge(p: argparse.ArgumentParser) -> None:
     p.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--format", dest="formats", metavar="LIST")
+    _add_per_target(p)
 
 
 def _add_simulate(p: argparse.ArgumentParser) -> None:
@@ -125,12 +138,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
     try:
         return _dispatch(args)
-    except ConfigError as exc:
-        print(f"clamfleet: error: {exc.render()}", file=sys.stderr)
-        return EXIT_INVALID
     except KeyboardInterrupt:
         print("clamfleet: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        error = _leaf(exc)  # a task group's ExceptionGroup of one error: that error
+        if isinstance(error, ConfigError):
+            print(f"clamfleet: error: {error.render()}", file=sys.stderr)
+            return EXIT_INVALID
+        return _internal_error(args, error)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _internal_error(args: argparse.Namespace, exc: BaseException) -> int:
+    """A bug (or an environment no check foresaw): one line, the traceback at debug only."""
+    message = " ".join(log.redact_text(str(exc)).split())
+    detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    print(
+        f"clamfleet: internal error: {detail}; rerun with --log-level debug for the traceback",
+        file=sys.stderr,
+    )
+    # The command may have configured another level (demo forces warning): use the user's.
+    log.configure(getattr(args, "log_format", "console"), getattr(args, "log_level", "info"))
+    structlog.get_logger("clamfleet").debug("internal_error", exc_info=exc)
+    return EXIT_INTERNAL
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import sys
 import tempfile
-import threading
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import structlog
@@ -21,25 +19,26 @@ import structlog
 from orchestrator import __version__, log
 from orchestrator.config import REPORT_ONLY, Inventory, Limits, Policy, Rule
 from orchestrator.errors import ConfigError
+from orchestrator.execute import ScanJob, arun, scan_and_report
 from orchestrator.inventory import load_inventory, select_servers
 from orchestrator.journal import Journal
-from orchestrator.model import Action, RunInfo, ScanType, Status, Target, TargetResult
+from orchestrator.model import Action, RunInfo, ScanType, Status, Target
 from orchestrator.policy import load_policy
 from orchestrator.report import (
     FORMATS,
     Report,
-    apply_baseline,
-    build_report,
     load_report,
     merge_reports,
+    prepare_out_dir,
     summary_table,
+    writable_dir,
     write_report,
 )
-from orchestrator.runner import FleetRun, NullObserver, Observer, RunOptions
+from orchestrator.runner import NullObserver, Observer, RunOptions
 from orchestrator.shard import resolve_shard, servers_in_shard
 
-T = TypeVar("T")
 logger = structlog.get_logger("clamfleet")
+_arun = arun  # the name it had here before execute.py (tests and callers use it)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,78 +66,58 @@ def run(args: argparse.Namespace) -> int:
         scan_types=tuple(ScanType(s) for s in args.scan_types) if args.scan_types else None,
         only=_failed_targets(previous) if previous else None,
     )
+    # Every input is valid: now the places the run writes to, still before the first request.
+    prepare_out_dir(args.out)
+    if args.journal is not None:
+        _check_journal_path(args.journal)
     shard = f"{shard_index}/{shard_total}"
     journal, meta = _open_journal(args, fleet_id, shard, policy, options.dry_run)
     run_id = meta.get("run_id") or uuid.uuid4().hex
     started_at = datetime.fromisoformat(meta["started_at"]) if meta else datetime.now(UTC)
     if journal is not None and not meta:
         journal.start({"run_id": run_id, "started_at": started_at.isoformat()})
+    info = RunInfo(
+        id=run_id,
+        tool_version=__version__,
+        started_at=started_at,
+        finished_at=None,
+        inventory=str(args.inventory),
+        shard=shard,
+        dry_run=options.dry_run,
+        servers=all_servers,
+        fleet_id=fleet_id,
+        rerun_of=previous.run.id if previous else None,
+    )
+    job = ScanJob(
+        inventory,
+        options,
+        info,
+        args.out,
+        formats,
+        observer=_observer(args, inventory),
+        journal=journal,
+        baseline=baseline,
+        prometheus_per_target=args.prometheus_per_target,
+    )
     try:
-        observer = _observer(args, inventory)
-        results, interrupted = _arun(_execute, inventory, options, observer, journal)
-        info = RunInfo(
-            id=run_id,
-            tool_version=__version__,
-            started_at=started_at,
-            finished_at=datetime.now(UTC),
-            inventory=str(args.inventory),
-            shard=shard,
-            dry_run=options.dry_run,
-            servers=all_servers,
-            fleet_id=fleet_id,
-            rerun_of=previous.run.id if previous else None,
-        )
-        report = build_report(info, results)
-        if baseline is not None:
-            report = apply_baseline(report, baseline)
-        paths = write_report(report, args.out, formats)
-        if journal is not None and not interrupted:
+        outcome = scan_and_report(job)
+        if journal is not None and not outcome.interrupted:
             journal.finish()
     finally:
         if journal is not None:
             journal.close()
-    _print_outcome(report, paths, interrupted)
+    report = outcome.report
+    _print_outcome(report, outcome.paths, outcome.interrupted)
     if webhook:
         _notify(webhook, report, args.notify_on)
     return int(report.summary.exit_code)
 
 
-async def _execute(
-    inventory: Inventory, options: RunOptions, observer: Observer, journal: Journal | None
-) -> tuple[list[TargetResult], bool]:
-    """Run the fleet; SIGINT/SIGTERM cancel it, and every target is still accounted for."""
-    fleet = FleetRun(inventory, options, observer=observer, journal=journal)
-    interrupted = False
-    async with anyio.create_task_group() as tg:
-        if threading.current_thread() is threading.main_thread():
-
-            async def watch_signals() -> None:
-                nonlocal interrupted
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for signum in signals:
-                        interrupted = True
-                        logger.warning("run.interrupted", signal=signal.Signals(signum).name)
-                        tg.cancel_scope.cancel()
-                        return
-
-            tg.start_soon(watch_signals)
-        observed = getattr(observer, "running", None)
-        if callable(observed):
-            async with observed():
-                await fleet.run()
-        else:
-            await fleet.run()
-        tg.cancel_scope.cancel()
-    return fleet.results(), interrupted
-
-
-def _arun(func: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """anyio.run on asyncio, with uvloop when it is installed."""
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return anyio.run(func, *args)
-    return anyio.run(func, *args, backend_options={"use_uvloop": True})
+def _check_journal_path(path: Path) -> None:
+    """The journal's folder must exist and be writable (SQLite adds files beside the journal)."""
+    writable_dir(path.parent, field="--journal")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path}: not a file", field="--journal")
 
 
 def _open_journal(
@@ -190,7 +169,7 @@ def parse_formats(text: str | None) -> set[str]:
         raise ConfigError(
             f"unknown format {', '.join(sorted(unknown))} (allowed: {allowed})", field="--format"
         )
-    return wanted | {"json", "csv"}  # design.md 3: report.json and both CSVs, always
+    return wanted | {"json", "csv"}  # README "Report": report.json and both CSVs, always
 
 
 def _webhook_url(env_var: str | None) -> str | None:
@@ -261,9 +240,13 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def merge(args: argparse.Namespace) -> int:
+    formats = parse_formats(args.formats)
     reports = [load_report(p) for p in args.reports]
     merged = merge_reports(reports, sources=[str(p) for p in args.reports])
-    paths = write_report(merged.report, args.out, parse_formats(args.formats))
+    prepare_out_dir(args.out)
+    paths = write_report(
+        merged.report, args.out, formats, prometheus_per_target=args.prometheus_per_target
+    )
     print(summary_table(merged.report))
     code = int(merged.report.summary.exit_code)  # 2 when shards or servers are missing
     if merged.missing_shards:
@@ -364,6 +347,7 @@ def demo(args: argparse.Namespace) -> int:
     from orchestrator.simulator import SimulatorThread, generate_fleet
 
     log.configure(args.log_format, "warning")
+    prepare_out_dir(args.out)
     spec = generate_fleet(
         servers=3, accounts=6, infected_ratio=0.35, seed=7, scan_seconds=1.0, suspended_ratio=0.1
     )
@@ -379,21 +363,20 @@ def demo(args: argparse.Namespace) -> int:
         )
         inventory = load_inventory(inventory_path, env={**os.environ, **env})
         _register_secrets(inventory, None)
-        options = RunOptions(policy=DEMO_POLICY, dry_run=True)
-        started = datetime.now(UTC)
-        results, _ = _arun(_execute, inventory, options, NullObserver(), None)
         info = RunInfo(
             id=uuid.uuid4().hex,
             tool_version=__version__,
-            started_at=started,
-            finished_at=datetime.now(UTC),
+            started_at=datetime.now(UTC),
+            finished_at=None,
             inventory="demo (embedded simulator)",
             dry_run=True,
             servers=tuple(s.name for s in inventory.servers),
             fleet_id=inventory.fleet_id,
         )
-        report = build_report(info, results)
-        paths = write_report(report, args.out, parse_formats(None))
+        options = RunOptions(policy=DEMO_POLICY, dry_run=True)
+        job = ScanJob(inventory, options, info, args.out, parse_formats(None))
+        outcome = scan_and_report(job)
+    report, paths = outcome.report, outcome.paths
     print(summary_table(report))
     print("dry run: the policy's planned actions are in the report; nothing was disinfected")
     print(f"report: {paths[0].parent.resolve()}")

@@ -1,4 +1,4 @@
-"""Inventory loader: YAML (design.md section 4) -> a validated, fully resolved `Inventory`.
+"""Inventory loader: YAML (README "Inventory") -> a validated, fully resolved `Inventory`.
 
 Pure: no network and no logging. Environment variables and secret files are read here, once,
 so a run fails before it starts rather than halfway through the fleet. Inheritance is resolved

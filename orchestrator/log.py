@@ -19,6 +19,9 @@ import structlog
 MASK = "********"
 _SECRET_KEYS = ("authorization", "token", "password", "passwd", "secret", "cookie", "session")
 _secrets: set[str] = set()
+_DICT_TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
 
 
 def register_secret(value: str) -> None:
@@ -73,7 +76,9 @@ def configure(fmt: str = "console", level: str = "info", stream: TextIO | None =
     ]
     renderer: Any
     if fmt == "json":
-        shared.append(structlog.processors.dict_tracebacks)
+        # structlog's own dict_tracebacks shows each frame's local variables (a token, a
+        # session cookie): the frames only.
+        shared.append(_DICT_TRACEBACKS)
         renderer = structlog.processors.JSONRenderer()
     else:
         shared.append(structlog.processors.format_exc_info)

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-#: Exit codes (design.md 3): infected files win over failures; 3 is bad input, nothing scanned.
+#: Exit codes (README "Exit codes"): infected files win over failures; 3 is bad input, nothing
+#: scanned; 70 (EX_SOFTWARE) an internal error, never 0-3, so that no crash reads as a verdict.
 EXIT_CLEAN, EXIT_INFECTED, EXIT_INCOMPLETE, EXIT_INVALID = 0, 1, 2, 3
+EXIT_INTERNAL = 70
 
 
 class ScanType(StrEnum):

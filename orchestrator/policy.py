@@ -1,4 +1,4 @@
-"""Disinfection policy (design.md section 5): YAML -> `Policy`, and what to do with each file.
+"""Disinfection policy (README "Remediation policy"): YAML -> `Policy`, and what to do per file.
 
 Pure: no I/O besides reading the policy file, no logging. The runner asks `plan()` what to send
 for one target, then `DestructiveBudget.reserve()` whether the limits allow it.

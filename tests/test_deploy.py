@@ -222,6 +222,10 @@ def test_cronjob_exit_codes_are_not_retried_as_failures() -> None:
     by_codes = {tuple(r["onExitCodes"]["values"]): r["action"] for r in rules if "onExitCodes" in r}
     assert by_codes[(1, 2)] == "FailIndex"  # verdicts: do not rescan
     assert by_codes[(3,)] == "FailJob"  # bad inventory: every shard fails alike
+    # An internal error is no verdict: counted as a failure (retried once), never FailIndex'd
+    # with the verdicts nor ignored.
+    assert by_codes[(70,)] == "Count"
+    assert all(70 not in codes for codes, action in by_codes.items() if action != "Count")
     assert rules[0]["action"] == "Ignore"  # disruptions first: a drained pod is retried
     assert rules[0]["onPodConditions"][0]["type"] == "DisruptionTarget"
     assert job["backoffLimitPerIndex"] >= 1
@@ -295,7 +299,7 @@ def test_shard_script_is_valid_posix_sh(tmp_path: Path) -> None:
     subprocess.run(["/bin/sh", "-n", str(_shard_script(tmp_path))], check=True)
 
 
-@pytest.mark.parametrize("code", [0, 1, 2, 3])
+@pytest.mark.parametrize("code", [0, 1, 2, 3, 70])
 def test_shard_script_other_index_exits_with_its_verdict(
     tmp_path: Path, shard_env: dict[str, str], code: int
 ) -> None:
@@ -304,8 +308,8 @@ def test_shard_script_other_index_exits_with_its_verdict(
     calls = _calls(shard_env)
     assert len(calls) == 1 and calls[0].startswith("run /config/inventory.yaml")
     marker = Path(shard_env["RUN_DIR"]) / "shard-2" / ".exit-code"
-    # 3 is not a verdict: no "done" marker, the merge must not count that shard as finished.
-    assert marker.exists() == (code != 3)
+    # 3 and 70 are no verdicts: no "done" marker, the merge must not count that shard finished.
+    assert marker.exists() == (code in (0, 1, 2))
 
 
 def test_shard_script_index0_merges_all_shards(tmp_path: Path, shard_env: dict[str, str]) -> None:
@@ -348,6 +352,50 @@ def test_shard_script_retried_index0_does_not_rescan(
     proc = _run_shard(tmp_path, shard_env, 0)
     assert proc.returncode == 0, proc.stderr
     assert [c.split()[0] for c in _calls(shard_env)[before:]] == ["merge"]
+
+
+def test_shard_script_keeps_the_newest_run_folders_and_nothing_else_is_touched(
+    tmp_path: Path, shard_env: dict[str, str]
+) -> None:
+    reports = Path(shard_env["RUN_DIR"]).parent
+    reports.mkdir(parents=True)
+    old_runs = [reports / f"clamfleet-2800000{i}" for i in range(5)]
+    for age, run in enumerate(reversed(old_runs), start=1):  # old_runs[-1] is the newest
+        (run / "merged").mkdir(parents=True)
+        os.utime(run, (time.time() - 86400 * age, time.time() - 86400 * age))
+    foreign = [reports / "lost+found", reports / "operator notes"]
+    for path in foreign:
+        path.mkdir()
+        os.utime(path, (0, 0))  # older than every run: still not a run folder
+    for index in (1, 2):
+        assert _run_shard(tmp_path, shard_env, index).returncode == 0
+    proc = _run_shard(tmp_path, shard_env, 0, CLAMFLEET_KEEP="3")
+    assert proc.returncode == 0, proc.stderr
+    kept = {p.name for p in reports.iterdir() if p.is_dir() and not p.is_symlink()}
+    this_run = Path(shard_env["RUN_DIR"]).name
+    assert kept == {this_run, old_runs[-1].name, old_runs[-2].name, "lost+found", "operator notes"}
+    assert os.readlink(reports / "latest") == this_run
+
+
+def test_shard_script_removes_nothing_when_keep_is_zero_or_the_merge_wrote_no_report(
+    tmp_path: Path, shard_env: dict[str, str]
+) -> None:
+    reports = Path(shard_env["RUN_DIR"]).parent
+    for i in range(3):
+        (reports / f"clamfleet-2800000{i}" / "merged").mkdir(parents=True)
+    for index in (1, 2):
+        assert _run_shard(tmp_path, shard_env, index).returncode == 0
+    assert _run_shard(tmp_path, shard_env, 0, CLAMFLEET_KEEP="0").returncode == 0
+    assert len([p for p in reports.iterdir() if not p.is_symlink()]) == 4
+    # A merge that crashed before writing its report keeps every earlier run.
+    fake = Path(shard_env["PATH"].split(os.pathsep)[0]) / "clamfleet"
+    fake.write_text('#!/bin/sh\necho "$*" >> "$FAKE_LOG"\n[ "$1" = merge ] && exit 70\nexit 0\n')
+    env = {**shard_env, "RUN_DIR": str(reports / "clamfleet-29000001")}
+    proc = _run_shard(tmp_path, env, 0, CLAMFLEET_KEEP="1", MERGE_WAIT_SECONDS="0")
+    assert proc.returncode == 70
+    assert _calls(env)[-1].startswith("merge ")
+    runs = [p for p in reports.iterdir() if not p.is_symlink() and (p / "merged").is_dir()]
+    assert len(runs) == 4
 
 
 def test_shard_script_forwards_sigterm(tmp_path: Path, shard_env: dict[str, str]) -> None:
@@ -472,6 +520,59 @@ def test_github_matrix_scan_and_merge() -> None:
     assert data["env"]["CLAMFLEET_IMAGE"] == IMAGE
 
 
+def test_gitlab_never_allows_a_code_that_is_no_verdict() -> None:
+    data = yaml.safe_load((CI / "gitlab-ci.yml").read_text())
+    for job in ("scan", "merge"):
+        allowed = set(data[job]["allow_failure"]["exit_codes"])
+        assert allowed <= {1, 2}, job  # 3, 70 and the rest fail the pipeline
+
+
+def _github_step(job: str) -> str:
+    data = yaml.safe_load((CI / "github-actions.yml").read_text())
+    step = next(s for s in data["jobs"][job]["steps"] if "docker run" in s.get("run", ""))
+    script: str = step["run"]
+    return script
+
+
+@pytest.mark.parametrize("job", ["scan", "merge"])
+@pytest.mark.parametrize("code", [0, 1, 2, 3, 70, 137])
+def test_github_steps_fail_on_every_code_that_is_no_verdict(
+    tmp_path: Path, job: str, code: int
+) -> None:
+    """The step's script, run as GitHub runs it (bash -e), with `docker` exiting `code`."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    docker = bindir / "docker"
+    docker.write_text(f"#!/bin/sh\nexit {code}\n")
+    docker.chmod(0o755)
+    env = {
+        "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+        "SHARD": "1",
+        "CLAMFLEET_IMAGE": IMAGE,
+    }
+    script = tmp_path / "step.sh"
+    script.write_text(_github_step(job))
+    proc = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert (tmp_path / "output").read_text() == f"exit-code={code}\n"
+    verdict = code in (0, 1, 2)
+    if job == "scan":  # a shard that reached a verdict succeeds; the merge gates the run
+        assert (proc.returncode == 0) == verdict, proc.stdout
+    else:
+        assert proc.returncode == code, proc.stdout
+    if not verdict:
+        assert "::error::" in proc.stdout and "infected" not in proc.stdout
+    if code == 70:
+        assert "internal error" in proc.stdout
+
+
 @pytest.mark.parametrize("name", ["github-actions.yml", "gitlab-ci.yml"])
 def test_ci_tokens_come_from_ci_secrets_not_command_lines(name: str) -> None:
     text = (CI / name).read_text()
@@ -543,14 +644,14 @@ def test_systemd_no_inline_secrets() -> None:
     assert "Environment" not in service  # secrets via EnvironmentFile/LoadCredential only
 
 
-@pytest.mark.parametrize("code", [0, 1, 2, 3])
-def test_systemd_exec_start_script(tmp_path: Path, code: int) -> None:
-    """Run ExecStart's shell with clamfleet, flock and the state dir swapped for stand-ins:
-    the report directory is created, `latest` repointed, clamfleet's exit code kept."""
+def _run_exec_start(
+    tmp_path: Path, fake_clamfleet: str, **env: str
+) -> tuple[subprocess.CompletedProcess[bytes], Path]:
+    """Run ExecStart's shell with clamfleet, flock and the state dir swapped for stand-ins."""
     state = tmp_path / "state"
-    (state / "reports").mkdir(parents=True)
+    (state / "reports").mkdir(parents=True, exist_ok=True)
     fake = tmp_path / "clamfleet"
-    fake.write_text(FAKE_CLAMFLEET)
+    fake.write_text(fake_clamfleet)
     fake.chmod(0o755)
     flock = shutil.which("flock")
     if flock is None:  # util-linux missing: a pass-through that drops flock's options
@@ -563,13 +664,100 @@ def test_systemd_exec_start_script(tmp_path: Path, code: int) -> None:
         .replace("/usr/bin/flock", flock)
         .replace("/var/lib/clamfleet", str(state))
     )
-    env = {**os.environ, "FAKE_LOG": str(tmp_path / "log"), "FAKE_RUN_RC": str(code)}
-    proc = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, timeout=20)
+    full_env = {**os.environ, "FAKE_LOG": str(tmp_path / "log"), **env}
+    proc = subprocess.run(["/bin/sh", "-c", script], env=full_env, capture_output=True, timeout=20)
+    return proc, state / "reports"
+
+
+@pytest.mark.parametrize("code", [0, 1, 2, 3, 70])
+def test_systemd_exec_start_script(tmp_path: Path, code: int) -> None:
+    """The report directory is created, `latest` repointed, clamfleet's exit code kept."""
+    proc, reports = _run_exec_start(tmp_path, FAKE_CLAMFLEET, FAKE_RUN_RC=str(code))
     assert proc.returncode == code, proc.stderr
-    (run_dir,) = [p for p in (state / "reports").iterdir() if not p.is_symlink()]
+    (run_dir,) = [p for p in reports.iterdir() if not p.is_symlink()]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d{6}Z", run_dir.name)
     assert (run_dir / "report.json").exists()
-    assert os.readlink(state / "reports" / "latest") == str(run_dir)
+    assert os.readlink(reports / "latest") == str(run_dir)
+
+
+def _old_report_folders(reports: Path, count: int) -> list[Path]:
+    """Report folders of earlier nights, oldest first, each with its report."""
+    folders = [reports / f"2020-01-{day:02d}T020000Z" for day in range(1, count + 1)]
+    for folder in folders:
+        folder.mkdir(parents=True)
+        (folder / "report.json").write_text("{}")
+    return folders
+
+
+def test_systemd_run_keeps_the_newest_report_folders_and_nothing_else(tmp_path: Path) -> None:
+    reports = tmp_path / "state" / "reports"
+    old = _old_report_folders(reports, 6)
+    (reports / "manual-rerun").mkdir()  # an operator's folder: not a timestamp, never removed
+    (reports / "notes.txt").write_text("mine")
+    proc, _ = _run_exec_start(tmp_path, FAKE_CLAMFLEET, FAKE_RUN_RC="1", CLAMFLEET_KEEP="3")
+    assert proc.returncode == 1, proc.stderr
+    names = {p.name for p in reports.iterdir() if not p.is_symlink()}
+    (new,) = names - {p.name for p in old} - {"manual-rerun", "notes.txt"}
+    assert names == {new, old[-1].name, old[-2].name, "manual-rerun", "notes.txt"}
+    assert os.readlink(reports / "latest") == str(reports / new)
+
+
+def test_systemd_run_without_a_report_neither_repoints_latest_nor_prunes(tmp_path: Path) -> None:
+    reports = tmp_path / "state" / "reports"
+    old = _old_report_folders(reports, 4)
+    (reports / "latest").symlink_to(old[-1])
+    no_report = '#!/bin/sh\necho "$*" >> "$FAKE_LOG"\nexit 3\n'  # bad inventory: nothing written
+    proc, _ = _run_exec_start(tmp_path, no_report, CLAMFLEET_KEEP="1")
+    assert proc.returncode == 3
+    assert all(p.is_dir() for p in old)
+    assert os.readlink(reports / "latest") == str(old[-1])
+
+
+def test_systemd_keep_zero_or_garbage_removes_nothing(tmp_path: Path) -> None:
+    reports = tmp_path / "state" / "reports"
+    old = _old_report_folders(reports, 3)
+    for keep in ("0", "two weeks"):
+        proc, _ = _run_exec_start(tmp_path, FAKE_CLAMFLEET, CLAMFLEET_KEEP=keep)
+        assert proc.returncode == 0, proc.stderr
+        assert all(p.is_dir() for p in old), keep
+    assert b"CLAMFLEET_KEEP=two weeks is not a number" in proc.stdout
+
+
+def _exec_stop_post(exit_status: str, exit_code: str = "exited") -> str:
+    value = _unit("clamfleet.service")["Service"]["ExecStopPost"]
+    argv = shlex.split(value)
+    assert argv[:2] == ["/bin/sh", "-c"] and len(argv) == 3
+    script = argv[2].replace("$$", "$").replace("%%", "%")
+    env = {**os.environ, "EXIT_STATUS": exit_status, "EXIT_CODE": exit_code}
+    proc = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_systemd_only_exit_1_is_logged_as_infected_and_no_verdict_is_an_error() -> None:
+    assert _exec_stop_post("0") == ""
+    assert _exec_stop_post("1").startswith("<1>") and "INFECTED" in _exec_stop_post("1")
+    assert _exec_stop_post("2").startswith("<4>")
+    for status, code in (("3", "exited"), ("70", "exited"), ("137", "exited"), ("TERM", "killed")):
+        line = _exec_stop_post(status, code)
+        assert line.startswith("<3>"), (status, line)  # syslog "err": above -p err
+        assert "INFECTED" not in line and "FAILED" in line, (status, line)
+    assert "internal error" in _exec_stop_post("70")
+    # Only the verdicts keep the unit from "failed": 3, 70 and the rest are service failures.
+    success = set(_unit("clamfleet.service")["Service"]["SuccessExitStatus"].split())
+    assert success == {"1", "2"}
+
+
+def test_systemd_documentation_points_at_a_file_the_install_steps_put_there() -> None:
+    docs = _unit("clamfleet.service")["Unit"]["Documentation"].split()
+    readme = (DEPLOY / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```sh\n(.*?)```", readme, flags=re.S) if "systemctl" in b]
+    installs = [shlex.split(line) for line in block.splitlines() if line.startswith("install ")]
+    for doc in docs:
+        assert doc.startswith("file://"), doc
+        path = doc.removeprefix("file://")
+        (step,) = [argv for argv in installs if argv[-1] == path]
+        assert (ROOT / step[-2]).is_file(), f"{step[-2]}: not in the repository"
 
 
 def test_systemd_analyze_verify(tmp_path: Path) -> None:

@@ -104,14 +104,14 @@ def assert_formats_agree(out: Path) -> dict[str, Any]:
             for s in families[name].samples
         }
 
-    assert samples("clamfleet_infected_files") == {
+    assert samples("clamfleet_target_infected_files") == {
         k: len(t["infected_files"]) for k, t in targets.items()
     }
     assert samples("clamfleet_target_failed") == {
         k: 1.0 if s == "failed" else 0.0 for k, s in statuses.items()
     }
     scanned = {k: t["scan"]["scanned_file_count"] for k, t in targets.items() if t["scan"]}
-    assert samples("clamfleet_scanned_files") == scanned
+    assert samples("clamfleet_target_scanned_files") == scanned
     (exit_sample,) = families["clamfleet_run_exit_code"].samples
     assert exit_sample.value == summary["exit_code"]
     return report
@@ -122,14 +122,20 @@ def test_every_format_of_a_real_run_and_of_its_merge_agrees_with_report_json(
 ) -> None:
     spec = mixed_fleet()
     sim = simulate(spec)
-    whole = cli("run", sim.inventory, "--format", ALL_FORMATS)
+    whole = cli("run", sim.inventory, "--format", ALL_FORMATS, "--prometheus-per-target")
     report = assert_formats_agree(whole.out)
     statuses = {t["status"] for t in report["targets"]}
     assert statuses == {"clean", "infected", "skipped", "failed"}, "the fleet exercises all four"
     assert whole.code == 1
 
     shards = [cli("run", sim.inventory, "--shard", f"{i}/2") for i in (1, 2)]
-    merged = cli("merge", *(s.out / "report.json" for s in shards), "--format", ALL_FORMATS)
+    merged = cli(
+        "merge",
+        *(s.out / "report.json" for s in shards),
+        "--format",
+        ALL_FORMATS,
+        "--prometheus-per-target",
+    )
     merged_report = assert_formats_agree(merged.out)
     assert files_of(merged_report) == files_of(report)
     assert [(target_key(t), t["status"]) for t in merged_report["targets"]] == [

@@ -211,13 +211,52 @@ def test_junit_survives_characters_xml_cannot_carry(tmp_path: Path) -> None:
 # Prometheus
 
 
-def test_prometheus_textfile_parses_with_the_expected_samples(written: Path) -> None:
+def prometheus_families(path: Path) -> dict[str, Any]:
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = (written / "clamfleet.prom").read_text("utf-8")
-    families = {f.name: f for f in text_string_to_metric_families(text)}
-    assert all(f.type == "gauge" for f in families.values())
-    assert families["clamfleet_infected_files"].documentation
+    text = path.read_text("utf-8")
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def test_prometheus_textfile_holds_fleet_and_server_totals_not_targets(written: Path) -> None:
+    families = prometheus_families(written / "clamfleet.prom")
+    assert all(f.type == "gauge" and f.documentation for f in families.values())
+
+    def samples(name: str, *keys: str) -> dict[tuple[str, ...], float]:
+        return {tuple(s.labels[k] for k in keys): s.value for s in families[name].samples}
+
+    # Fleet totals, every status present (an alert on `> 0` needs the zero series too).
+    assert samples("clamfleet_targets", "shard", "status") == {
+        ("1/1", "clean"): 1,
+        ("1/1", "infected"): 2,
+        ("1/1", "failed"): 2,
+        ("1/1", "skipped"): 1,
+    }
+    assert samples("clamfleet_infected_files", "shard") == {("1/1",): 3}
+    by_server = samples("clamfleet_server_targets", "server", "status")
+    assert by_server[("web01", "infected")] == 2 and by_server[("web01", "clean")] == 1
+    assert by_server[("web02", "failed")] == 1 and by_server[("web02", "skipped")] == 1
+    assert by_server[("web03", "failed")] == 1 and by_server[("web03", "clean")] == 0
+    assert len(by_server) == 3 * 4
+    assert samples("clamfleet_server_infected_files", "server") == {
+        ("web01",): 3,
+        ("web02",): 0,
+        ("web03",): 0,
+    }
+    # By default nothing grows with the number of targets (10,000 targets: 60,000 series).
+    assert not [name for name in families if name.startswith("clamfleet_target_")]
+    sample_count = sum(len(f.samples) for f in families.values())
+    assert sample_count == 4 + 1 + 3 * (4 + 1) + 2
+    (exit_sample,) = families["clamfleet_run_exit_code"].samples
+    assert exit_sample.value == 1 and exit_sample.labels == {"shard": "1/1"}
+    (done,) = families["clamfleet_run_finished_timestamp_seconds"].samples
+    report = sample_report()
+    assert report.run.finished_at is not None and done.value == report.run.finished_at.timestamp()
+
+
+def test_prometheus_per_target_series_only_when_asked(tmp_path: Path) -> None:
+    write_report(sample_report(), tmp_path, ["prometheus"], prometheus_per_target=True)
+    families = prometheus_families(tmp_path / "clamfleet.prom")
 
     def samples(name: str) -> dict[tuple[str, str, str], float]:
         return {
@@ -225,7 +264,7 @@ def test_prometheus_textfile_parses_with_the_expected_samples(written: Path) -> 
             for s in families[name].samples
         }
 
-    assert samples("clamfleet_infected_files") == {
+    assert samples("clamfleet_target_infected_files") == {
         ("web01", "alice", "home"): 2,
         ("web01", "bob", "home"): 0,
         ("web01", "bob", "mail"): 1,
@@ -241,20 +280,21 @@ def test_prometheus_textfile_parses_with_the_expected_samples(written: Path) -> 
         ("web02", "dave", "home"): 0,
         ("web03", "*", "home"): 1,
     }
-    assert samples("clamfleet_scanned_files")[("web01", "alice", "home")] == 135
-    assert samples("clamfleet_scanned_bytes")[("web01", "alice", "home")] == 6750
-    assert ("web02", "dave", "home") not in samples("clamfleet_scanned_files")
-    assert samples("clamfleet_scan_duration_seconds")[("web01", "alice", "home")] == 41.2
-    last = samples("clamfleet_last_success_timestamp_seconds")
-    report = sample_report()
-    finished = report.targets[0].finished_at
+    assert samples("clamfleet_target_scanned_files")[("web01", "alice", "home")] == 135
+    assert samples("clamfleet_target_scanned_bytes")[("web01", "alice", "home")] == 6750
+    assert ("web02", "dave", "home") not in samples("clamfleet_target_scanned_files")
+    assert samples("clamfleet_target_scan_duration_seconds")[("web01", "alice", "home")] == 41.2
+    last = samples("clamfleet_target_last_success_timestamp_seconds")
+    finished = sample_report().targets[0].finished_at
     assert finished is not None
     assert last[("web01", "alice", "home")] == finished.timestamp()
     assert ("web02", "carol", "home") not in last and ("web03", "*", "home") not in last
-    (exit_sample,) = families["clamfleet_run_exit_code"].samples
-    assert exit_sample.value == 1 and exit_sample.labels == {"shard": "1/1"}
-    (done,) = families["clamfleet_run_finished_timestamp_seconds"].samples
-    assert report.run.finished_at is not None and done.value == report.run.finished_at.timestamp()
+    # The totals are still there, and no per-target family shares a name with them.
+    assert samples_total(families["clamfleet_infected_files"]) == 3
+
+
+def samples_total(family: Any) -> float:
+    return float(sum(s.value for s in family.samples))
 
 
 def test_prometheus_label_values_are_escaped(tmp_path: Path) -> None:
@@ -271,7 +311,7 @@ def test_prometheus_label_values_are_escaped(tmp_path: Path) -> None:
     write_report(build_report(report.run, [target]), tmp_path, ["prometheus"])
     text = (tmp_path / "clamfleet.prom").read_text("utf-8")
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    (sample,) = families["clamfleet_infected_files"].samples
+    (sample,) = families["clamfleet_server_infected_files"].samples
     assert sample.labels["server"] == odd
 
 

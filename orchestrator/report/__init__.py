@@ -1,4 +1,4 @@
-"""The run report: one model, rendered to every format (design.md section 6).
+"""The run report: one model, rendered to every format (the contract: README "Report").
 
 Pure apart from the writers' file I/O: no network, no logging.
 """
@@ -18,7 +18,14 @@ from orchestrator.report.model import (
 )
 from orchestrator.report.schema import report_schema, validate_report_dict
 from orchestrator.report.tabular import summary_table
-from orchestrator.report.writers import DEFAULT_FORMATS, FORMATS, render, write_report
+from orchestrator.report.writers import (
+    DEFAULT_FORMATS,
+    FORMATS,
+    prepare_out_dir,
+    render,
+    writable_dir,
+    write_report,
+)
 
 __all__ = [
     "DEFAULT_FORMATS",
@@ -35,6 +42,7 @@ __all__ = [
     "load_report",
     "merge_reports",
     "notification_payload",
+    "prepare_out_dir",
     "render",
     "report_from_dict",
     "report_schema",
@@ -42,5 +50,6 @@ __all__ = [
     "should_notify",
     "summary_table",
     "validate_report_dict",
+    "writable_dir",
     "write_report",
 ]

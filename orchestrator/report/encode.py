@@ -1,4 +1,4 @@
-"""Report -> the report.json document (design.md section 6), keys in the contract's order.
+"""Report -> the report.json document (README "Report"), keys in the contract's order.
 
 Additive keys beyond the contract: `run.servers`, `run.fleet_id`, `run.rerun_of` (always
 present), and, only when a baseline was applied, `summary.delta`, each infected file's `delta`

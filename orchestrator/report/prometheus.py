@@ -1,12 +1,16 @@
 """clamfleet.prom: a Prometheus textfile for node_exporter's textfile collector.
 
-Per-target gauges carry server/account/scan_type labels; run-level gauges carry the shard, so
-the files of several shards in one collector directory never define the same series twice.
+What it holds grows with the number of servers, not of targets: fleet totals (targets by
+status, infected files) and the same per server. Per-target series (server/account/scan_type
+labels, six per target: 60,000 series for a 10,000-target fleet) only with `per_target=True`
+(`--prometheus-per-target`). Fleet-level gauges carry the shard, so the files of several shards
+in one collector directory never define the same series twice (a server is in one shard only).
 No sample timestamps: the textfile collector refuses them.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -35,16 +39,20 @@ def _last_success(t: TargetResult) -> float | None:
     return t.finished_at.timestamp()
 
 
+#: Per-target gauges (only with per_target=True), named `clamfleet_target_*` so that none shares
+#: a name, and so a `sum()`, with the fleet and per-server totals.
 TARGET_GAUGES = (
     Gauge(
-        "clamfleet_infected_files",
+        "clamfleet_target_infected_files",
         "Infected files found in the target.",
         lambda t: len(t.infected_files),
     ),
-    Gauge("clamfleet_scanned_files", "Files the target's scan examined.", _scanned_files),
-    Gauge("clamfleet_scanned_bytes", "Bytes the target's scan examined.", _scanned_bytes),
+    Gauge("clamfleet_target_scanned_files", "Files the target's scan examined.", _scanned_files),
+    Gauge("clamfleet_target_scanned_bytes", "Bytes the target's scan examined.", _scanned_bytes),
     Gauge(
-        "clamfleet_scan_duration_seconds", "Wall time spent on the target.", lambda t: t.duration_s
+        "clamfleet_target_scan_duration_seconds",
+        "Wall time spent on the target.",
+        lambda t: t.duration_s,
     ),
     Gauge(
         "clamfleet_target_failed",
@@ -52,11 +60,13 @@ TARGET_GAUGES = (
         lambda t: 1 if t.status is Status.FAILED else 0,
     ),
     Gauge(
-        "clamfleet_last_success_timestamp_seconds",
+        "clamfleet_target_last_success_timestamp_seconds",
         "Unix time the target last finished without failing.",
         _last_success,
     ),
 )
+#: Every status, always written (0 included): an alert on `> 0` needs the series to exist.
+STATUSES = tuple(str(s) for s in Status)
 
 
 def escape_label(value: str) -> str:
@@ -92,6 +102,32 @@ def _target_lines(report: Report, gauge: Gauge) -> Iterator[str]:
             yield f"{gauge.name}{labels} {format_value(value)}"
 
 
+def _fleet_lines(report: Report) -> Iterator[str]:
+    summary = report.summary
+    yield from _header("clamfleet_targets", "Targets of the run by status.")
+    for status in STATUSES:  # Summary has one count per status, under the status's name
+        labels = _labels(shard=report.run.shard, status=status)
+        yield f"clamfleet_targets{labels} {getattr(summary, status)}"
+    yield from _header("clamfleet_infected_files", "Infected files found in the run.")
+    yield f"clamfleet_infected_files{_labels(shard=report.run.shard)} {summary.infected_files}"
+
+
+def _server_lines(report: Report) -> Iterator[str]:
+    by_status: dict[str, Counter[str]] = {}
+    files: Counter[str] = Counter()
+    for t in report.targets:  # servers in report order (inventory order)
+        by_status.setdefault(t.server, Counter())[str(t.status)] += 1
+        files[t.server] += len(t.infected_files)
+    yield from _header("clamfleet_server_targets", "Targets of the server by status.")
+    for server, counts in by_status.items():
+        for status in STATUSES:
+            labels = _labels(server=server, status=status)
+            yield f"clamfleet_server_targets{labels} {counts[status]}"
+    yield from _header("clamfleet_server_infected_files", "Infected files found on the server.")
+    for server in by_status:
+        yield f"clamfleet_server_infected_files{_labels(server=server)} {files[server]}"
+
+
 def _run_lines(report: Report) -> Iterator[str]:
     shard = _labels(shard=report.run.shard)
     yield from _header(
@@ -103,7 +139,9 @@ def _run_lines(report: Report) -> Iterator[str]:
     yield f"clamfleet_run_finished_timestamp_seconds{shard} {format_value(finished.timestamp())}"
 
 
-def prometheus_text(report: Report) -> str:
-    lines = [line for gauge in TARGET_GAUGES for line in _target_lines(report, gauge)]
+def prometheus_text(report: Report, *, per_target: bool = False) -> str:
+    lines = [*_fleet_lines(report), *_server_lines(report)]
+    if per_target:
+        lines += [line for gauge in TARGET_GAUGES for line in _target_lines(report, gauge)]
     lines += _run_lines(report)
     return "\n".join(lines) + "\n"

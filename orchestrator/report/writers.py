@@ -3,6 +3,10 @@
 Every file is rendered from the one Report before anything is written, then each goes to a
 temporary file in the output directory and is renamed over its final name, so a reader never
 sees a half-written file and a failed render changes nothing.
+
+A run owns the clamfleet files of its output directory: those of an earlier run that this run's
+formats do not write (a junit.xml, a clamfleet.prom) are removed, so the folder never holds two
+runs' stories. Only the file names of `OUTPUTS` are touched, nothing else in the folder.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Collection
+from functools import partial
 from pathlib import Path
 
 from orchestrator.errors import ConfigError
@@ -44,36 +49,55 @@ OUTPUTS: dict[str, tuple[tuple[str, Renderer], ...]] = {
     "sarif": (("report.sarif", report_sarif),),
 }
 FORMATS: tuple[str, ...] = tuple(OUTPUTS)
+#: Every file name clamfleet writes into an output directory (and may therefore remove).
+OWNED_FILES: frozenset[str] = frozenset(name for files in OUTPUTS.values() for name, _ in files)
 DEFAULT_FORMATS: tuple[str, ...] = ("json", "csv", "html")
 FILE_MODE = 0o644
 
 
-def render(report: Report, formats: Collection[str] = DEFAULT_FORMATS) -> dict[str, str]:
+def render(
+    report: Report,
+    formats: Collection[str] = DEFAULT_FORMATS,
+    *,
+    prometheus_per_target: bool = False,
+) -> dict[str, str]:
     """File name -> content for `formats` (json always), in FORMATS order."""
     unknown = set(formats) - set(FORMATS)
     if unknown:
         allowed = ", ".join(FORMATS)
         raise ConfigError(f"unknown format {', '.join(sorted(unknown))} (allowed: {allowed})")
     wanted = {"json", *formats}
+    outputs = dict(OUTPUTS)
+    if prometheus_per_target:
+        outputs["prometheus"] = (("clamfleet.prom", partial(prometheus_text, per_target=True)),)
     return {
         name: renderer(report)
         for fmt in FORMATS
         if fmt in wanted
-        for name, renderer in OUTPUTS[fmt]
+        for name, renderer in outputs[fmt]
     }
 
 
 def write_report(
-    report: Report, out_dir: Path, formats: Collection[str] = DEFAULT_FORMATS
+    report: Report,
+    out_dir: Path,
+    formats: Collection[str] = DEFAULT_FORMATS,
+    *,
+    prometheus_per_target: bool = False,
 ) -> list[Path]:
-    """Write the report in `formats` (report.json always, first) into `out_dir`."""
-    contents = render(report, formats)
+    """Write the report in `formats` (report.json always, first) into `out_dir`.
+
+    The files are staged first; then clamfleet files of an earlier run that this one does not
+    write are removed, and the new ones renamed into place.
+    """
+    contents = render(report, formats, prometheus_per_target=prometheus_per_target)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[str, Path]] = []
     try:
         for name, text in contents.items():
             staged.append((_stage(out_dir, name, text), out_dir / name))
+        _remove_stale(out_dir, OWNED_FILES - contents.keys())
         for temp, final in staged:
             os.replace(temp, final)
     finally:
@@ -81,6 +105,52 @@ def write_report(
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
     return [final for _, final in staged]
+
+
+def _remove_stale(out_dir: Path, names: Collection[str]) -> None:
+    """Remove these clamfleet files of an earlier run; a directory of that name is not ours."""
+    for name in names:
+        path = out_dir / name
+        if path.is_symlink() or path.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def prepare_out_dir(out_dir: Path) -> Path:
+    """Create `out_dir` if missing and prove it writable, before the run sends any request.
+
+    A run that scans the whole fleet and then cannot write its report wasted the night; and the
+    crash would come after the verdict was known. Raises ConfigError naming the path (exit 3).
+    """
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"{out_dir}: cannot create the report directory ({_reason(exc)})", field="--out"
+        ) from None
+    writable_dir(out_dir, field="--out")
+    return out_dir
+
+
+def writable_dir(directory: Path, *, field: str) -> None:
+    """Raise ConfigError unless `directory` is a directory this process can create files in.
+
+    Tried with a real file, not os.access(): that answers for root and read-only mounts alike.
+    """
+    if not directory.is_dir():
+        what = "does not exist" if not directory.exists() else "is not a directory"
+        raise ConfigError(f"{directory}: {what}", field=field)
+    try:
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".clamfleet-probe-")
+    except OSError as exc:
+        raise ConfigError(f"{directory}: not writable ({_reason(exc)})", field=field) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
 
 
 def _stage(directory: Path, name: str, text: str) -> str:

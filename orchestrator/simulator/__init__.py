@@ -11,7 +11,7 @@ Where cpanel-api.md leaves a behaviour open, the simulator picks one and says so
 - A stalled scan is a dead scanner child: its status freezes near 40% with scan_complete 0, and
   a new start_scan is accepted again (the PID is gone), as section 3.3 describes.
 - `get_scan_status` right after a successful start_scan shows the previous *completed* status
-  for `Faults.stale_seconds` (design.md section 7); never a null or a running one.
+  for `Faults.stale_seconds` (README "What a run does", step 3); never a null or a running one.
 - time_started is strictly increasing per account, so two scans in one second differ.
 - A one-time login URL works once; the state file is never `queued` (cPanel deletes it right
   after queueing, hence the transient `none`).

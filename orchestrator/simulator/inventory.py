@@ -1,4 +1,4 @@
-"""The inventory (design.md section 4) matching a running simulated fleet; secrets by env var."""
+"""The inventory (README "Inventory") matching a running simulated fleet; secrets by env var."""
 
 from __future__ import annotations
 
