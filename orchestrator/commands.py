@@ -36,6 +36,7 @@ from orchestrator.report import (
     write_report,
 )
 from orchestrator.runner import FleetRun, NullObserver, Observer, RunOptions
+from orchestrator.secretref import env_var_phrase
 from orchestrator.shard import resolve_shard, servers_in_shard
 
 T = TypeVar("T")
@@ -201,7 +202,9 @@ def _webhook_url(env_var: str | None) -> str | None:
         )
     url = os.environ.get(env_var.removeprefix("env:"), "")
     if not url:
-        raise ConfigError(f"environment variable {env_var} is not set", field="--notify-webhook")
+        # The name is shown only if it looks like one: the URL itself may have been pasted.
+        message = f"{env_var_phrase(env_var.removeprefix('env:'))} is not set"
+        raise ConfigError(message, field="--notify-webhook")
     return url
 
 

@@ -33,6 +33,7 @@ from orchestrator.config import (
 )
 from orchestrator.errors import ConfigError
 from orchestrator.model import ScanType, Secret
+from orchestrator.secretref import NOT_SHOWN, shown_env_name
 from orchestrator.yamlsrc import Value, read_document
 
 TOP_KEYS = ("defaults", "groups", "servers", "settings")
@@ -295,18 +296,18 @@ def _secret(merged: Layer, method: AuthMethod, ctx: _Context) -> Secret:
 def _secret_from_env(value: Value, ctx: _Context) -> Secret:
     var = value.text()
     secret = ctx.env.get(var, "")
+    if var in ctx.env and not secret:
+        # The variable exists, so this is its name and not a pasted secret: name it.
+        raise value.error(f"environment variable {var} is empty")
     if not secret:
-        if _looks_like_a_secret(var):
-            # Someone pasted the token itself here: do not print it in the error.
-            raise value.error("this looks like a secret, not the name of an environment variable")
-        state = "is empty" if var in ctx.env else "is not set"
-        raise value.error(f"environment variable {var} {state}")
+        if shown_env_name(var) is None:
+            # Perhaps the token itself was pasted here (see secretref): say so, never echo it.
+            raise value.error(
+                f"the environment variable named here is not set ({NOT_SHOWN}; "
+                f"{value.field.rsplit('.', 1)[-1]} takes the name of a variable, e.g. WHM_TOKEN)"
+            )
+        raise value.error(f"environment variable {var} is not set")
     return Secret(secret)
-
-
-def _looks_like_a_secret(var: str) -> bool:
-    # cPanel/WHM API tokens are 32 upper-case letters and digits; variable names have `_`.
-    return len(var) >= 20 and "_" not in var and any(c.isdigit() for c in var)
 
 
 def _secret_from_file(value: Value, ctx: _Context) -> Secret:
@@ -314,7 +315,12 @@ def _secret_from_file(value: Value, ctx: _Context) -> Secret:
     try:
         secret = path.read_text(encoding="utf-8").rstrip("\r\n")
     except FileNotFoundError:
-        raise value.error(f"secret file {path} does not exist") from None
+        # Perhaps the password itself was pasted here: the path is not shown. Once the file
+        # exists (the errors below) the value is certainly a path and naming it helps.
+        raise value.error(
+            f"the secret file named here does not exist ({NOT_SHOWN};"
+            f" relative paths start at {ctx.base})"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
         raise value.error(f"cannot read secret file {path}: {reason}") from None
@@ -421,6 +427,14 @@ def _at_least_one(value: Value) -> int:
     return value.integer(1)
 
 
+def _env_name(value: Value) -> str:
+    name = value.text()  # a non-string is refused without showing it (secret field)
+    if not ENV_NAME.fullmatch(name):
+        # A variable name cannot start with a digit or hold '-', '+', '/': a pasted token can.
+        raise value.error(f"is not a valid environment variable name ({NOT_SHOWN})")
+    return name
+
+
 def _check_ca(value: Value) -> None:
     if not value.is_null:
         value.text()
@@ -438,8 +452,8 @@ CHECKS: dict[str, Callable[[Value], object]] = {
     "requests_per_second": Value.positive,
     "auth.method": lambda v: v.choice(AuthMethod),
     "auth.user": Value.text,
-    "auth.token_env": lambda v: v.text(ENV_NAME, "an environment variable name"),
-    "auth.password_env": lambda v: v.text(ENV_NAME, "an environment variable name"),
+    "auth.token_env": _env_name,
+    "auth.password_env": _env_name,
     "auth.token_file": Value.text,
     "auth.password_file": Value.text,
     "tls.verify": Value.boolean,
