@@ -238,22 +238,27 @@ def _notify(url: str, report: Report, mode: str) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
+    """Offline by default: no request, no secret read (so CI can lint without the tokens)."""
+    from orchestrator import lint
+
     log.configure(args.log_format, args.log_level)
-    inventory = load_inventory(args.inventory)
+    online = bool(args.check_connectivity)
+    inventory = load_inventory(args.inventory, secrets=online)
     policy = load_policy(args.policy) if args.policy else None
-    if args.check_connectivity:
+    if online:
         from orchestrator.preflight import check_connectivity
 
         _register_secrets(inventory, None)
         return check_connectivity(inventory)
-    print(f"{args.inventory}: OK, {len(inventory.servers)} servers")
+    print(f"{args.inventory}: OK, {len(inventory.servers)} servers (secrets not read)")
     for server in inventory.servers:
-        accounts = "all" if server.accounts is None else ",".join(server.accounts)
-        types = ",".join(str(t) for t in server.scan_types)
-        method = str(server.auth.method)
-        print(f"  {server.name:<20} {server.base_url:<40} {method:<16} {accounts}  [{types}]")
+        print("\n".join(lint.server_lines(server)))
+    warnings = list(lint.inventory_warnings(inventory))
     if policy is not None:
         print(f"{args.policy}: OK, {len(policy.rules)} rules, default {policy.default}")
+        warnings += [f"{args.policy}: {w}" for w in lint.policy_warnings(policy)]
+    for warning in warnings:
+        print(f"warning: {warning}")
     return 0
 
 

@@ -73,14 +73,22 @@ Layer = dict[str, Value]
 T = TypeVar("T")
 
 
-def load_inventory(path: str | Path, env: Mapping[str, str] | None = None) -> Inventory:
-    """Read, validate and resolve the inventory; raises ConfigError naming file, line and field."""
+def load_inventory(
+    path: str | Path, env: Mapping[str, str] | None = None, *, secrets: bool = True
+) -> Inventory:
+    """Read, validate and resolve the inventory; raises ConfigError naming file, line and field.
+
+    With `secrets=False` (offline `validate`) nothing outside the YAML is read: secret
+    references are checked for their form only and stay unresolved (`Credentials.resolved` is
+    False, the secret empty), and a missing `tls.ca_file` is left for the caller to warn about.
+    Such an inventory is for reporting only, never for sending a request.
+    """
     root = read_document(path, "inventory")
     if root is None:
         raise ConfigError(
             "the inventory is empty: it needs at least a servers list", file=str(path)
         )
-    ctx = _Context(Path(path).absolute().parent, os.environ if env is None else env)
+    ctx = _Context(Path(path).absolute().parent, os.environ if env is None else env, secrets)
     if not isinstance(root.node, MappingNode):
         raise root.expected("a mapping with a servers list")
     top = root.mapping(TOP_KEYS)
@@ -110,6 +118,7 @@ class _Context:
 
     base: Path  # the inventory's directory: relative token_file / ca_file paths start here
     env: Mapping[str, str]
+    secrets: bool = True  # False: read no environment variable and no file (offline validate)
 
     def path(self, text: str) -> Path:
         return self.base / Path(text).expanduser()
@@ -278,16 +287,23 @@ def _credentials(item: Value, merged: Layer, switched: bool, ctx: _Context) -> C
     if not any(f"auth.{k}" in merged for k in ALL_REFS):
         needs = f"{method} needs {' or '.join(allowed)}{hint}"
         raise _missing(item, f"auth.{allowed[0]}", needs)
-    return Credentials(method=method, user=user, secret=_secret(merged, method, ctx))
-
-
-def _secret(merged: Layer, method: AuthMethod, ctx: _Context) -> Secret:
-    allowed = SECRET_REFS[method]
-    present = [k for k in ALL_REFS if f"auth.{k}" in merged]
-    key = present[0]
+    key = next(k for k in ALL_REFS if f"auth.{k}" in merged)
     value = merged[f"auth.{key}"]
     if key not in allowed:
         raise value.error(f"{method} takes {' or '.join(allowed)}, not {key}")
+    reference = _reference(key, value)
+    if not ctx.secrets:
+        return Credentials(method, user, Secret(""), reference=reference, resolved=False)
+    return Credentials(method, user, _secret(key, value, ctx), reference=reference)
+
+
+def _reference(key: str, value: Value) -> str:
+    """How validate shows the reference: `token_env WHM_TOKEN`; a file path is never shown."""
+    name = shown_env_name(value.text()) if key.endswith("_env") else None
+    return f"{key} {name}" if name else key
+
+
+def _secret(key: str, value: Value, ctx: _Context) -> Secret:
     if key.endswith("_env"):
         return _secret_from_env(value, ctx)
     return _secret_from_file(value, ctx)
@@ -382,7 +398,7 @@ def _tls(merged: Layer, ctx: _Context) -> TlsConfig:
     if ca is None or ca.is_null:
         return TlsConfig(verify=verify)
     path = ctx.path(ca.text())
-    if not path.is_file():
+    if ctx.secrets and not path.is_file():
         raise ca.error(f"CA file {path} does not exist")
     return TlsConfig(verify=verify, ca_file=path)
 
