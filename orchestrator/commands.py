@@ -37,7 +37,7 @@ from orchestrator.report import (
 )
 from orchestrator.runner import FleetRun, NullObserver, Observer, RunOptions
 from orchestrator.secretref import env_var_phrase
-from orchestrator.shard import resolve_shard, servers_in_shard
+from orchestrator.shard import ignored_env, resolve_shard, servers_in_shard
 
 T = TypeVar("T")
 logger = structlog.get_logger("clamfleet")
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     all_servers = tuple(s.name for s in inventory.servers)
     fleet_id = inventory.fleet_id
     inventory = servers_in_shard(inventory, shard_index, shard_total)
+    _announce_shard(args.shard, shard_index, shard_total, inventory, len(all_servers))
     policy = load_policy(args.policy) if args.policy else REPORT_ONLY
     formats = parse_formats(args.formats)
     baseline = load_report(args.baseline) if args.baseline else None
@@ -102,6 +103,26 @@ def run(args: argparse.Namespace) -> int:
     if webhook:
         _notify(webhook, report, args.notify_on)
     return int(report.summary.exit_code)
+
+
+def _announce_shard(
+    arg: str | None, index: int, total: int, inventory: Inventory, fleet: int
+) -> None:
+    """The run's first log line: which shard this process scans (and why)."""
+    names = [s.name for s in inventory.servers]
+    logger.info("run.shard", shard=f"{index}/{total}", servers=len(names), server_names=names)
+    if hint := ignored_env(arg, os.environ):
+        logger.warning("run.shard_env_ignored", hint=hint)
+    if not names:
+        # Correct, not a failure (exit 0): there are fewer servers than shards, and the other
+        # shards' reports cover all of them; `merge` still names any shard that is missing.
+        print(f"shard {index}/{total} has no server to scan ({fleet} servers for {total} shards)")
+        logger.warning(
+            "run.shard_empty",
+            shard=f"{index}/{total}",
+            fleet_servers=fleet,
+            hint=f"{fleet} servers for {total} shards: this shard has nothing to scan",
+        )
 
 
 async def _execute(

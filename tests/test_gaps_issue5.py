@@ -24,10 +24,11 @@ from aiohttp import web
 from orchestrator.cli import UsageError, build_parser
 from orchestrator.client import post_webhook
 from orchestrator.commands import parse_formats
+from orchestrator.inventory import load_inventory
 from orchestrator.model import InfectedFile, TargetResult
 from orchestrator.report import load_report, validate_report_dict, write_report
 from orchestrator.report.model import with_targets
-from orchestrator.shard import parse_shard, shard_of
+from orchestrator.shard import assign_shards, parse_shard
 from orchestrator.simulator import FleetSpec, generate_fleet
 
 from .conftest import Outcome, Sim
@@ -235,7 +236,7 @@ def test_every_report_the_cli_writes_validates_against_the_schema(
 @pytest.mark.parametrize(
     ("args", "env_of"),
     [
-        ((), lambda i, n: {"CI_NODE_INDEX": str(i), "CI_NODE_TOTAL": str(n)}),  # GitLab parallel
+        (("--shard", "auto/3"), lambda i, n: {"CI_NODE_INDEX": str(i), "CI_NODE_TOTAL": str(n)}),
         (("--shard", "auto/3"), lambda i, n: {"JOB_COMPLETION_INDEX": str(i - 1)}),  # Indexed Job
     ],
     ids=["gitlab", "kubernetes"],
@@ -260,7 +261,8 @@ def test_ci_environments_select_the_shard_and_the_shards_merge_to_the_fleet(
         assert outcome.code in (0, 1), outcome.stderr
         assert outcome.report["run"]["shard"] == f"{index}/3"
         servers = {t["server"] for t in outcome.report["targets"]}
-        assert servers == {n for n in names if shard_of(n, 3) == index}
+        shards = assign_shards(load_inventory(sim.inventory).servers, 3)
+        assert servers == {n for n in names if shards[n] == index}
         reports.append(outcome.out / "report.json")
     merged = cli("merge", *reports)
     assert merged.report["run"]["shard"] == "1/1"
