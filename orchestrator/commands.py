@@ -390,7 +390,7 @@ def demo(args: argparse.Namespace) -> int:
     """Scan an embedded fleet end to end; exit 0 when the demo itself worked."""
     from orchestrator.simulator import SimulatorThread, generate_fleet
 
-    log.configure(args.log_format, "warning")
+    log.configure(args.log_format, args.log_level)
     spec = generate_fleet(
         servers=3, accounts=6, infected_ratio=0.35, seed=7, scan_seconds=1.0, suspended_ratio=0.1
     )

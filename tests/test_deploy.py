@@ -274,7 +274,6 @@ def shard_env(tmp_path: Path) -> dict[str, str]:
 def _run_shard(
     tmp_path: Path, env: dict[str, str], index: int, **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    run_dir = env["RUN_DIR"]
     args = ["run", "/config/inventory.yaml", "--shard", "auto/3"]
     return subprocess.run(
         ["/bin/sh", str(_shard_script(tmp_path)), *args],
