@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             servers=all_servers,
             fleet_id=fleet_id,
             rerun_of=previous.run.id if previous else None,
+            shard_servers=tuple(s.name for s in inventory.servers),
         )
         report = build_report(info, results)
         if baseline is not None:
@@ -418,6 +419,7 @@ def demo(args: argparse.Namespace) -> int:
             dry_run=True,
             servers=tuple(s.name for s in inventory.servers),
             fleet_id=inventory.fleet_id,
+            shard_servers=tuple(s.name for s in inventory.servers),
         )
         report = build_report(info, results)
         paths = write_report(report, args.out, parse_formats(None))

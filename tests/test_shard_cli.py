@@ -73,6 +73,7 @@ def test_auto_shards_are_balanced_log_their_number_first_and_merge_into_the_flee
         assert (first["event"], first["shard"], first["servers"]) == ("run.shard", f"{index}/2", 3)
         servers = {t["server"] for t in outcome.report["targets"]}
         assert len(servers) == 3  # 3:3, where the name hash split these six 5:1
+        assert set(outcome.report["run"]["shard_servers"]) == servers
         seen.append(servers)
         reports.append(outcome.out / "report.json")
     assert seen[0].isdisjoint(seen[1])
@@ -80,6 +81,7 @@ def test_auto_shards_are_balanced_log_their_number_first_and_merge_into_the_flee
     assert merged.code in (0, 1), merged.stdout
     assert [t["server"] for t in merged.report["targets"]] == [s.name for s in spec.servers]
     assert "missing shards" not in merged.stdout
+    assert merged.report["run"]["shard_servers"] == [s.name for s in spec.servers]
 
 
 def test_a_shard_with_no_server_warns_and_exits_0(
@@ -96,5 +98,6 @@ def test_a_shard_with_no_server_warns_and_exits_0(
     assert "this shard has nothing to scan" in empty["hint"]
     report = outcome.report
     assert report["run"]["shard"] == "3/3" and report["summary"]["servers"] == 0
+    assert report["run"]["shard_servers"] == []  # said, not left to be guessed
     assert "shard 3/3 has no server to scan" in outcome.stdout
     assert sim.fleet.calls("sim01") == sim.fleet.calls("sim02") == 0
