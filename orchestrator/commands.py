@@ -56,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
     all_servers = tuple(s.name for s in inventory.servers)
     fleet_id = inventory.fleet_id
     inventory = servers_in_shard(inventory, shard_index, shard_total)
-    _announce_shard(args.shard, shard_index, shard_total, inventory, len(all_servers))
     policy = load_policy(args.policy) if args.policy else REPORT_ONLY
     formats = parse_formats(args.formats)
     baseline = load_report(args.baseline) if args.baseline else None
@@ -75,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     started_at = datetime.fromisoformat(meta["started_at"]) if meta else datetime.now(UTC)
     if journal is not None and not meta:
         journal.start({"run_id": run_id, "started_at": started_at.isoformat()})
+    # After every check of the input: a bad invocation stays a one-line error, no log line.
+    _announce_shard(args.shard, shard_index, shard_total, inventory, len(all_servers))
     try:
         observer = _observer(args, inventory)
         results, interrupted = _arun(_execute, inventory, options, observer, journal)
