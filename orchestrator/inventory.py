@@ -120,8 +120,12 @@ class _Context:
     env: Mapping[str, str]
     secrets: bool = True  # False: read no environment variable and no file (offline validate)
 
-    def path(self, text: str) -> Path:
-        return self.base / Path(text).expanduser()
+    def path(self, value: Value) -> Path:
+        try:
+            return self.base / Path(value.text()).expanduser()
+        except RuntimeError:  # `~name/...` for a user this machine does not know
+            # Not echoed: a password starting with `~` lands here too.
+            raise value.error("its leading ~ names no home directory on this machine") from None
 
 
 # -- layers: defaults, groups and each server's own keys ---------------------------------------
@@ -327,7 +331,7 @@ def _secret_from_env(value: Value, ctx: _Context) -> Secret:
 
 
 def _secret_from_file(value: Value, ctx: _Context) -> Secret:
-    path = ctx.path(value.text())
+    path = ctx.path(value)
     try:
         secret = path.read_text(encoding="utf-8").rstrip("\r\n")
     except FileNotFoundError:
@@ -397,7 +401,7 @@ def _tls(merged: Layer, ctx: _Context) -> TlsConfig:
     ca = merged.get("tls.ca_file")
     if ca is None or ca.is_null:
         return TlsConfig(verify=verify)
-    path = ctx.path(ca.text())
+    path = ctx.path(ca)
     if ctx.secrets and not path.is_file():
         raise ca.error(f"CA file {path} does not exist")
     return TlsConfig(verify=verify, ca_file=path)

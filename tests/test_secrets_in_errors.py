@@ -137,3 +137,12 @@ def test_no_pasted_secret_ever_appears_in_an_inventory_error(
 @given(name=st.one_of(TOKENS, PASSWORDS))
 def test_secret_like_strings_never_pass_as_printable_variable_names(name: str) -> None:
     assert shown_env_name(name) is None
+
+
+def test_a_tilde_path_for_an_unknown_user_is_a_one_line_error_not_a_crash(tmp_path: Path) -> None:
+    auth = "{method: cpanel_password, user: alice, password_file: '~0000000000a'}"
+    message = inventory_error(tmp_path, auth)
+    assert "0000000000a" not in message
+    assert message.endswith(
+        "servers[0].auth.password_file: its leading ~ names no home directory on this machine"
+    )
