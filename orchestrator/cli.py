@@ -11,13 +11,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO
 
 import structlog
 
 from orchestrator import __version__, log
 from orchestrator.errors import ConfigError
+from orchestrator.helptext import EPILOG, Formatter, fault_knobs
 from orchestrator.model import EXIT_INTERNAL, EXIT_INVALID, ScanType
+from orchestrator.report.writers import DEFAULT_FORMATS, FORMATS
 
 DEFAULT_OUT = "clamfleet-report"
 
@@ -27,62 +29,154 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        # The usage line first, as argparse prints it, then the one-line error; main exits 3.
+        raise UsageError(f"{self.format_usage()}{self.prog}: error: {message}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="clamfleet",
         description="Scan a fleet of cPanel accounts with ClamScanner and merge the results.",
+        epilog=EPILOG,
     )
-    parser.add_argument("--version", action="version", version=f"clamfleet {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _add_run(sub.add_parser("run", help="scan every target of an inventory"))
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"clamfleet {__version__}",
+        help="print the version and exit",
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
+    )
+    _add_run(sub.add_parser("run", help="scan every target of an inventory", epilog=EPILOG))
     _add_validate(
-        sub.add_parser("validate", help="check an inventory (and policy) without scanning")
+        sub.add_parser("validate", help="check an inventory (and policy); offline by default")
     )
     _add_merge(
         sub.add_parser("merge", help="merge shard reports (or fold a rerun) into one report")
     )
     _add_simulate(sub.add_parser("simulate", help="serve a simulated cPanel fleet on 127.0.0.1"))
-    demo = sub.add_parser("demo", help="scan an embedded simulated fleet end to end")
-    demo.add_argument("--out", default=DEFAULT_OUT, type=Path, help="report directory")
-    _add_logging(demo)
+    _add_demo(sub.add_parser("demo", help="scan an embedded simulated fleet end to end"))
+    topics = sub.add_parser("help", help="print the whole manual, or one command's help")
+    topics.add_argument(
+        "topic",
+        nargs="?",
+        choices=COMMANDS,
+        help="a command (default: the whole manual: every command's options)",
+    )
     return parser
 
 
-def _add_logging(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--log-format", choices=("console", "json"), default="console")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+COMMANDS = ("run", "validate", "merge", "simulate", "demo")
+
+
+def _add_logging(p: argparse.ArgumentParser, level: str = "info") -> None:
+    p.add_argument(
+        "--log-format",
+        choices=("console", "json"),
+        default="console",
+        help="console: human-readable lines on stderr; json: one JSON object per line",
+    )
+    p.add_argument(
+        "--log-level",
+        default=level,
+        choices=("debug", "info", "warning", "error"),
+        help="the least severe log level shown",
+    )
 
 
 def _add_run(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inventory", type=Path)
-    p.add_argument("--policy", type=Path, help="remediation policy (default: report only)")
-    p.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="report directory")
     p.add_argument(
-        "--dry-run", action="store_true", help="send no disinfection whatever the policy"
+        "inventory",
+        type=Path,
+        metavar="INVENTORY",
+        help="the inventory YAML (see inventory.example.yaml)",
     )
     p.add_argument(
-        "--scan-type", action="append", choices=[str(s) for s in ScanType], dest="scan_types"
-    )
-    p.add_argument("--servers", action="append", metavar="GLOB", help="only servers matching")
-    p.add_argument("--shard", metavar="I/N", help="run shard I of N (I from 1; `auto/N` from env)")
-    p.add_argument("--journal", type=Path, help="SQLite journal for --resume")
-    p.add_argument("--resume", action="store_true", help="go on from the journal's unfinished run")
-    p.add_argument(
-        "--format", dest="formats", metavar="LIST", help="report formats, comma-separated"
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="remediation policy YAML (default: none: report only, nothing is disinfected)",
     )
     p.add_argument(
-        "--baseline", type=Path, metavar="REPORT", help="previous report.json for new/resolved"
+        "--out", type=Path, default=Path(DEFAULT_OUT), metavar="DIR", help="report directory"
     )
     p.add_argument(
-        "--only-failed", type=Path, metavar="REPORT", help="rerun that report's failed targets"
+        "--dry-run",
+        action="store_true",
+        help="send no disinfection whatever the policy; the report shows the planned actions"
+        " (default: off; always on without --policy)",
     )
-    p.add_argument("--notify-webhook", metavar="ENV_VAR", help="env var holding a webhook URL")
-    p.add_argument("--notify-on", choices=("new", "infected", "always"), default="infected")
-    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.add_argument(
+        "--scan-type",
+        action="append",
+        choices=[str(s) for s in ScanType],
+        dest="scan_types",
+        help="scan only this type; repeatable (default: each server's scan_types)",
+    )
+    p.add_argument(
+        "--servers",
+        action="append",
+        metavar="GLOB",
+        help="only servers whose name matches; repeatable (default: every server)",
+    )
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run shard I of N, I from 1; auto/N takes I from JOB_COMPLETION_INDEX or"
+        " CI_NODE_INDEX (default: 1/1, the whole inventory; CI variables alone never shard)",
+    )
+    p.add_argument(
+        "--journal",
+        type=Path,
+        metavar="FILE",
+        help="SQLite journal of every step, for --resume (default: none)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the journal's unfinished run (default: off; needs --journal)",
+    )
+    p.add_argument(
+        "--format",
+        dest="formats",
+        metavar="LIST",
+        help=f"report formats, comma-separated, from {', '.join(FORMATS)}; json and csv are"
+        f" always written (default: {','.join(DEFAULT_FORMATS)})",
+    )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="REPORT",
+        help="previous report.json: mark infected files new or resolved (default: none)",
+    )
+    p.add_argument(
+        "--only-failed",
+        type=Path,
+        metavar="REPORT",
+        help="rescan only that report's failed targets (default: none: every target)",
+    )
+    p.add_argument(
+        "--notify-webhook",
+        metavar="ENV_VAR",
+        help="name of the environment variable holding a webhook URL (default: none)",
+    )
+    p.add_argument(
+        "--notify-on",
+        choices=("new", "infected", "always"),
+        default="infected",
+        help="when to call the webhook",
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no live progress display (default: off; none anyway unless stdout is a terminal)",
+    )
     _add_per_target(p)
     _add_logging(p)
 
@@ -91,43 +185,113 @@ def _add_per_target(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--prometheus-per-target",
         action="store_true",
-        help="also write per-target series to clamfleet.prom (6 per target)",
+        help="also write per-target series to clamfleet.prom, 6 per target (default: off: fleet"
+        " totals and per-server series only)",
     )
 
 
 def _add_validate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inventory", type=Path)
-    p.add_argument("--policy", type=Path)
+    p.add_argument("inventory", type=Path, metavar="INVENTORY", help="the inventory YAML to check")
     p.add_argument(
-        "--check-connectivity", action="store_true", help="one read-only call per server"
+        "--policy", type=Path, metavar="FILE", help="also check this policy YAML (default: none)"
+    )
+    p.add_argument(
+        "--check-connectivity",
+        action="store_true",
+        help="read the secrets and make read-only calls to every server and account; exit 2"
+        " unless every server passes (default: off: offline, no secret read)",
     )
     _add_logging(p)
 
 
 def _add_merge(p: argparse.ArgumentParser) -> None:
-    p.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--format", dest="formats", metavar="LIST")
+    p.add_argument(
+        "reports",
+        nargs="+",
+        type=Path,
+        metavar="REPORT.json",
+        help="shard reports of one run, or a report and its --only-failed rerun",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="directory for the merged report"
+    )
+    p.add_argument(
+        "--format",
+        dest="formats",
+        metavar="LIST",
+        help=f"report formats, comma-separated (default: {','.join(DEFAULT_FORMATS)})",
+    )
     _add_per_target(p)
 
 
 def _add_simulate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--servers", type=int, default=3)
-    p.add_argument("--accounts", type=int, default=5)
-    p.add_argument("--infected-ratio", type=float, default=0.2)
-    p.add_argument("--suspended-ratio", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--scan-seconds", type=float, default=5.0)
-    p.add_argument("--write-inventory", type=Path)
-    p.add_argument("--auth", choices=("whm", "cpanel_token", "cpanel_password"), default="whm")
-    p.add_argument("--tls", action="store_true")
+    from orchestrator.simulator.spec import Faults
+
+    p.epilog = fault_knobs(Faults)
+    p.add_argument("--servers", type=int, default=3, help="number of simulated servers")
+    p.add_argument("--accounts", type=int, default=5, help="accounts per server")
+    p.add_argument(
+        "--infected-ratio", type=float, default=0.2, help="share of accounts with infected files"
+    )
+    p.add_argument("--suspended-ratio", type=float, default=0.0, help="share of suspended accounts")
+    p.add_argument("--seed", type=int, default=1, help="the same seed gives the same fleet")
+    p.add_argument(
+        "--scan-seconds", type=float, default=5.0, help="how long a typical account's scan takes"
+    )
+    p.add_argument(
+        "--write-inventory",
+        type=Path,
+        metavar="FILE",
+        help="write a matching inventory here and print the token variables (default: none)",
+    )
+    p.add_argument(
+        "--auth",
+        choices=("whm", "cpanel_token", "cpanel_password"),
+        default="whm",
+        help="the auth method of the written inventory",
+    )
+    p.add_argument(
+        "--tls", action="store_true", help="serve HTTPS with a generated certificate (default: off)"
+    )
     p.add_argument(
         "--fault",
         action="append",
         default=[],
         metavar="SERVER:KNOB=VALUE",
-        help="a fault knob for one simulated server, e.g. sim02:status_5xx_every=3",
+        help="a fault knob (listed below) for one simulated server, e.g. sim02:status_5xx_every=3;"
+        " repeatable (default: none)",
     )
+
+
+def _add_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=DEFAULT_OUT, type=Path, metavar="DIR", help="report directory")
+    _add_logging(p, level="warning")  # the demo's own output is its summary table
+
+
+def print_manual(topic: str | None, out: TextIO | None = None) -> int:
+    """`clamfleet help [COMMAND]`: the manual from the parser itself, so it cannot go stale."""
+    stream = out or sys.stdout
+    parser = build_parser()
+    commands = _subparsers(parser)
+    if topic is not None:
+        stream.write(commands[topic].format_help())
+        return 0
+    stream.write(parser.format_help())
+    for name in COMMANDS:
+        title = f"clamfleet {name}"
+        stream.write(f"\n{title}\n{'=' * len(title)}\n{commands[name].format_help()}")
+    return 0
+
+
+def _help(args: argparse.Namespace) -> int:
+    return print_manual(args.topic)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:  # argparse keeps no public handle on its subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    raise AssertionError("clamfleet's parser has no subcommands")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,5 +342,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         "merge": commands.merge,
         "simulate": commands.simulate,
         "demo": commands.demo,
+        "help": _help,
     }
     return handlers[args.command](args)

@@ -35,7 +35,8 @@ from orchestrator.report import (
     write_report,
 )
 from orchestrator.runner import NullObserver, Observer, RunOptions
-from orchestrator.shard import resolve_shard, servers_in_shard
+from orchestrator.secretref import env_var_phrase
+from orchestrator.shard import ignored_env, resolve_shard, servers_in_shard
 
 logger = structlog.get_logger("clamfleet")
 _arun = arun  # the name it had here before execute.py (tests and callers use it)
@@ -76,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     started_at = datetime.fromisoformat(meta["started_at"]) if meta else datetime.now(UTC)
     if journal is not None and not meta:
         journal.start({"run_id": run_id, "started_at": started_at.isoformat()})
+    # After every check of the input: a bad invocation stays a one-line error, no log line.
+    _announce_shard(args.shard, shard_index, shard_total, inventory, len(all_servers))
     info = RunInfo(
         id=run_id,
         tool_version=__version__,
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         servers=all_servers,
         fleet_id=fleet_id,
         rerun_of=previous.run.id if previous else None,
+        shard_servers=tuple(s.name for s in inventory.servers),
     )
     job = ScanJob(
         inventory,
@@ -118,6 +122,26 @@ def _check_journal_path(path: Path) -> None:
     writable_dir(path.parent, field="--journal")
     if path.exists() and not path.is_file():
         raise ConfigError(f"{path}: not a file", field="--journal")
+
+
+def _announce_shard(
+    arg: str | None, index: int, total: int, inventory: Inventory, fleet: int
+) -> None:
+    """The run's first log line: which shard this process scans (and why)."""
+    names = [s.name for s in inventory.servers]
+    logger.info("run.shard", shard=f"{index}/{total}", servers=len(names), server_names=names)
+    if hint := ignored_env(arg, os.environ):
+        logger.warning("run.shard_env_ignored", hint=hint)
+    if not names:
+        # Correct, not a failure (exit 0): there are fewer servers than shards, and the other
+        # shards' reports cover all of them; `merge` still names any shard that is missing.
+        print(f"shard {index}/{total} has no server to scan ({fleet} servers for {total} shards)")
+        logger.warning(
+            "run.shard_empty",
+            shard=f"{index}/{total}",
+            fleet_servers=fleet,
+            hint=f"{fleet} servers for {total} shards: this shard has nothing to scan",
+        )
 
 
 def _open_journal(
@@ -182,7 +206,9 @@ def _webhook_url(env_var: str | None) -> str | None:
         )
     url = os.environ.get(env_var.removeprefix("env:"), "")
     if not url:
-        raise ConfigError(f"environment variable {env_var} is not set", field="--notify-webhook")
+        # The name is shown only if it looks like one: the URL itself may have been pasted.
+        message = f"{env_var_phrase(env_var.removeprefix('env:'))} is not set"
+        raise ConfigError(message, field="--notify-webhook")
     return url
 
 
@@ -216,22 +242,27 @@ def _notify(url: str, report: Report, mode: str) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
+    """Offline by default: no request, no secret read (so CI can lint without the tokens)."""
+    from orchestrator import lint
+
     log.configure(args.log_format, args.log_level)
-    inventory = load_inventory(args.inventory)
+    online = bool(args.check_connectivity)
+    inventory = load_inventory(args.inventory, secrets=online)
     policy = load_policy(args.policy) if args.policy else None
-    if args.check_connectivity:
+    if online:
         from orchestrator.preflight import check_connectivity
 
         _register_secrets(inventory, None)
         return check_connectivity(inventory)
-    print(f"{args.inventory}: OK, {len(inventory.servers)} servers")
+    print(f"{args.inventory}: OK, {len(inventory.servers)} servers (secrets not read)")
     for server in inventory.servers:
-        accounts = "all" if server.accounts is None else ",".join(server.accounts)
-        types = ",".join(str(t) for t in server.scan_types)
-        method = str(server.auth.method)
-        print(f"  {server.name:<20} {server.base_url:<40} {method:<16} {accounts}  [{types}]")
+        print("\n".join(lint.server_lines(server)))
+    warnings = list(lint.inventory_warnings(inventory))
     if policy is not None:
         print(f"{args.policy}: OK, {len(policy.rules)} rules, default {policy.default}")
+        warnings += [f"{args.policy}: {w}" for w in lint.policy_warnings(policy)]
+    for warning in warnings:
+        print(f"warning: {warning}")
     return 0
 
 
@@ -346,7 +377,7 @@ def demo(args: argparse.Namespace) -> int:
     """Scan an embedded fleet end to end; exit 0 when the demo itself worked."""
     from orchestrator.simulator import SimulatorThread, generate_fleet
 
-    log.configure(args.log_format, "warning")
+    log.configure(args.log_format, args.log_level)
     prepare_out_dir(args.out)
     spec = generate_fleet(
         servers=3, accounts=6, infected_ratio=0.35, seed=7, scan_seconds=1.0, suspended_ratio=0.1
@@ -372,6 +403,7 @@ def demo(args: argparse.Namespace) -> int:
             dry_run=True,
             servers=tuple(s.name for s in inventory.servers),
             fleet_id=inventory.fleet_id,
+            shard_servers=tuple(s.name for s in inventory.servers),
         )
         options = RunOptions(policy=DEMO_POLICY, dry_run=True)
         job = ScanJob(inventory, options, info, args.out, parse_formats(None))

@@ -24,6 +24,10 @@ class Credentials:
     method: AuthMethod
     user: str
     secret: Secret
+    #: Where the secret comes from, for display: `token_env WHM_TOKEN`, `password_file`.
+    reference: str = field(default="", compare=False)
+    #: False when loaded without secrets (offline validate): `secret` is then empty.
+    resolved: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from orchestrator.config import (
 )
 from orchestrator.errors import ConfigError
 from orchestrator.model import ScanType, Secret
+from orchestrator.secretref import NOT_SHOWN, shown_env_name
 from orchestrator.yamlsrc import Value, read_document
 
 TOP_KEYS = ("defaults", "groups", "servers", "settings")
@@ -72,14 +73,22 @@ Layer = dict[str, Value]
 T = TypeVar("T")
 
 
-def load_inventory(path: str | Path, env: Mapping[str, str] | None = None) -> Inventory:
-    """Read, validate and resolve the inventory; raises ConfigError naming file, line and field."""
+def load_inventory(
+    path: str | Path, env: Mapping[str, str] | None = None, *, secrets: bool = True
+) -> Inventory:
+    """Read, validate and resolve the inventory; raises ConfigError naming file, line and field.
+
+    With `secrets=False` (offline `validate`) nothing outside the YAML is read: secret
+    references are checked for their form only and stay unresolved (`Credentials.resolved` is
+    False, the secret empty), and a missing `tls.ca_file` is left for the caller to warn about.
+    Such an inventory is for reporting only, never for sending a request.
+    """
     root = read_document(path, "inventory")
     if root is None:
         raise ConfigError(
             "the inventory is empty: it needs at least a servers list", file=str(path)
         )
-    ctx = _Context(Path(path).absolute().parent, os.environ if env is None else env)
+    ctx = _Context(Path(path).absolute().parent, os.environ if env is None else env, secrets)
     if not isinstance(root.node, MappingNode):
         raise root.expected("a mapping with a servers list")
     top = root.mapping(TOP_KEYS)
@@ -109,9 +118,14 @@ class _Context:
 
     base: Path  # the inventory's directory: relative token_file / ca_file paths start here
     env: Mapping[str, str]
+    secrets: bool = True  # False: read no environment variable and no file (offline validate)
 
-    def path(self, text: str) -> Path:
-        return self.base / Path(text).expanduser()
+    def path(self, value: Value) -> Path:
+        try:
+            return self.base / Path(value.text()).expanduser()
+        except RuntimeError:  # `~name/...` for a user this machine does not know
+            # Not echoed: a password starting with `~` lands here too.
+            raise value.error("its leading ~ names no home directory on this machine") from None
 
 
 # -- layers: defaults, groups and each server's own keys ---------------------------------------
@@ -277,16 +291,23 @@ def _credentials(item: Value, merged: Layer, switched: bool, ctx: _Context) -> C
     if not any(f"auth.{k}" in merged for k in ALL_REFS):
         needs = f"{method} needs {' or '.join(allowed)}{hint}"
         raise _missing(item, f"auth.{allowed[0]}", needs)
-    return Credentials(method=method, user=user, secret=_secret(merged, method, ctx))
-
-
-def _secret(merged: Layer, method: AuthMethod, ctx: _Context) -> Secret:
-    allowed = SECRET_REFS[method]
-    present = [k for k in ALL_REFS if f"auth.{k}" in merged]
-    key = present[0]
+    key = next(k for k in ALL_REFS if f"auth.{k}" in merged)
     value = merged[f"auth.{key}"]
     if key not in allowed:
         raise value.error(f"{method} takes {' or '.join(allowed)}, not {key}")
+    reference = _reference(key, value)
+    if not ctx.secrets:
+        return Credentials(method, user, Secret(""), reference=reference, resolved=False)
+    return Credentials(method, user, _secret(key, value, ctx), reference=reference)
+
+
+def _reference(key: str, value: Value) -> str:
+    """How validate shows the reference: `token_env WHM_TOKEN`; a file path is never shown."""
+    name = shown_env_name(value.text()) if key.endswith("_env") else None
+    return f"{key} {name}" if name else key
+
+
+def _secret(key: str, value: Value, ctx: _Context) -> Secret:
     if key.endswith("_env"):
         return _secret_from_env(value, ctx)
     return _secret_from_file(value, ctx)
@@ -295,26 +316,31 @@ def _secret(merged: Layer, method: AuthMethod, ctx: _Context) -> Secret:
 def _secret_from_env(value: Value, ctx: _Context) -> Secret:
     var = value.text()
     secret = ctx.env.get(var, "")
+    if var in ctx.env and not secret:
+        # The variable exists, so this is its name and not a pasted secret: name it.
+        raise value.error(f"environment variable {var} is empty")
     if not secret:
-        if _looks_like_a_secret(var):
-            # Someone pasted the token itself here: do not print it in the error.
-            raise value.error("this looks like a secret, not the name of an environment variable")
-        state = "is empty" if var in ctx.env else "is not set"
-        raise value.error(f"environment variable {var} {state}")
+        if shown_env_name(var) is None:
+            # Perhaps the token itself was pasted here (see secretref): say so, never echo it.
+            raise value.error(
+                f"the environment variable named here is not set ({NOT_SHOWN}; "
+                f"{value.field.rsplit('.', 1)[-1]} takes the name of a variable, e.g. WHM_TOKEN)"
+            )
+        raise value.error(f"environment variable {var} is not set")
     return Secret(secret)
 
 
-def _looks_like_a_secret(var: str) -> bool:
-    # cPanel/WHM API tokens are 32 upper-case letters and digits; variable names have `_`.
-    return len(var) >= 20 and "_" not in var and any(c.isdigit() for c in var)
-
-
 def _secret_from_file(value: Value, ctx: _Context) -> Secret:
-    path = ctx.path(value.text())
+    path = ctx.path(value)
     try:
         secret = path.read_text(encoding="utf-8").rstrip("\r\n")
     except FileNotFoundError:
-        raise value.error(f"secret file {path} does not exist") from None
+        # Perhaps the password itself was pasted here: the path is not shown. Once the file
+        # exists (the errors below) the value is certainly a path and naming it helps.
+        raise value.error(
+            f"the secret file named here does not exist ({NOT_SHOWN};"
+            f" relative paths start at {ctx.base})"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
         raise value.error(f"cannot read secret file {path}: {reason}") from None
@@ -375,8 +401,8 @@ def _tls(merged: Layer, ctx: _Context) -> TlsConfig:
     ca = merged.get("tls.ca_file")
     if ca is None or ca.is_null:
         return TlsConfig(verify=verify)
-    path = ctx.path(ca.text())
-    if not path.is_file():
+    path = ctx.path(ca)
+    if ctx.secrets and not path.is_file():
         raise ca.error(f"CA file {path} does not exist")
     return TlsConfig(verify=verify, ca_file=path)
 
@@ -421,6 +447,14 @@ def _at_least_one(value: Value) -> int:
     return value.integer(1)
 
 
+def _env_name(value: Value) -> str:
+    name = value.text()  # a non-string is refused without showing it (secret field)
+    if not ENV_NAME.fullmatch(name):
+        # A variable name cannot start with a digit or hold '-', '+', '/': a pasted token can.
+        raise value.error(f"is not a valid environment variable name ({NOT_SHOWN})")
+    return name
+
+
 def _check_ca(value: Value) -> None:
     if not value.is_null:
         value.text()
@@ -438,8 +472,8 @@ CHECKS: dict[str, Callable[[Value], object]] = {
     "requests_per_second": Value.positive,
     "auth.method": lambda v: v.choice(AuthMethod),
     "auth.user": Value.text,
-    "auth.token_env": lambda v: v.text(ENV_NAME, "an environment variable name"),
-    "auth.password_env": lambda v: v.text(ENV_NAME, "an environment variable name"),
+    "auth.token_env": _env_name,
+    "auth.password_env": _env_name,
     "auth.token_file": Value.text,
     "auth.password_file": Value.text,
     "tls.verify": Value.boolean,

@@ -189,3 +189,6 @@ class RunInfo:
     fleet_id: str = ""
     #: Set by `--only-failed PREVIOUS`: the id of the run whose failures this run retried.
     rerun_of: str | None = None
+    #: The servers this run was given (its shard, after --servers), in inventory order: an
+    #: empty list says "this shard had nothing to scan" rather than leaving it to be guessed.
+    shard_servers: tuple[str, ...] = ()

@@ -1,18 +1,19 @@
-"""Sharding: split one inventory over N independent runs (`--shard I/N`), by a stable hash.
+"""Sharding: split one inventory over N independent runs (`--shard I/N`), balanced by work.
 
-Pure. A server's shard depends only on its name and N (sha256, not Python's salted `hash()`),
-so every process of a parallel job, on any machine and Python version, agrees on the split
-without talking to the others, and adding a server never moves the others.
+Pure. The split depends only on the inventory's servers and N (no hash seed, no clock, no
+server answer), so every process of a parallel job, on any machine and Python version, agrees on
+it without talking to the others. Adding a server may move others: shards of one night must
+run the same inventory (`merge` refuses reports of different fleets).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from fnmatch import fnmatchcase
 
-from orchestrator.config import Inventory
+from orchestrator.config import Inventory, Server
 from orchestrator.errors import ConfigError
 
 AUTO = 0
@@ -43,19 +44,30 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def resolve_shard(arg: str | None, env: Mapping[str, str]) -> tuple[int, int]:
-    """The shard this process runs: `--shard` first, then CI's parallel variables, else 1/1.
+    """The shard this process runs: `--shard I/N`, `--shard auto/N` from the environment, else 1/1.
 
-    `auto/N` reads the index from `JOB_COMPLETION_INDEX` (a Kubernetes Indexed Job, 0-based)
-    or `CI_NODE_INDEX` (GitLab `parallel:`, 1-based). With no `--shard`, GitLab's
-    `CI_NODE_INDEX`/`CI_NODE_TOTAL` pair selects the shard when both are set.
+    Only `auto/N` reads the environment: the index from `JOB_COMPLETION_INDEX` (a Kubernetes
+    Indexed Job, 0-based, so index 0 is shard 1) or `CI_NODE_INDEX` (GitLab `parallel:`,
+    1-based). A plain run inside a parallel CI job scans the whole inventory (see `ignored_env`).
     """
+    if arg is None:
+        return 1, 1
+    index, total = parse_shard(arg)
+    return (index, total) if index != AUTO else (_index_from_env(env, total), total)
+
+
+def ignored_env(arg: str | None, env: Mapping[str, str]) -> str | None:
+    """A warning when a parallel CI job's variables are set but `--shard` was not given."""
     if arg is not None:
-        index, total = parse_shard(arg)
-        return (index, total) if index != AUTO else (_index_from_env(env, total), total)
-    if "CI_NODE_INDEX" in env and "CI_NODE_TOTAL" in env:
-        total = _env_int(env, "CI_NODE_TOTAL", minimum=1)
-        return _checked(_env_int(env, "CI_NODE_INDEX", minimum=1), total, "CI_NODE_INDEX"), total
-    return 1, 1
+        return None
+    present = [v for v in ("CI_NODE_TOTAL", "JOB_COMPLETION_INDEX") if v in env]
+    if not present:
+        return None
+    total = env.get("CI_NODE_TOTAL", "N")
+    return (
+        f"{' and '.join(present)} set but no --shard: this run scans every server;"
+        f" use --shard auto/{total} to scan one shard"
+    )
 
 
 def _index_from_env(env: Mapping[str, str], total: int) -> int:
@@ -82,12 +94,37 @@ def _checked(index: int, total: int, source: str) -> int:
     return index
 
 
-def shard_of(server_name: str, n: int) -> int:
-    """The shard (1..n) a server belongs to."""
+def server_weight(server: Server) -> int:
+    """The expected work of a server: its explicit accounts not excluded, else 1.
+
+    `accounts: all` counts 1: how many accounts `listaccts` returns is not known offline, and
+    every shard must compute the same split without asking a server.
+    """
+    if server.accounts is None:
+        return 1
+    kept = [
+        a for a in server.accounts if not any(fnmatchcase(a, p) for p in server.exclude_accounts)
+    ]
+    return max(len(kept), 1)
+
+
+def assign_shards(servers: Sequence[Server], n: int) -> dict[str, int]:
+    """Server name -> shard (1..n), balancing the summed weights.
+
+    Heaviest first (ties by name), each to the lightest shard so far (ties: the lowest shard
+    number). It depends only on the servers (names, accounts, excludes), never on their order in
+    the file or on the machine: every process of a parallel job computes the same split. A shard
+    is empty only when there are fewer servers than shards.
+    """
     if n < 1:
         raise ValueError(f"shard count must be >= 1, got {n}")
-    digest = hashlib.sha256(server_name.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % n + 1
+    loads = [0] * n
+    assigned: dict[str, int] = {}
+    for server in sorted(servers, key=lambda s: (-server_weight(s), s.name)):
+        lightest = min(range(n), key=lambda i: (loads[i], i))
+        loads[lightest] += server_weight(server)
+        assigned[server.name] = lightest + 1
+    return assigned
 
 
 def servers_in_shard(inv: Inventory, i: int, n: int) -> Inventory:
@@ -96,4 +133,5 @@ def servers_in_shard(inv: Inventory, i: int, n: int) -> Inventory:
         raise _error(f"shard {i}/{n} does not exist: the index counts from 1 to {n}")
     if n == 1:
         return inv
-    return replace(inv, servers=tuple(s for s in inv.servers if shard_of(s.name, n) == i))
+    shards = assign_shards(inv.servers, n)
+    return replace(inv, servers=tuple(s for s in inv.servers if shards[s.name] == i))

@@ -18,6 +18,7 @@ from typing import TypeVar
 import yaml
 
 from orchestrator.errors import ConfigError
+from orchestrator.secretref import NOT_SHOWN, is_secret_field
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -83,8 +84,11 @@ def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> ConfigError:
     )
 
 
-def describe(node: yaml.Node) -> str:
-    """A short description of what was written, for "expected X, got Y" messages."""
+def describe(node: yaml.Node, *, hide: bool = False) -> str:
+    """A short description of what was written, for "expected X, got Y" messages.
+
+    With `hide` only its kind (`a string`), never its text: the value may be a secret.
+    """
     if isinstance(node, yaml.MappingNode):
         return "a mapping"
     if isinstance(node, yaml.SequenceNode):
@@ -92,6 +96,8 @@ def describe(node: yaml.Node) -> str:
     kind = node.tag.removeprefix(_TAG)
     if kind == "null":
         return "nothing (null)"
+    if hide:
+        return f"{'a string' if kind == 'str' else _KINDS.get(kind, 'a value')} ({NOT_SHOWN})"
     shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
     if kind == "str":
         return f"the string {shown!r}"
@@ -114,7 +120,8 @@ class Value:
         return ConfigError(message, file=self.file, line=self.line, field=self.field or None)
 
     def expected(self, what: str) -> ConfigError:
-        return self.error(f"expected {what}, got {describe(self.node)}")
+        hide = is_secret_field(self.field)
+        return self.error(f"expected {what}, got {describe(self.node, hide=hide)}")
 
     def child(self, node: yaml.Node, key: str) -> Value:
         return Value(node, f"{self.field}.{key}" if self.field else key, self.file)

@@ -156,8 +156,8 @@ def test_cronjob_args_use_kubernetes_expansion_and_per_job_paths() -> None:
     args = container["args"]
     assert args[:2] == ["run", "/config/inventory.yaml"]
     # `$(date)` would be looked up as an env var named "date": only $(VAR) of defined vars.
-    out = args[args.index("--out") + 1]
-    assert out == "$(RUN_DIR)/shard-$(JOB_COMPLETION_INDEX)"
+    # shard.sh adds --out: Kubernetes cannot turn the 0-based index into the 1-based shard.
+    assert "--out" not in args
     env = [e["name"] for e in container["env"]]
     for arg in args:
         for var in re.findall(r"\$\((\w+)\)", arg):
@@ -278,9 +278,7 @@ def shard_env(tmp_path: Path) -> dict[str, str]:
 def _run_shard(
     tmp_path: Path, env: dict[str, str], index: int, **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    run_dir = env["RUN_DIR"]
     args = ["run", "/config/inventory.yaml", "--shard", "auto/3"]
-    args += ["--out", f"{run_dir}/shard-{index}"]
     return subprocess.run(
         ["/bin/sh", str(_shard_script(tmp_path)), *args],
         env={**env, "JOB_COMPLETION_INDEX": str(index), **extra},
@@ -307,7 +305,9 @@ def test_shard_script_other_index_exits_with_its_verdict(
     assert proc.returncode == code, proc.stderr
     calls = _calls(shard_env)
     assert len(calls) == 1 and calls[0].startswith("run /config/inventory.yaml")
-    marker = Path(shard_env["RUN_DIR"]) / "shard-2" / ".exit-code"
+    # JOB_COMPLETION_INDEX 2 is shard 3/3: its folder has the number the report's run.shard has.
+    assert calls[0].endswith(f"--out {shard_env['RUN_DIR']}/shard-3")
+    marker = Path(shard_env["RUN_DIR"]) / "shard-3" / ".exit-code"
     # 3 and 70 are no verdicts: no "done" marker, the merge must not count that shard finished.
     assert marker.exists() == (code in (0, 1, 2))
 
@@ -320,7 +320,7 @@ def test_shard_script_index0_merges_all_shards(tmp_path: Path, shard_env: dict[s
     merge = _calls(shard_env)[-1].split()
     run_dir = Path(shard_env["RUN_DIR"])
     assert merge[0] == "merge"
-    assert merge[1:4] == [str(run_dir / f"shard-{i}" / "report.json") for i in range(3)]
+    assert merge[1:4] == [str(run_dir / f"shard-{i}" / "report.json") for i in (1, 2, 3)]
     assert merge[merge.index("--out") + 1] == str(run_dir / "merged")
     latest = run_dir.parent / "latest"
     assert latest.is_symlink() and os.readlink(latest) == run_dir.name
@@ -332,10 +332,10 @@ def test_shard_script_index0_merges_what_is_there_after_the_deadline(
     assert _run_shard(tmp_path, shard_env, 1).returncode == 0
     proc = _run_shard(tmp_path, shard_env, 0, MERGE_WAIT_SECONDS="0", FAKE_MERGE_RC="2")
     assert proc.returncode == 2
-    assert "gave up waiting for shard(s) 2" in proc.stdout
+    assert "gave up waiting for shard(s) 3" in proc.stdout
     merge = _calls(shard_env)[-1].split()
     assert [a for a in merge if a.endswith("report.json")] == [
-        f"{shard_env['RUN_DIR']}/shard-{i}/report.json" for i in (0, 1)
+        f"{shard_env['RUN_DIR']}/shard-{i}/report.json" for i in (1, 2)
     ]
 
 
@@ -344,7 +344,7 @@ def test_shard_script_retried_index0_does_not_rescan(
 ) -> None:
     for index in (1, 2):
         assert _run_shard(tmp_path, shard_env, index).returncode == 0
-    shard0 = Path(shard_env["RUN_DIR"]) / "shard-0"
+    shard0 = Path(shard_env["RUN_DIR"]) / "shard-1"  # index 0 is shard 1
     shard0.mkdir(parents=True)
     (shard0 / "report.json").write_text("{}")
     (shard0 / ".exit-code").write_text("1\n")
@@ -423,7 +423,7 @@ def test_shard_script_forwards_sigterm(tmp_path: Path, shard_env: dict[str, str]
     proc.terminate()
     assert proc.wait(timeout=10) == 143
     assert "got-term" in log.read_text()
-    assert not (Path(shard_env["RUN_DIR"]) / "shard-1" / ".exit-code").exists()
+    assert not (Path(shard_env["RUN_DIR"]) / "shard-2" / ".exit-code").exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,7 +468,8 @@ def test_gitlab_parallel_scan_and_merge() -> None:
     script = " ".join(scan["script"])
     assert "clamfleet run" in script
     assert "reports/shard-$CI_NODE_INDEX" in script
-    assert "--shard" not in script  # auto-sharded from CI_NODE_INDEX / CI_NODE_TOTAL
+    # Only --shard auto/N reads CI_NODE_INDEX / CI_NODE_TOTAL: a plain run scans every server.
+    assert '--shard "auto/$CI_NODE_TOTAL"' in script
     assert scan["artifacts"]["when"] == "always"
     assert "reports/" in scan["artifacts"]["paths"]
     # The shards' verdicts do not fail the pipeline; the merge (the fleet's verdict) does.

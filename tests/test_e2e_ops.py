@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.inventory import load_inventory
 from orchestrator.model import InfectedFile, TargetResult
 from orchestrator.report import validate_report_dict
-from orchestrator.shard import shard_of
+from orchestrator.shard import assign_shards
 from orchestrator.simulator import generate_fleet
 
 from .conftest import Outcome, Sim, comparable, edited_report, run_subprocess, target_key
@@ -112,7 +113,7 @@ def test_baseline_marks_new_recurring_and_resolved(
 @pytest.mark.parametrize(
     ("args", "env_of"),
     [
-        ((), lambda i, n: {"CI_NODE_INDEX": str(i), "CI_NODE_TOTAL": str(n)}),  # GitLab parallel
+        (("--shard", "auto/3"), lambda i, n: {"CI_NODE_INDEX": str(i), "CI_NODE_TOTAL": str(n)}),
         (("--shard", "auto/3"), lambda i, n: {"JOB_COMPLETION_INDEX": str(i - 1)}),  # Indexed Job
     ],
     ids=["gitlab", "kubernetes"],
@@ -137,7 +138,8 @@ def test_ci_environments_select_the_shard_and_the_shards_merge_to_the_fleet(
         assert outcome.code in (0, 1), outcome.stderr
         assert outcome.report["run"]["shard"] == f"{index}/3"
         servers = {t["server"] for t in outcome.report["targets"]}
-        assert servers == {n for n in names if shard_of(n, 3) == index}
+        shards = assign_shards(load_inventory(sim.inventory).servers, 3)
+        assert servers == {n for n in names if shards[n] == index}
         reports.append(outcome.out / "report.json")
     merged = cli("merge", *reports)
     assert merged.report["run"]["shard"] == "1/1"

@@ -205,7 +205,7 @@ def documented_command_lines() -> list[tuple[str, list[str]]]:
     assert default is not None
     for formats in (env["MERGE_FORMATS"], default.group(1)):
         argv = _after(shlex.split(merge_line), "clamfleet_bg")
-        argv = [{"$@": "shard-0/report.json", "$MERGE_FORMATS": formats}.get(a, a) for a in argv]
+        argv = [{"$@": "shard-1/report.json", "$MERGE_FORMATS": formats}.get(a, a) for a in argv]
         found.append(("shard.sh merge", argv))
 
     service = (DEPLOY / "systemd" / "clamfleet.service").read_text().replace("\\\n", " ")

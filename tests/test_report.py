@@ -189,6 +189,7 @@ EXPECTED: dict[str, Any] = {
         "servers": ["web01", "web02", "web03"],
         "fleet_id": "fleet-a",
         "rerun_of": None,
+        "shard_servers": [],  # additive: the servers this shard was given
     },
     "summary": {
         "servers": 3,

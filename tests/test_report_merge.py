@@ -57,6 +57,19 @@ def test_shards_merge_into_the_report_of_the_union_in_inventory_order() -> None:
     validate_report_dict(report_to_dict(merged.report))
 
 
+def test_merged_shard_servers_are_every_shards_servers_in_inventory_order() -> None:
+    parts = [
+        shard(2, 3, {"web01", "web03"}, shard_servers=("web03", "web01")),
+        shard(3, 3, set(), shard_servers=()),  # an empty shard: more shards than servers
+        shard(1, 3, {"web02"}, shard_servers=("web02",)),
+    ]
+    merged = merge_reports(parts)
+    assert merged.missing_shards == ()
+    assert merged.report.run.shard_servers == ("web01", "web02", "web03")
+    back = report_from_dict(report_to_dict(merged.report), "merged.json")
+    assert back.run.shard_servers == ("web01", "web02", "web03")
+
+
 def test_dry_run_only_if_every_shard_was() -> None:
     parts = [shard(1, 2, {"web01"}, dry_run=True), shard(2, 2, {"web02", "web03"})]
     assert merge_reports(parts).report.run.dry_run is False

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections import Counter
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,7 +9,15 @@ from hypothesis import strategies as st
 from orchestrator.config import AuthMethod, Credentials, Inventory, Server
 from orchestrator.errors import ConfigError
 from orchestrator.model import Secret
-from orchestrator.shard import AUTO, parse_shard, resolve_shard, servers_in_shard, shard_of
+from orchestrator.shard import (
+    AUTO,
+    assign_shards,
+    ignored_env,
+    parse_shard,
+    resolve_shard,
+    server_weight,
+    servers_in_shard,
+)
 
 CREDS = Credentials(AuthMethod.WHM_TOKEN, "root", Secret("t"))
 
@@ -55,9 +60,10 @@ def test_parse_shard_errors(text: str, message: str) -> None:
     [
         (None, {}, (1, 1)),
         ("2/3", {"CI_NODE_INDEX": "1", "CI_NODE_TOTAL": "3"}, (2, 3)),  # explicit wins
-        (None, {"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "5"}, (2, 5)),  # GitLab parallel
-        (None, {"CI_NODE_INDEX": "2"}, (1, 1)),  # half a pair is not a shard
-        (None, {"JOB_COMPLETION_INDEX": "3"}, (1, 1)),  # no total without auto/N
+        # Only --shard auto/N reads the environment: a plain run is never silently sharded.
+        (None, {"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "5"}, (1, 1)),
+        (None, {"CI_NODE_INDEX": "2"}, (1, 1)),
+        (None, {"JOB_COMPLETION_INDEX": "3"}, (1, 1)),
         ("auto/4", {"JOB_COMPLETION_INDEX": "0"}, (1, 4)),  # Kubernetes: 0-based
         ("auto/4", {"JOB_COMPLETION_INDEX": "3"}, (4, 4)),
         ("auto/4", {"JOB_COMPLETION_INDEX": "1", "CI_NODE_INDEX": "4"}, (2, 4)),
@@ -98,12 +104,12 @@ def test_resolve_shard(arg: str | None, env: dict[str, str], expected: tuple[int
             "--shard: auto/4 disagrees with CI_NODE_TOTAL=3",
         ),
         (
-            None,
+            "auto/5",
             {"CI_NODE_INDEX": "6", "CI_NODE_TOTAL": "5"},
             "--shard: CI_NODE_INDEX selects shard 6, but there are only 5 shards",
         ),
         (
-            None,
+            "auto/1",
             {"CI_NODE_INDEX": "1", "CI_NODE_TOTAL": "0"},
             "--shard: CI_NODE_TOTAL must be an integer >= 1, got '0'",
         ),
@@ -115,44 +121,83 @@ def test_resolve_shard_errors(arg: str | None, env: dict[str, str], message: str
     assert str(info.value) == message
 
 
-def test_shard_of_is_stable_across_processes_and_versions() -> None:
-    # Frozen values: changing the hash would silently reshuffle every deployed parallel job.
-    expected = {
-        "web01": [1, 1, 3, 1, 6],
-        "web02": [1, 1, 1, 1, 5],
-        "db01": [1, 1, 1, 1, 2],
-        "sim01": [1, 1, 2, 1, 6],
-        "ü-host": [1, 1, 3, 3, 1],
+def test_a_plain_run_in_a_parallel_ci_job_is_told_how_to_shard() -> None:
+    hint = ignored_env(None, {"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "4"})
+    assert hint == (
+        "CI_NODE_TOTAL set but no --shard: this run scans every server;"
+        " use --shard auto/4 to scan one shard"
+    )
+    assert ignored_env("auto/4", {"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "4"}) is None
+    assert ignored_env(None, {}) is None
+
+
+def sizes(inv: Inventory, n: int) -> list[int]:
+    return [len(servers_in_shard(inv, i, n).servers) for i in range(1, n + 1)]
+
+
+def test_six_servers_split_evenly_and_no_shard_is_left_empty() -> None:
+    # The sha256 split put these 5:1 over 2 shards and left shard 2 of 4 empty.
+    inv = inventory([f"sim{i:02d}" for i in range(1, 7)])
+    assert sizes(inv, 2) == [3, 3]
+    assert sizes(inv, 3) == [2, 2, 2]
+    assert sizes(inv, 4) == [2, 2, 1, 1]
+    assert sizes(inv, 7) == [1, 1, 1, 1, 1, 1, 0]  # only more shards than servers leaves one empty
+
+
+def test_the_split_is_frozen_for_a_given_inventory() -> None:
+    # Frozen: every process of a parallel job (any machine, any Python) must compute this.
+    inv = inventory(["web01", "web02", "db01", "sim01", "ü-host"])
+    assert assign_shards(inv.servers, 2) == {
+        "db01": 1,
+        "sim01": 2,
+        "web01": 1,
+        "web02": 2,
+        "ü-host": 1,
     }
-    for name, shards in expected.items():
-        assert [shard_of(name, n) for n in (1, 2, 3, 4, 7)] == shards
 
 
-def test_shard_of_is_the_documented_sha256_rule() -> None:
-    digest = hashlib.sha256(b"web01").digest()
-    assert shard_of("web01", 7) == int.from_bytes(digest[:8], "big") % 7 + 1
+def server(name: str, accounts: tuple[str, ...] | None, exclude: tuple[str, ...] = ()) -> Server:
+    return Server(
+        name=name,
+        base_url=f"https://{name}:2087",
+        auth=CREDS,
+        accounts=accounts,
+        exclude_accounts=exclude,
+    )
+
+
+def test_known_account_counts_weigh_a_server_and_excluded_accounts_do_not() -> None:
+    users = tuple(f"u{i}" for i in range(6))
+    big = server("big", users)
+    assert server_weight(big) == 6
+    assert server_weight(server("all", None)) == 1  # listaccts is not available offline
+    assert server_weight(server("some", users, exclude=("u[0-3]",))) == 2
+    assert server_weight(server("none-left", ("tmp1",), exclude=("tmp*",))) == 1
+    smalls = [server(f"small{i}", (f"a{i}",)) for i in range(6)]
+    inv = Inventory(path="inventory.yaml", servers=(big, *smalls))
+    shards = assign_shards(inv.servers, 2)
+    assert shards["big"] == 1
+    assert all(shards[s.name] == 2 for s in smalls)  # 6 accounts against 6 accounts
 
 
 @given(
     names=st.lists(st.text(min_size=1, max_size=12), unique=True, max_size=60),
     n=st.integers(min_value=1, max_value=12),
+    data=st.data(),
 )
-def test_shards_are_complete_disjoint_and_keep_order(names: list[str], n: int) -> None:
+def test_shards_are_complete_disjoint_balanced_and_independent_of_file_order(
+    names: list[str], n: int, data: st.DataObject
+) -> None:
     inv = inventory(names)
     parts = [servers_in_shard(inv, i, n).servers for i in range(1, n + 1)]
     assert sorted(s.name for p in parts for s in p) == sorted(names)  # complete, no duplicates
-    for i, part in enumerate(parts, start=1):
-        assert all(shard_of(s.name, n) == i for s in part)
-        assert [s.name for s in part] == [s for s in names if shard_of(s, n) == i]
-
-
-def test_shards_are_roughly_balanced() -> None:
-    names = [f"srv{i:04d}.example.com" for i in range(4000)]
-    for n in (2, 4, 10):
-        counts = Counter(shard_of(name, n) for name in names)
-        assert set(counts) == set(range(1, n + 1))
-        expected = len(names) / n
-        assert all(abs(c - expected) < 0.15 * expected for c in counts.values()), counts
+    for part in parts:  # each keeps inventory order
+        assert [s.name for s in part] == [s for s in names if s in {x.name for x in part}]
+    counts = [len(p) for p in parts]
+    assert max(counts) - min(counts) <= 1  # equal weights: as even as possible
+    assert (0 in counts) == (len(names) < n)
+    shuffled = data.draw(st.permutations(names))
+    assert assign_shards(inventory(shuffled).servers, n) == assign_shards(inv.servers, n)
 
 
 def test_servers_in_shard_rejects_a_shard_that_does_not_exist() -> None:

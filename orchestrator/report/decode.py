@@ -175,6 +175,10 @@ def _run(r: _Reader, value: Any, where: str) -> RunInfo:
         ),
         fleet_id=r.optional(r.text, run.get("fleet_id"), f"{where}.fleet_id") or "",
         rerun_of=r.optional(r.text, run.get("rerun_of"), f"{where}.rerun_of"),
+        shard_servers=tuple(
+            r.text(s, f"{where}.shard_servers[{i}]")
+            for i, s in enumerate(r.array(run.get("shard_servers") or [], f"{where}.shard_servers"))
+        ),
     )
 
 

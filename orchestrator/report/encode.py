@@ -1,8 +1,8 @@
 """Report -> the report.json document (README "Report"), keys in the contract's order.
 
-Additive keys beyond the contract: `run.servers`, `run.fleet_id`, `run.rerun_of` (always
-present), and, only when a baseline was applied, `summary.delta`, each infected file's `delta`
-and a top-level `resolved` list.
+Additive keys beyond the contract: `run.servers`, `run.fleet_id`, `run.rerun_of`,
+`run.shard_servers` (always present), and, only when a baseline was applied, `summary.delta`,
+each infected file's `delta` and a top-level `resolved` list.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
         "servers": list(run.servers),
         "fleet_id": run.fleet_id or None,
         "rerun_of": run.rerun_of,
+        "shard_servers": list(run.shard_servers),
     }
 
 

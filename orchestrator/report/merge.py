@@ -167,7 +167,15 @@ def _merged_run(reports: Sequence[Report], first: RunInfo, shard: str) -> RunInf
         shard=shard,
         dry_run=all(r.run.dry_run for r in reports),
         rerun_of=None,
+        shard_servers=_union_in_order(first.servers, [r.run.shard_servers for r in reports]),
     )
+
+
+def _union_in_order(order: Sequence[str], parts: Sequence[Sequence[str]]) -> tuple[str, ...]:
+    """Every server some merged report was given, in inventory order, unknown ones last."""
+    given = [name for part in parts for name in part]
+    known = [name for name in order if name in given]
+    return tuple(dict.fromkeys([*known, *given]))
 
 
 def _with_delta(run: RunInfo, targets: list[TargetResult], reports: Sequence[Report]) -> Report:
