@@ -109,6 +109,18 @@ def _add_simulate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auth", choices=("whm", "cpanel_token", "cpanel_password"), default="whm")
     p.add_argument("--tls", action="store_true")
     p.add_argument(
+        "--requests-per-second",
+        type=float,
+        metavar="R",
+        help="each server's limit: written into the inventory and enforced by the referee",
+    )
+    p.add_argument(
+        "--fleet-requests-per-second",
+        type=float,
+        metavar="R",
+        help="the fleet-wide limit (settings.requests_per_second), likewise",
+    )
+    p.add_argument(
         "--fault",
         action="append",
         default=[],

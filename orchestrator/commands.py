@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -39,6 +39,7 @@ from orchestrator.runner import FleetRun, NullObserver, Observer, RunOptions
 from orchestrator.shard import resolve_shard, servers_in_shard
 
 T = TypeVar("T")
+EXIT_INTERNAL = 70  # design.md section 3: a bug, never read as a verdict
 logger = structlog.get_logger("clamfleet")
 
 
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     )
     shard = f"{shard_index}/{shard_total}"
     journal, meta = _open_journal(args, fleet_id, shard, policy, options.dry_run)
-    run_id = meta.get("run_id") or uuid.uuid4().hex
+    run_id = meta.get("run_id") or uuid.uuid4().hex  # --resume: the resumed run's identity
+    options = dataclasses.replace(options, run_id=run_id)
     started_at = datetime.fromisoformat(meta["started_at"]) if meta else datetime.now(UTC)
     if journal is not None and not meta:
         journal.start({"run_id": run_id, "started_at": started_at.isoformat()})
@@ -288,17 +290,25 @@ def simulate(args: argparse.Namespace) -> int:
         suspended_ratio=args.suspended_ratio,
     )
     spec = _with_faults(spec, args.fault)
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(
-            lambda: serve(
-                spec,
-                tls=args.tls,
-                write_inventory=args.write_inventory,
-                auth=args.auth,
-                announce=_say,
-            )
+    settings = _given(requests_per_second=args.fleet_requests_per_second)
+    server_keys = _given(requests_per_second=args.requests_per_second)
+    violations = anyio.run(
+        lambda: serve(
+            spec,
+            tls=args.tls,
+            write_inventory=args.write_inventory,
+            auth=args.auth,
+            announce=_say,
+            settings=settings,
+            server_keys=server_keys,
         )
-    return 0
+    )
+    return 1 if violations else 0  # a client broke cPanel's rules: see the printed list
+
+
+def _given(**values: float | None) -> dict[str, float] | None:
+    kept = {k: v for k, v in values.items() if v is not None}
+    return kept or None
 
 
 def _say(line: str) -> None:
@@ -360,6 +370,7 @@ DEMO_POLICY = Policy(
 def demo(args: argparse.Namespace) -> int:
     """Scan an embedded fleet end to end; exit 0 when the demo itself worked."""
     from orchestrator.simulator import SimulatorThread, generate_fleet
+    from orchestrator.simulator.referee import summary_lines
 
     log.configure(args.log_format, "warning")
     spec = generate_fleet(
@@ -377,11 +388,12 @@ def demo(args: argparse.Namespace) -> int:
         )
         inventory = load_inventory(inventory_path, env={**os.environ, **env})
         _register_secrets(inventory, None)
-        options = RunOptions(policy=DEMO_POLICY, dry_run=True)
+        run_id = uuid.uuid4().hex
+        options = RunOptions(policy=DEMO_POLICY, dry_run=True, run_id=run_id)
         started = datetime.now(UTC)
         results, _ = _arun(_execute, inventory, options, NullObserver(), None)
         info = RunInfo(
-            id=uuid.uuid4().hex,
+            id=run_id,
             tool_version=__version__,
             started_at=started,
             finished_at=datetime.now(UTC),
@@ -396,4 +408,9 @@ def demo(args: argparse.Namespace) -> int:
     print("dry run: the policy's planned actions are in the report; nothing was disinfected")
     print(f"report: {paths[0].parent.resolve()}")
     print(f"a real run would have exited with code {report.summary.exit_code}")
-    return 0
+    violations = fleet.violations()
+    for line in summary_lines(violations)[:-1]:
+        print(line)
+    print(f"{len(violations)} protocol violations")
+    # clamfleet's own client broke a cPanel rule: a bug, so the internal-error code
+    return EXIT_INTERNAL if violations else 0

@@ -119,6 +119,7 @@ class RunOptions:
     only: frozenset[Target] | None = None  # --only-failed: just these targets
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connections_per_host: int = 4
+    run_id: str | None = None  # sent in the User-Agent: the simulator's referee reads it
 
 
 @dataclass(slots=True)
@@ -186,6 +187,7 @@ class FleetRun:
             http=Http(
                 request_timeout=settings.timeouts.request,
                 limit_per_host=options.connections_per_host,
+                run_id=options.run_id,
             ),
             observer=observer or NullObserver(),
             journal=journal,
