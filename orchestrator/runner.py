@@ -23,6 +23,7 @@ import heapq
 import itertools
 import math
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -119,7 +120,9 @@ class RunOptions:
     only: frozenset[Target] | None = None  # --only-failed: just these targets
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connections_per_host: int = 4
-    run_id: str | None = None  # sent in the User-Agent: the simulator's referee reads it
+    # Sent in the User-Agent (the simulator's referee tells runs apart by it); `run` sets the
+    # journal's on --resume, every other run gets its own.
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 @dataclass(slots=True)

@@ -174,6 +174,7 @@ def test_demo_runs_end_to_end(cli: Callable[..., Outcome]) -> None:
     assert (result.out / "report.json").exists()
     assert "a real run would have exited with code" in result.stdout
     assert "report:" in result.stdout
+    assert "0 protocol violations" in result.stdout  # the simulator's referee saw none
 
 
 @pytest.mark.parametrize(

@@ -156,6 +156,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 parsed.account,
                 status,
                 content_type,
+                run_of(request.headers.get("User-Agent")),
             )
         )
 

@@ -130,11 +130,15 @@ class ServerRules:
 
 
 def over_rate(window: deque[float], arrived: float, limit: float | None) -> bool:
-    """Add an arrival (monotonic seconds) to `window`; True when it is one too many."""
+    """Add an arrival (monotonic seconds) to `window`; True when it is one too many.
+
+    A rate below 1/s still allows one request in a window (the pacer's promise then is one
+    request per 1/R seconds, which no one-second count can check more strictly).
+    """
     while window and arrived - window[0] >= RATE_WINDOW:
         window.popleft()
     window.append(arrived)
-    return limit is not None and len(window) > limit
+    return limit is not None and len(window) > max(limit, 1.0)
 
 
 class FleetWindow:

@@ -33,6 +33,7 @@ class RequestRecord:
     account: str | None
     status: int
     content_type: str
+    run: str = "anonymous"  # the client's run id (User-Agent), as the referee saw it
 
 
 class ServerRuntime:
