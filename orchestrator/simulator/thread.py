@@ -6,7 +6,8 @@ import asyncio
 import shlex
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -140,31 +141,37 @@ async def serve(
 
     `settings` / `server_keys` go into the inventory written, and teach the referee its limits.
     """
-    async with SimulatedFleet(spec, tls=tls, clock=clock) as fleet:
-        for name, url in fleet.urls().items():
-            announce(f"{name} {url}")
-        if fleet.ca_file is not None:
-            announce(f"CA certificate: {fleet.ca_file}")
-        env = fleet.env
-        if write_inventory is not None:
-            env = fleet.write_inventory(write_inventory, auth, settings, server_keys)
-            announce(f"inventory: {write_inventory}")
-        elif settings is not None or server_keys is not None:
-            fleet.learn_inventory(settings or {}, server_keys or {})
-        for key, value in env.items():
-            announce(f"export {key}={shlex.quote(value)}")
-        try:
-            await _until_stopped()
-        finally:  # also when cancelled: the record is the point of a referee
-            violations = fleet.violations()
-            for line in summary_lines(violations):
-                announce(line)
+    # The handlers go in before anything is announced: a SIGTERM right after the announcement
+    # must still print the record, not kill the process.
+    with _stop_signals() as signals:
+        async with SimulatedFleet(spec, tls=tls, clock=clock) as fleet:
+            for name, url in fleet.urls().items():
+                announce(f"{name} {url}")
+            if fleet.ca_file is not None:
+                announce(f"CA certificate: {fleet.ca_file}")
+            env = fleet.env
+            if write_inventory is not None:
+                env = fleet.write_inventory(write_inventory, auth, settings, server_keys)
+                announce(f"inventory: {write_inventory}")
+            elif settings is not None or server_keys is not None:
+                fleet.learn_inventory(settings or {}, server_keys or {})
+            for key, value in env.items():
+                announce(f"export {key}={shlex.quote(value)}")
+            try:
+                if signals is None:
+                    await anyio.sleep_forever()
+                else:
+                    async for _ in signals:
+                        break
+            finally:  # also when cancelled: the record is the point of a referee
+                violations = fleet.violations()
+                for line in summary_lines(violations):
+                    announce(line)
     return violations
 
 
-async def _until_stopped() -> None:
+def _stop_signals() -> AbstractContextManager[AsyncIterator[int] | None]:
+    """SIGINT/SIGTERM as an async iterator; None off the main thread (no signals there)."""
     if threading.current_thread() is not threading.main_thread():
-        await anyio.sleep_forever()  # signals are only delivered to the main thread
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            return
+        return nullcontext(None)
+    return anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
