@@ -151,6 +151,7 @@ def run_measured(
 
 
 _EXPORT = re.compile(r"^\s*export\s+([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+_VIOLATIONS = re.compile(r"^violations run=(\S+) rule=(\S+) count=(\d+)$")
 
 
 class Simulator:
@@ -163,6 +164,9 @@ class Simulator:
             "--infected-ratio", str(size.infected_ratio), "--seed", str(size.seed),
             "--scan-seconds", repr(size.scan_seconds / size.time_scale),
             "--write-inventory", str(inventory),
+            # the limits the scaled inventory promises: the simulator's referee enforces them
+            "--requests-per-second", repr(size.server_rps * size.time_scale),
+            "--fleet-requests-per-second", repr(size.fleet_rps * size.time_scale),
         ]  # fmt: skip
         self.inventory = inventory
         self.log = log
@@ -225,6 +229,21 @@ class Simulator:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"simulator not ready after {SIM_READY_TIMEOUT:g}s; {self.log}")
+
+    def violations(self, run_id: str) -> dict[str, int]:
+        """Protocol violations by rule that the simulator printed for one run, once stopped.
+
+        Only the orchestrator's run counts: the baseline client is unpaced on purpose.
+        """
+        self.stop()
+        with self._cond:
+            self._cond.wait_for(lambda: self._eof, timeout=30)
+            lines = list(self._lines)
+        found: dict[str, int] = {}
+        for line in lines:
+            if (m := _VIOLATIONS.match(line)) and m.group(1) == run_id:
+                found[m.group(2)] = found.get(m.group(2), 0) + int(m.group(3))
+        return found
 
     def stop(self) -> None:
         proc = self._proc
@@ -350,6 +369,9 @@ class Row:
     # --paced: the baseline again, its requests spread over the orchestrator's wall time
     paced_cpu_s_per_1k_calls: float = 0.0
     paced_cpu_ratio: float = 0.0
+    # protocol violations the simulator's referee recorded for the orchestrator's run
+    violations: int = 0
+    violation_rules: dict[str, int] = field(default_factory=dict)
 
 
 def run_once(
@@ -399,6 +421,7 @@ def run_once(
         if paced:
             slow = run_baseline({**job, "pace_s": orch.wall_s}, run_dir, "paced", env, timeout)
             paced_per_1k = slow.cpu_s / calls * 1000
+        violations = sim.violations(report["run"]["id"])
     orch_per_1k = orch.cpu_s / calls * 1000
     base_per_1k = base.cpu_s / calls * 1000
     return Row(
@@ -424,6 +447,8 @@ def run_once(
         bound_terms=bound.terms,
         paced_cpu_s_per_1k_calls=paced_per_1k,
         paced_cpu_ratio=orch_per_1k / paced_per_1k if paced_per_1k else 0.0,
+        violations=sum(violations.values()),
+        violation_rules=violations,
     )
 
 
@@ -479,6 +504,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("base CPU s/1k", "base_cpu_s_per_1k_calls", "{:.3f}"),
     ("base RSS MiB", "base_peak_rss_mib", "{:.1f}"),
     ("CPU ratio", "cpu_ratio", "{:.2f}"),
+    ("violations", "violations", "{:.0f}"),
 ]
 PACED_COLUMNS: list[tuple[str, str, str]] = [
     ("paced CPU s/1k", "paced_cpu_s_per_1k_calls", "{:.3f}"),
@@ -586,7 +612,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(row)
             print(
                 f"run {i}: wall {row.wall_s:.2f}s bound {row.bound_s:.2f}s ({row.bound_term}) "
-                f"calls {row.calls} exit {row.exit_code} {row.statuses}",
+                f"calls {row.calls} exit {row.exit_code} {row.statuses} "
+                f"protocol violations {row.violations} {row.violation_rules or ''}",
                 flush=True,
             )
     print()
@@ -599,6 +626,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 indent=2,
             )
         )  # fmt: skip
+    if broken := sum(r.violations for r in rows):
+        print(f"FAIL: the orchestrator broke cPanel's rules {broken} times (simulator.log)")
+        return 1
     return 0
 
 

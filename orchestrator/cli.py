@@ -254,6 +254,18 @@ def _add_simulate(p: argparse.ArgumentParser) -> None:
         "--tls", action="store_true", help="serve HTTPS with a generated certificate (default: off)"
     )
     p.add_argument(
+        "--requests-per-second",
+        type=float,
+        metavar="R",
+        help="each server's limit: written into the inventory and enforced by the referee",
+    )
+    p.add_argument(
+        "--fleet-requests-per-second",
+        type=float,
+        metavar="R",
+        help="the fleet-wide limit (settings.requests_per_second), likewise",
+    )
+    p.add_argument(
         "--fault",
         action="append",
         default=[],

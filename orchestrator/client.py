@@ -26,6 +26,7 @@ import stamina
 import structlog
 from yarl import URL
 
+from orchestrator import __version__
 from orchestrator.config import AuthMethod, Server, TlsConfig
 from orchestrator.errors import (
     AuthError,
@@ -76,6 +77,12 @@ class RetryPolicy:
     jitter: float = 0.5
 
 
+def user_agent(run_id: str | None) -> str:
+    """`clamfleet/<version> (run <run-id>)`: a server's referee tells runs apart by it."""
+    base = f"clamfleet/{__version__}"
+    return f"{base} (run {run_id})" if run_id else base
+
+
 class Http:
     """The run's one ClientSession, its SSL contexts and its hosts' refusal budgets (health.py).
     Use as an async context manager."""
@@ -87,7 +94,9 @@ class Http:
         limit: int = 0,
         limit_per_host: int = 4,
         hosts: Hosts | None = None,
+        run_id: str | None = None,
     ) -> None:
+        self._user_agent = user_agent(run_id)
         self._timeout = aiohttp.ClientTimeout(
             total=request_timeout, sock_connect=min(request_timeout, 15.0)
         )
@@ -107,6 +116,7 @@ class Http:
             timeout=self._timeout,
             cookie_jar=aiohttp.DummyCookieJar(),  # session cookies are handled explicitly
             raise_for_status=False,
+            headers={"User-Agent": self._user_agent},
         )
         return self
 

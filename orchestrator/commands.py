@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import os
 import sys
 import tempfile
@@ -22,7 +22,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.execute import ScanJob, arun, scan_and_report
 from orchestrator.inventory import load_inventory, select_servers
 from orchestrator.journal import Journal
-from orchestrator.model import Action, RunInfo, ScanType, Status, Target
+from orchestrator.model import EXIT_INTERNAL, Action, RunInfo, ScanType, Status, Target
 from orchestrator.policy import load_policy
 from orchestrator.report import (
     FORMATS,
@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         _check_journal_path(args.journal)
     shard = f"{shard_index}/{shard_total}"
     journal, meta = _open_journal(args, fleet_id, shard, policy, options.dry_run)
-    run_id = meta.get("run_id") or uuid.uuid4().hex
+    run_id = meta.get("run_id") or uuid.uuid4().hex  # --resume: the resumed run's identity
+    options = dataclasses.replace(options, run_id=run_id)
     started_at = datetime.fromisoformat(meta["started_at"]) if meta else datetime.now(UTC)
     if journal is not None and not meta:
         journal.start({"run_id": run_id, "started_at": started_at.isoformat()})
@@ -304,17 +305,25 @@ def simulate(args: argparse.Namespace) -> int:
         suspended_ratio=args.suspended_ratio,
     )
     spec = _with_faults(spec, args.fault)
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(
-            lambda: serve(
-                spec,
-                tls=args.tls,
-                write_inventory=args.write_inventory,
-                auth=args.auth,
-                announce=_say,
-            )
+    settings = _given(requests_per_second=args.fleet_requests_per_second)
+    server_keys = _given(requests_per_second=args.requests_per_second)
+    violations = anyio.run(
+        lambda: serve(
+            spec,
+            tls=args.tls,
+            write_inventory=args.write_inventory,
+            auth=args.auth,
+            announce=_say,
+            settings=settings,
+            server_keys=server_keys,
         )
-    return 0
+    )
+    return 1 if violations else 0  # a client broke cPanel's rules: see the printed list
+
+
+def _given(**values: float | None) -> dict[str, float] | None:
+    kept = {k: v for k, v in values.items() if v is not None}
+    return kept or None
 
 
 def _say(line: str) -> None:
@@ -376,6 +385,7 @@ DEMO_POLICY = Policy(
 def demo(args: argparse.Namespace) -> int:
     """Scan an embedded fleet end to end; exit 0 when the demo itself worked."""
     from orchestrator.simulator import SimulatorThread, generate_fleet
+    from orchestrator.simulator.referee import summary_lines
 
     log.configure(args.log_format, args.log_level)
     prepare_out_dir(args.out)
@@ -394,8 +404,9 @@ def demo(args: argparse.Namespace) -> int:
         )
         inventory = load_inventory(inventory_path, env={**os.environ, **env})
         _register_secrets(inventory, None)
+        run_id = uuid.uuid4().hex
         info = RunInfo(
-            id=uuid.uuid4().hex,
+            id=run_id,
             tool_version=__version__,
             started_at=datetime.now(UTC),
             finished_at=None,
@@ -405,7 +416,7 @@ def demo(args: argparse.Namespace) -> int:
             fleet_id=inventory.fleet_id,
             shard_servers=tuple(s.name for s in inventory.servers),
         )
-        options = RunOptions(policy=DEMO_POLICY, dry_run=True)
+        options = RunOptions(policy=DEMO_POLICY, dry_run=True, run_id=run_id)
         job = ScanJob(inventory, options, info, args.out, parse_formats(None))
         outcome = scan_and_report(job)
     report, paths = outcome.report, outcome.paths
@@ -413,4 +424,9 @@ def demo(args: argparse.Namespace) -> int:
     print("dry run: the policy's planned actions are in the report; nothing was disinfected")
     print(f"report: {paths[0].parent.resolve()}")
     print(f"a real run would have exited with code {report.summary.exit_code}")
-    return 0
+    violations = fleet.violations()
+    for line in summary_lines(violations)[:-1]:
+        print(line)
+    print(f"{len(violations)} protocol violations")
+    # clamfleet's own client broke a cPanel rule: a bug, so the internal-error code
+    return EXIT_INTERNAL if violations else 0

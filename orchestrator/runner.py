@@ -18,6 +18,7 @@ targets in flight into `interrupted` results and is then re-raised, never swallo
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -114,6 +115,9 @@ class RunOptions:
     only: frozenset[Target] | None = None  # --only-failed: just these targets
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connections_per_host: int = 4
+    # Sent in the User-Agent (the simulator's referee tells runs apart by it); `run` sets the
+    # journal's on --resume, every other run gets its own.
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 class FleetRun:
@@ -138,7 +142,9 @@ class FleetRun:
         self.options = options
         self.limits = FleetLimits(settings)
         self.http = Http(
-            request_timeout=settings.timeouts.request, limit_per_host=options.connections_per_host
+            request_timeout=settings.timeouts.request,
+            limit_per_host=options.connections_per_host,
+            run_id=options.run_id,
         )
         self.observer: Observer = observer or NullObserver()
         self.journal = journal

@@ -27,8 +27,10 @@ from orchestrator.simulator import (
     FleetSpec,
     ServerSpec,
     SimFile,
+    SimulatedFleet,
     SimulatorThread,
 )
+from orchestrator.simulator.referee import RULES, Violation
 
 #: Settings that keep simulated runs short: fast polls, short deadlines, generous rates.
 FAST_SETTINGS: dict[str, Any] = {
@@ -45,6 +47,44 @@ def _fast_retries() -> Iterator[None]:
     stamina.set_testing(True, attempts=3)
     yield
     stamina.set_testing(False)
+
+
+@pytest.fixture(autouse=True)
+def referee(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every simulated fleet a test starts (fixture, SimulatorThread, SimulatedFleet, demo) is
+    watched; at teardown the test fails when any recorded a protocol violation.
+
+    A test that breaks a rule on purpose says so with `@pytest.mark.expect_violations(RULE,
+    ...)`: then every rule named must have been recorded, and no other.
+    """
+    fleets: list[SimulatedFleet] = []
+    original = SimulatedFleet.__init__
+
+    def watched(self: SimulatedFleet, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        fleets.append(self)
+
+    monkeypatch.setattr(SimulatedFleet, "__init__", watched)
+    yield
+    found = [v for fleet in fleets for v in fleet.violations()]
+    marker = request.node.get_closest_marker("expect_violations")
+    expected = set(marker.args) if marker else set()
+    if unknown := expected - set(RULES):
+        pytest.fail(f"expect_violations names unknown rules: {sorted(unknown)}")
+    unexpected = [v for v in found if v.rule not in expected]
+    missing = expected - {v.rule for v in found}
+    if unexpected or missing:
+        pytest.fail(_referee_message(unexpected, missing), pytrace=False)
+
+
+def _referee_message(unexpected: list[Violation], missing: set[str]) -> str:
+    lines = [f"the simulator recorded {len(unexpected)} protocol violation(s):"]
+    lines += [f"  {v}" for v in unexpected[:50]]
+    if len(unexpected) > 50:
+        lines.append(f"  ... and {len(unexpected) - 50} more")
+    if missing:
+        lines.append(f"expected but not recorded: {', '.join(sorted(missing))}")
+    return "\n".join(lines)
 
 
 @dataclass

@@ -53,4 +53,5 @@ def test_quick_bench_with_the_paced_baseline_prints_every_column(tmp_path: Path)
     runs = sorted(p.name for p in (tmp_path / "work" / "run-1").glob("baseline-*.json"))
     assert runs == ["baseline-1.json", "baseline-2.json", "baseline-3.json"]  # median of three
     assert row["exit_code"] in (0, 1)
+    assert row["violations"] == 0, row["violation_rules"]  # the simulator's referee: no rule broken
     assert sum(row["statuses"].values()) == row["targets"]

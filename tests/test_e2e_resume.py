@@ -87,6 +87,9 @@ def test_kill_9_then_resume_gives_the_uninterrupted_report_without_restarting_sc
             assert sim.fleet.calls(server.name, function="start_scan", account=account.user) == 1, (
                 "a scan running at the kill is re-attached, never started again"
             )
+    # the resumed process is the same run to the servers: one run id, the report's
+    runs = {r.run for server in spec.servers for r in sim.fleet.request_log(server.name)}
+    assert runs == {report["run"]["id"]}
 
     with SimulatorThread(spec) as fresh:  # the same fleet, scanned without interruption
         inventory = tmp_path / "fresh.yaml"

@@ -60,7 +60,7 @@ def test_accounts_all_skips_suspended_accounts_and_infected_paths_are_unescaped(
         else:
             assert target["status"] == "infected"
             for f in target["infected_files"]:
-                assert "&amp;" not in f["path"] and "&#x27;" not in f["path"]
+                assert "&amp;" not in f["path"] and "&#39;" not in f["path"]
                 assert f["action"] == "report" and f["outcome"] == "not-requested"
     assert sim.fleet.calls("sim01", function="start_scan") == 6 - len(suspended)
 
@@ -170,6 +170,7 @@ def test_demo_runs_end_to_end(cli: Callable[..., Outcome]) -> None:
     assert (result.out / "report.json").exists()
     assert "a real run would have exited with code" in result.stdout
     assert "report:" in result.stdout
+    assert "0 protocol violations" in result.stdout  # the simulator's referee saw none
 
 
 @pytest.mark.parametrize(

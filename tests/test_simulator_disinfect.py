@@ -59,6 +59,9 @@ async def test_transient_none_then_records_then_done_and_the_last_id_pitfall() -
 
 
 @pytest.mark.asyncio
+@pytest.mark.expect_violations(
+    "disinfect-unlisted-path", "scan-restarted"
+)  # on purpose: the server side
 async def test_actions_apply_to_the_virtual_files_and_the_next_scan_is_clean() -> None:
     async with running(fleet_of(alice())) as api:
         await api.scan_to_completion("alice")
@@ -99,6 +102,7 @@ async def test_cleanse_mailbox_outside_mail_is_an_error_step() -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.expect_violations("disinfect-unlisted-path")  # on purpose: the server side
 async def test_nothing_infected_gives_done_info_without_running() -> None:
     async with running(fleet_of(alice(files=(WEB,)))) as api:
         await api.scan_to_completion("alice")
@@ -168,6 +172,7 @@ async def test_uapi_cpanel_cannot_carry_nested_actions() -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.expect_violations("suspended-account")  # on purpose: the server side
 async def test_create_user_session_cookie_then_disinfect_through_cpsess() -> None:
     spec = fleet_of(alice(), AccountSpec("bob", suspended=True))
     async with running(spec) as api:

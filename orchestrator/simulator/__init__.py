@@ -15,17 +15,45 @@ Where cpanel-api.md leaves a behaviour open, the simulator picks one and says so
 - time_started is strictly increasing per account, so two scans in one second differ.
 - A one-time login URL works once; the state file is never `queued` (cPanel deletes it right
   after queueing, hence the transient `none`).
+- What ClamScanner reports (`current_file`, `infected_files`, `list_infected_files` `file` and
+  `virus_type`) goes through cPanel's encoder (`'` as `&#39;`); disinfection log records and
+  error texts are not encoded.
+
+The referee (`referee.py`) records every request that breaks a rule a client can break; see
+`referee.RULES`, `SimulatedFleet.violations()`. Where cpanel-api.md is silent it takes the
+reading that is safer for the client, i.e. the stricter one:
+- "Complete" is what the status file says, not its stale view right after start_scan: a
+  stalled scan is never complete, nor is a status that a refused start_scan has just reset.
+- A second start_scan for a target within one run counts once one took, accepted or not.
+- After a finished disinfection the infected list is gone: any path named is unlisted.
+- Queueing a disinfection while the previous one is queued or running is a violation (4: "no
+  guard was found ... avoid doing this").
+- A refused login is a 403 for bad credentials or a cPHulk block. cPHulk blocks by IP, so from
+  then on every request of that run to that server counts, for any account or credentials.
+  The 403 a suspended account's own credentials get is not one (cPHulk does not count it);
+  the client cannot know before it, so only that run's later requests for the account count.
+- Suspended and excluded accounts: requests that act on the account (UAPI by any route,
+  create_user_session, the session login); never listaccts or other WHM calls.
+- Rates are per run (one client, one promise), counted at arrival in 0.95 s windows (jitter);
+  every inventory entry on one simulated server shares its limit (one owner, one host); a
+  rate below 1/s is checked as 1/s. Limits are learned when the fleet writes an inventory
+  (or from `set_rules`/`set_fleet_rate`, or `simulate --requests-per-second`); a fleet that
+  wrote none checks no rate, exclusion or suspension.
+- A request a fault knob answered instead of the server (5xx, reset, login page) still counts
+  for rates and after a refused login; the scan and disinfection rules judge calls that ran.
 """
 
 from orchestrator.simulator.account import AccountView
 from orchestrator.simulator.clock import Clock, ManualClock, SystemClock
 from orchestrator.simulator.fleet import SimulatedFleet
 from orchestrator.simulator.generate import generate_fleet
+from orchestrator.simulator.referee import RULES, ServerRules, Violation
 from orchestrator.simulator.runtime import RequestRecord
 from orchestrator.simulator.spec import AccountSpec, Faults, FleetSpec, ServerSpec, SimFile
 from orchestrator.simulator.thread import SimulatorThread, serve
 
 __all__ = [
+    "RULES",
     "AccountSpec",
     "AccountView",
     "Clock",
@@ -33,11 +61,13 @@ __all__ = [
     "FleetSpec",
     "ManualClock",
     "RequestRecord",
+    "ServerRules",
     "ServerSpec",
     "SimFile",
     "SimulatedFleet",
     "SimulatorThread",
     "SystemClock",
+    "Violation",
     "generate_fleet",
     "serve",
 ]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.simulator.disinfect import DisinfectTask, apply_step, done_record
+from orchestrator.simulator.referee import AccountFacts
 from orchestrator.simulator.scan import ScanPlan, ScanRun, build_plan, reset_status
 from orchestrator.simulator.spec import AccountSpec, Faults, SimFile
 
@@ -101,6 +102,10 @@ class AccountState:
     def scan_status(self, now: float) -> dict[str, Any] | None:
         if self._stale is not None and now < self._stale[0]:
             return self._stale[1]
+        return self.status_file(now)
+
+    def status_file(self, now: float) -> dict[str, Any] | None:
+        """What the status file holds (the truth a stale `get_scan_status` may lag behind)."""
         run, reset = self.run, self._reset
         if reset is not None and (run is None or reset[0] >= run.last_write(now)):
             return reset_status(reset[1])
@@ -110,6 +115,16 @@ class AccountState:
         if self.run is None or self._cleared is self.run:
             return []
         return self.run.infected(now)
+
+    def facts(self, now: float) -> AccountFacts:
+        """What the referee judges a ClamScanner call against (after `advance(now)`)."""
+        status = self.status_file(now)
+        task = self.task
+        return AccountFacts(
+            scan_complete=status is not None and status["scan_complete"] == 1,
+            listed=frozenset(p for p, _ in self.infected_list(now)),
+            disinfecting=task is not None and not task.finished,
+        )
 
     # -- disinfection --------------------------------------------------------------------------
 

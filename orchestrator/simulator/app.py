@@ -16,6 +16,7 @@ from aiohttp import web
 from orchestrator.simulator import uapi, whm
 from orchestrator.simulator.auth import COOKIE, parse_authorization
 from orchestrator.simulator.faults import LOGIN_PAGE, Decision, Hit, error_page
+from orchestrator.simulator.referee import Request, redact, run_of
 from orchestrator.simulator.runtime import RequestRecord, ServerRuntime
 
 RUNTIME = web.AppKey("runtime", ServerRuntime)
@@ -105,18 +106,32 @@ def _opt(args: Mapping[str, Any], key: str) -> str | None:
     return str(value) if value else None
 
 
+def _parse(request: web.Request, args: Mapping[str, Any]) -> Parsed:
+    creds = parse_authorization(request.headers.get("Authorization"))
+    return classify(request.path, args, creds.user if creds else None, request.cookies.get(COOKIE))
+
+
+def _judged(request: web.Request, parsed: Parsed, now: float) -> Request:
+    run = run_of(request.headers.get("User-Agent"))
+    return Request(
+        request.method, redact(request.path), parsed.route, parsed.function, parsed.account,
+        run, now,
+    )  # fmt: skip
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     arrived = time.monotonic()
     status, content_type = 0, ""
-    parsed = classify(request.path, {}, None, None)
+    parsed = _parse(request, request.query)  # the body is not read yet: counted at arrival
+    with rt.lock:
+        rt.referee.arrival(_judged(request, parsed, rt.clock.time()), arrived)
     try:
         args = await read_args(request)
-        creds = parse_authorization(request.headers.get("Authorization"))
-        parsed = classify(
-            request.path, args, creds.user if creds else None, request.cookies.get(COOKIE)
-        )
+        parsed = _parse(request, args)
         with rt.lock:
+            judged = _judged(request, parsed, rt.clock.time())
+            rt.referee.request(judged)
             decision = rt.fault_state.decide(parsed.function)
             slow = rt.faults.slow_seconds
         if slow > 0:
@@ -124,7 +139,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if decision.hit is Hit.RESET:
             _drop(request)
             return web.Response()  # never sent: aiohttp sees the closed transport and gives up
-        response = _faulted(decision) or _dispatch(rt, request, parsed)
+        response = _faulted(decision) or _dispatch(rt, request, parsed, judged)
         if decision.truncate and isinstance(response, web.Response) and response.body:
             body = bytes(response.body)  # type: ignore[arg-type]
             response.body = body[: len(body) // 2]
@@ -141,6 +156,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 parsed.account,
                 status,
                 content_type,
+                run_of(request.headers.get("User-Agent")),
             )
         )
 
@@ -170,27 +186,29 @@ def _faulted(decision: Decision) -> web.Response | None:
             )
 
 
-def _dispatch(rt: ServerRuntime, request: web.Request, parsed: Parsed) -> web.Response:
+def _dispatch(
+    rt: ServerRuntime, request: web.Request, parsed: Parsed, req: Request
+) -> web.Response:
     ip = request.remote or "?"
     with rt.lock:
         now = rt.clock.time()
         if rt.hulk.locked(ip, now):
+            rt.referee.refused_login(req)
             return access_denied()
         match parsed.route:
             case "execute":
-                return _execute(rt, request, parsed, ip, now)
+                return _execute(rt, request, parsed, ip, now, req)
             case "cpsess_execute":
-                return _session_execute(rt, request, parsed, now)
+                return _session_execute(rt, request, parsed, now, req)
             case "session_login":
                 return _session_login(rt, parsed, now)
             case "unknown":
                 raise web.HTTPNotFound
             case _:
-                return _json_api(rt, request, parsed, ip, now)
+                return _json_api(rt, request, parsed, ip, now, req)
 
 
-def _uapi(rt: ServerRuntime, parsed: Parsed, user: str, now: float) -> web.Response:
-    account = rt.accounts[user]
+def _uapi(rt: ServerRuntime, parsed: Parsed, user: str, now: float, req: Request) -> web.Response:
     if parsed.module != uapi.MODULE:
         module = parsed.module
         return json_response(
@@ -198,36 +216,38 @@ def _uapi(rt: ServerRuntime, parsed: Parsed, user: str, now: float) -> web.Respo
         )
     if parsed.args.pop("__invalid_json__", False):
         return json_response(uapi.failure("The system could not parse the JSON request body."))
-    return json_response(uapi.call(account, parsed.function or "", parsed.args, now, rt.faults))
+    return json_response(rt.call_uapi(user, parsed.function or "", parsed.args, now, req))
 
 
 def _execute(
-    rt: ServerRuntime, request: web.Request, parsed: Parsed, ip: str, now: float
+    rt: ServerRuntime, request: web.Request, parsed: Parsed, ip: str, now: float, req: Request
 ) -> web.Response:
     creds = parse_authorization(request.headers.get("Authorization"))
     account = rt.accounts.get(creds.user) if creds else None
     if creds is None or account is None or creds.scheme == "whm":
-        return _refuse(rt, ip, now)
+        return _refuse(rt, ip, now, req)
     expected = account.spec.cpanel_token if creds.scheme == "cpanel" else account.spec.password
     if creds.secret != expected:
-        return _refuse(rt, ip, now)
+        return _refuse(rt, ip, now, req)
     if account.spec.suspended:
+        rt.referee.denied_suspended(req)
         return access_denied()  # a suspended account cannot log in (right secret: no cPHulk count)
-    return _uapi(rt, parsed, creds.user, now)
+    return _uapi(rt, parsed, creds.user, now, req)
 
 
-def _refuse(rt: ServerRuntime, ip: str, now: float) -> web.Response:
+def _refuse(rt: ServerRuntime, ip: str, now: float, req: Request) -> web.Response:
     rt.hulk.fail(ip, now, rt.faults)
+    rt.referee.refused_login(req)
     return access_denied()
 
 
 def _session_execute(
-    rt: ServerRuntime, request: web.Request, parsed: Parsed, now: float
+    rt: ServerRuntime, request: web.Request, parsed: Parsed, now: float, req: Request
 ) -> web.Response:
     session = rt.sessions.lookup(parsed.token or "", request.cookies.get(COOKIE), now)
     if session is None:
         return invalid_token()
-    return _uapi(rt, parsed, session.user, now)
+    return _uapi(rt, parsed, session.user, now, req)
 
 
 def _session_login(rt: ServerRuntime, parsed: Parsed, now: float) -> web.Response:
@@ -240,7 +260,7 @@ def _session_login(rt: ServerRuntime, parsed: Parsed, now: float) -> web.Respons
 
 
 def _json_api(
-    rt: ServerRuntime, request: web.Request, parsed: Parsed, ip: str, now: float
+    rt: ServerRuntime, request: web.Request, parsed: Parsed, ip: str, now: float, req: Request
 ) -> web.Response:
     creds = parse_authorization(request.headers.get("Authorization"))
     spec = rt.spec
@@ -249,7 +269,7 @@ def _json_api(
         or creds.scheme != "whm"
         or (creds.user, creds.secret) != (spec.whm_user, spec.whm_token)
     ):
-        return _refuse(rt, ip, now)
+        return _refuse(rt, ip, now, req)
     name, args = parsed.function or "", parsed.args
     if str(args.get("api.version", "")) != "1":
         return json_response(
@@ -259,7 +279,7 @@ def _json_api(
         case "listaccts":
             return json_response(whm.listaccts(rt, args))
         case "uapi_cpanel":
-            return json_response(whm.uapi_cpanel(rt, args, now))
+            return json_response(whm.uapi_cpanel(rt, args, now, req))
         case "create_user_session":
             return json_response(whm.create_user_session(rt, args, now))
     return json_response(

@@ -16,6 +16,12 @@ from orchestrator.simulator import inventory
 from orchestrator.simulator.account import AccountView
 from orchestrator.simulator.app import make_app
 from orchestrator.simulator.clock import Clock, SystemClock
+from orchestrator.simulator.referee import (
+    DEFAULT_FLEET_RPS,
+    FleetWindow,
+    ServerRules,
+    Violation,
+)
 from orchestrator.simulator.runtime import RequestRecord, ServerRuntime
 from orchestrator.simulator.spec import Faults, FleetSpec
 
@@ -35,6 +41,8 @@ class SimulatedFleet:
         self._runtimes: dict[str, ServerRuntime] = {}
         self._runners: dict[str, web.AppRunner] = {}
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._window = FleetWindow()
+        self._rules: dict[str, ServerRules] = {}
 
     async def __aenter__(self) -> SimulatedFleet:
         try:
@@ -52,7 +60,8 @@ class SimulatedFleet:
     async def start(self) -> None:
         context = self._tls_context() if self.tls else None
         for server in self.spec.servers:
-            runtime = ServerRuntime(server, self.spec, self.clock)
+            runtime = ServerRuntime(server, self.spec, self.clock, self._window)
+            runtime.referee.rules = self._rules.get(server.name, ServerRules())
             runner = web.AppRunner(
                 make_app(runtime), access_log=None, handle_signals=False,
                 shutdown_timeout=SHUTDOWN_SECONDS,
@@ -111,7 +120,33 @@ class SimulatedFleet:
             extra_server_keys=extra_server_keys,
         )  # fmt: skip
         inventory.write(Path(path), document)
+        self.learn_inventory(settings or {}, extra_server_keys or {})
         return env
+
+    def learn_inventory(self, settings: Mapping[str, Any], server_keys: Mapping[str, Any]) -> None:
+        """Teach the referee the limits an inventory promises (defaults for missing keys):
+        `settings` as its `settings:`, `server_keys` as every server entry's own keys."""
+        rules = ServerRules.from_inventory(server_keys)
+        for server in self.spec.servers:
+            self.set_rules(server.name, rules)
+        self.set_fleet_rate(float(settings.get("requests_per_second", DEFAULT_FLEET_RPS)))
+
+    def set_rules(self, name: str, rules: ServerRules) -> None:
+        """The referee's rules for one server: its request rate, exclusions, suspended ones."""
+        self.spec.server(name)  # KeyError for an unknown name
+        self._rules[name] = rules
+        if (rt := self._runtimes.get(name)) is not None:
+            with rt.lock:
+                rt.referee.rules = rules
+
+    def set_fleet_rate(self, requests_per_second: float | None) -> None:
+        """settings.requests_per_second, checked across every server (None: not checked)."""
+        self._window.limit = requests_per_second
+
+    def violations(self, name: str | None = None) -> list[Violation]:
+        """Rules broken so far (at one server, or at all of them), in arrival order per server."""
+        names = [name] if name is not None else list(self._runtimes)
+        return [v for n in names for v in self._rt(n).violations()]
 
     def set_faults(self, name: str, faults: Faults) -> None:
         self._rt(name).set_faults(faults)

@@ -1,4 +1,5 @@
-"""One simulated server's live state: accounts, faults, cPHulk, sessions and the request log.
+"""One simulated server's live state: accounts, faults, cPHulk, sessions, the request log and
+the referee's record of rules broken here.
 
 Handlers touch it only while holding `lock`, and never await while holding it, so other
 threads (SimulatorThread's callers) may read the log or swap faults at any time.
@@ -7,12 +8,16 @@ threads (SimulatorThread's callers) may read the log or swap faults at any time.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from orchestrator.simulator.account import AccountState
+from orchestrator.simulator import uapi
+from orchestrator.simulator.account import ALREADY_RUNNING, AccountState
 from orchestrator.simulator.auth import Hulk, Sessions
 from orchestrator.simulator.clock import Clock
 from orchestrator.simulator.faults import FaultState
+from orchestrator.simulator.referee import FleetWindow, Request, ServerReferee, Violation
 from orchestrator.simulator.spec import Faults, FleetSpec, ServerSpec
 
 
@@ -28,10 +33,13 @@ class RequestRecord:
     account: str | None
     status: int
     content_type: str
+    run: str = "anonymous"  # the client's run id (User-Agent), as the referee saw it
 
 
 class ServerRuntime:
-    def __init__(self, spec: ServerSpec, fleet: FleetSpec, clock: Clock) -> None:
+    def __init__(
+        self, spec: ServerSpec, fleet: FleetSpec, clock: Clock, window: FleetWindow | None = None
+    ) -> None:
         self.spec = spec
         self.clock = clock
         self.accounts = {a.user: AccountState(a, fleet.scan_seconds_of(a)) for a in spec.accounts}
@@ -41,6 +49,8 @@ class ServerRuntime:
         self.lock = threading.Lock()
         self.log: list[RequestRecord] = []
         self.base_url = ""
+        suspended = frozenset(a.user for a in spec.accounts if a.suspended)
+        self.referee = ServerReferee(spec.name, window or FleetWindow(), suspended)
 
     @property
     def faults(self) -> Faults:
@@ -57,3 +67,23 @@ class ServerRuntime:
     def requests(self) -> list[RequestRecord]:
         with self.lock:
             return list(self.log)
+
+    def violations(self) -> list[Violation]:
+        with self.lock:
+            return list(self.referee.violations)
+
+    def call_uapi(
+        self, user: str, function: str, args: Mapping[str, Any], now: float, req: Request
+    ) -> dict[str, Any]:
+        """ClamScanner::`function` as `user`, judged by the referee (under `lock`)."""
+        account = self.accounts[user]
+        account.advance(now)
+        facts = account.facts(now)
+        answer = uapi.call(account, function, args, now, self.faults)
+        if function == "start_scan":
+            refused = answer["errors"] == [ALREADY_RUNNING]
+            took = answer["status"] == 1
+            self.referee.start_scan(req, str(args.get("scan_type")), refused, took)
+        elif function in uapi.HANDLERS:
+            self.referee.call(req, function, args, facts, account.relpath)
+        return answer

@@ -7,12 +7,12 @@ nobody looks at them. The first 10% of the duration is the counting pass (totals
 
 from __future__ import annotations
 
-import html
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.simulator.encoding import current_file, safe_html_encode
 from orchestrator.simulator.spec import QUARANTINE_DIR, SimFile
 
 #: Per-file overhead in the weight, so tiny files still take time.
@@ -130,7 +130,7 @@ class ScanRun:
         k = self.done_count(now)
         complete = self.complete(now)
         n = len(self.plan.paths)
-        current = "" if complete or k >= n else self.abs(self.plan.paths[k])
+        current = "" if complete or k >= n else current_file(self.raw(self.plan.paths[k]))
         total_size = (
             self.plan.total_bytes if k > 0 else self.plan.total_bytes // (1024 * 1024)
         )  # MiB after the counting pass, bytes once the first file is scanned (as cPanel does)
@@ -145,8 +145,12 @@ class ScanRun:
             "total_file_size_MiB": total_size,
         }
 
+    def raw(self, relpath: str) -> str:
+        return f"{self.home}/{relpath}"
+
     def abs(self, relpath: str) -> str:
-        return html.escape(f"{self.home}/{relpath}", quote=True)
+        """The absolute path as cPanel reports it: HTML-encoded."""
+        return safe_html_encode(self.raw(relpath))
 
 
 def reset_status(time_started: int) -> dict[str, Any]:

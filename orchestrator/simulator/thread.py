@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -15,6 +17,7 @@ import anyio
 from orchestrator.simulator.account import AccountView
 from orchestrator.simulator.clock import Clock
 from orchestrator.simulator.fleet import SimulatedFleet
+from orchestrator.simulator.referee import ServerRules, Violation, summary_lines
 from orchestrator.simulator.runtime import RequestRecord
 from orchestrator.simulator.spec import Faults, FleetSpec
 
@@ -107,6 +110,16 @@ class SimulatorThread:
     def account_state(self, name: str, user: str) -> AccountView:
         return self.fleet.account_state(name, user)
 
+    def violations(self, name: str | None = None) -> list[Violation]:
+        """The referee's record (also after the simulator stopped)."""
+        return self.fleet.violations(name)
+
+    def set_rules(self, name: str, rules: ServerRules) -> None:
+        self.fleet.set_rules(name, rules)
+
+    def set_fleet_rate(self, requests_per_second: float | None) -> None:
+        self.fleet.set_fleet_rate(requests_per_second)
+
     def stop_server(self, name: str) -> None:
         """Take one server down (blocking until its port is closed)."""
         assert self._loop is not None
@@ -120,17 +133,45 @@ async def serve(
     auth: str = "whm",
     announce: Callable[[str], None] = print,
     clock: Clock | None = None,
-) -> None:
-    """Run the fleet until cancelled; announce URLs, the inventory and `export` lines."""
-    async with SimulatedFleet(spec, tls=tls, clock=clock) as fleet:
-        for name, url in fleet.urls().items():
-            announce(f"{name} {url}")
-        if fleet.ca_file is not None:
-            announce(f"CA certificate: {fleet.ca_file}")
-        env = fleet.env
-        if write_inventory is not None:
-            env = fleet.write_inventory(write_inventory, auth=auth)
-            announce(f"inventory: {write_inventory}")
-        for key, value in env.items():
-            announce(f"export {key}={shlex.quote(value)}")
-        await anyio.sleep_forever()
+    settings: Mapping[str, Any] | None = None,
+    server_keys: Mapping[str, Any] | None = None,
+) -> list[Violation]:
+    """Run the fleet until SIGINT/SIGTERM (or cancelled); announce URLs, the inventory and
+    `export` lines, and at the end every protocol violation. Returns the violations.
+
+    `settings` / `server_keys` go into the inventory written, and teach the referee its limits.
+    """
+    # The handlers go in before anything is announced: a SIGTERM right after the announcement
+    # must still print the record, not kill the process.
+    with _stop_signals() as signals:
+        async with SimulatedFleet(spec, tls=tls, clock=clock) as fleet:
+            for name, url in fleet.urls().items():
+                announce(f"{name} {url}")
+            if fleet.ca_file is not None:
+                announce(f"CA certificate: {fleet.ca_file}")
+            env = fleet.env
+            if write_inventory is not None:
+                env = fleet.write_inventory(write_inventory, auth, settings, server_keys)
+                announce(f"inventory: {write_inventory}")
+            elif settings is not None or server_keys is not None:
+                fleet.learn_inventory(settings or {}, server_keys or {})
+            for key, value in env.items():
+                announce(f"export {key}={shlex.quote(value)}")
+            try:
+                if signals is None:
+                    await anyio.sleep_forever()
+                else:
+                    async for _ in signals:
+                        break
+            finally:  # also when cancelled: the record is the point of a referee
+                violations = fleet.violations()
+                for line in summary_lines(violations):
+                    announce(line)
+    return violations
+
+
+def _stop_signals() -> AbstractContextManager[AsyncIterator[int] | None]:
+    """SIGINT/SIGTERM as an async iterator; None off the main thread (no signals there)."""
+    if threading.current_thread() is not threading.main_thread():
+        return nullcontext(None)
+    return anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)

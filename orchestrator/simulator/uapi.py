@@ -7,6 +7,7 @@ from typing import Any
 
 from orchestrator.simulator.account import AccountState
 from orchestrator.simulator.disinfect import ACTIONS, status_answer
+from orchestrator.simulator.encoding import safe_html_encode
 from orchestrator.simulator.spec import SCAN_TYPES, Faults
 
 MODULE = "ClamScanner"
@@ -108,7 +109,9 @@ def list_infected_files(
 ) -> dict[str, Any]:
     run = account.run
     found = account.infected_list(now)
-    data = [{"file": run.abs(p), "virus_type": v} for p, v in found] if run else []
+    data = (
+        [{"file": run.abs(p), "virus_type": safe_html_encode(v)} for p, v in found] if run else []
+    )
     return result(data, transformed=True)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from orchestrator.simulator import uapi
 from orchestrator.simulator.account import AccountState
+from orchestrator.simulator.referee import Request
 from orchestrator.simulator.runtime import ServerRuntime
 
 SEARCH_FIELDS = {
@@ -83,7 +84,9 @@ def _matches(
     return any(pattern.search(v) for v in values)
 
 
-def uapi_cpanel(rt: ServerRuntime, args: Mapping[str, Any], now: float) -> dict[str, Any]:
+def uapi_cpanel(
+    rt: ServerRuntime, args: Mapping[str, Any], now: float, req: Request
+) -> dict[str, Any]:
     for key in ("cpanel.user", "cpanel.module", "cpanel.function"):
         if not args.get(key):
             return fail("uapi_cpanel", f"Provide the “{key}” argument.")
@@ -103,7 +106,7 @@ def uapi_cpanel(rt: ServerRuntime, args: Mapping[str, Any], now: float) -> dict[
             f"The API function “{module}::{function}” does not expect nested data structures."
         )
     else:
-        inner = uapi.call(account, function, params, now, rt.faults)
+        inner = rt.call_uapi(user, function, params, now, req)
     return ok("uapi_cpanel", {"uapi": inner})  # result 1 even when the inner call failed
 
 

@@ -1,0 +1,280 @@
+"""The referee: every cpanel-api.md rule a client can break, checked and recorded as a violation.
+
+The simulator answers a rule-breaking request as a real server would (often with a plain
+`status: 0`, or even a success), so a buggy client can look fine. The referee writes down each
+such request, naming the server, the rule, the account and the request, so tests (and
+`clamfleet simulate`/`demo`, and the benchmark) can fail loudly on it.
+
+State is per server (`ServerReferee`, used under that server's `ServerRuntime.lock`) plus one
+fleet-wide request window (`FleetWindow`, its own lock, shared by every server of a fleet).
+The rule checks themselves are pure functions of what the server knows at that moment.
+
+Run identity: clamfleet sends `User-Agent: clamfleet/<version> (run <run-id>)`. Requests without
+a run id (other clients, `validate --check-connectivity`, test helpers) form one anonymous run.
+The rules "within one run" (a restarted scan, requests after a refused login, the request
+rates) are counted per run: the referee judges one client's behaviour, and two clients that
+each keep their promise are not one client breaking it.
+
+Rate tolerance: a client keeping R requests per second spaces its requests at least 1/R apart
+when it *sends* them; on a loaded loopback they *arrive* with jitter, so two requests sent
+1/R apart may arrive closer. The referee therefore counts arrivals in windows of
+RATE_WINDOW = 0.95 s instead of 1 s: R+1 arrivals inside 0.95 s mean the sender's spacing was
+broken by more than 50 ms in total, not just jittered.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ANONYMOUS = "anonymous"
+RATE_WINDOW = 0.95  # seconds; see the module docstring
+RUN_ID = re.compile(r"\(run ([^()\s]+)\)")
+SESSION_TOKEN = re.compile(r"/cpsess\d+")
+
+#: rule id -> what it forbids (the ids are stable: tests and the benchmark match on them)
+RULES: dict[str, str] = {
+    "scan-overlap": "start_scan while that account's scan runs (any scan type)",
+    "scan-restarted": "a second start_scan for one target within one run after one took",
+    "results-before-complete": (
+        "list_infected_files or disinfect_files while the account's scan is not complete"
+    ),
+    "disinfect-unlisted-path": "disinfect_files naming a path not in the latest infected list",
+    "disinfect-overlap": "disinfect_files while the account's previous disinfection is not done",
+    "server-rate": "more requests to one server in one second than its requests_per_second",
+    "fleet-rate": "more requests to the fleet in one second than settings.requests_per_second",
+    "after-refused-login": "a request to a server after a refused login there (cPHulk)",
+    "suspended-account": "a request for a suspended account without include_suspended: true",
+    "excluded-account": "a request for an account the inventory's exclude_accounts names",
+}
+#: routes that act on one account (listaccts and other WHM calls never do)
+ACCOUNT_ROUTES = frozenset(
+    {"execute", "cpsess_execute", "session_login", "uapi_cpanel", "create_user_session"}
+)
+#: cPanel's defaults of the inventory keys the referee learns (design.md section 4)
+DEFAULT_SERVER_RPS = 5.0
+DEFAULT_FLEET_RPS = 100.0
+
+
+def run_of(user_agent: str | None) -> str:
+    """The run id a request's User-Agent carries, or ANONYMOUS."""
+    m = RUN_ID.search(user_agent or "")
+    return m.group(1) if m else ANONYMOUS
+
+
+def redact(path: str) -> str:
+    """The request path without its session token (a credential while the session lives)."""
+    return SESSION_TOKEN.sub("/cpsess…", path)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A request as the referee sees it: who sent it, what it asked, when (simulator clock)."""
+
+    method: str
+    path: str  # redacted, no query string (that may hold a session name)
+    route: str
+    function: str | None
+    account: str | None
+    run: str
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken rule: where, which rule, by which request, in one human line."""
+
+    server: str
+    rule: str
+    account: str | None
+    method: str
+    path: str
+    function: str | None
+    t: float
+    run: str
+    message: str
+
+    def __str__(self) -> str:
+        who = f" account={self.account}" if self.account else ""
+        fn = f" ({self.function})" if self.function else ""
+        return (
+            f"violation run={self.run} server={self.server} rule={self.rule}{who} "
+            f"t={self.t:.3f} {self.method} {self.path}{fn}: {self.message}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ServerRules:
+    """What the inventory promised for one server. None: not learned (rate not checked)."""
+
+    requests_per_second: float | None = None
+    exclude_accounts: tuple[str, ...] = ()
+    include_suspended: bool = False
+
+    @classmethod
+    def from_inventory(cls, keys: Mapping[str, Any]) -> ServerRules:
+        """From one server entry's keys, with the inventory defaults for missing ones."""
+        return cls(
+            float(keys.get("requests_per_second", DEFAULT_SERVER_RPS)),
+            tuple(str(p) for p in keys.get("exclude_accounts") or ()),
+            bool(keys.get("include_suspended", False)),
+        )
+
+    def excludes(self, account: str) -> bool:
+        return any(fnmatch.fnmatchcase(account, p) for p in self.exclude_accounts)
+
+
+def over_rate(window: deque[float], arrived: float, limit: float | None) -> bool:
+    """Add an arrival (monotonic seconds) to `window`; True when it is one too many.
+
+    A rate below 1/s still allows one request in a window (the pacer's promise then is one
+    request per 1/R seconds, which no one-second count can check more strictly).
+    """
+    while window and arrived - window[0] >= RATE_WINDOW:
+        window.popleft()
+    window.append(arrived)
+    return limit is not None and len(window) > max(limit, 1.0)
+
+
+class FleetWindow:
+    """Arrivals at every server of one fleet, per run, for settings.requests_per_second."""
+
+    def __init__(self) -> None:
+        self.limit: float | None = None
+        self._lock = threading.Lock()
+        self._arrivals: dict[str, deque[float]] = {}
+
+    def over(self, run: str, arrived: float) -> bool:
+        with self._lock:
+            return over_rate(self._arrivals.setdefault(run, deque()), arrived, self.limit)
+
+
+# -- the UAPI rules: pure functions of what the account's state says --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccountFacts:
+    """What the server knows about an account just before a ClamScanner call runs."""
+
+    scan_complete: bool  # the status file (not its stale view) says scan_complete 1
+    listed: frozenset[str]  # relpaths of the latest infected list
+    disinfecting: bool  # a disinfection task is queued or running
+
+
+def judge_call(
+    function: str, args: Mapping[str, Any], facts: AccountFacts, relpath: Callable[[str], str]
+) -> list[tuple[str, str]]:
+    """(rule, message) for list_infected_files / disinfect_files broken against `facts`."""
+    if function not in ("list_infected_files", "disinfect_files"):
+        return []
+    if not facts.scan_complete:
+        return [("results-before-complete", f"{function} before the account's scan completed")]
+    out: list[tuple[str, str]] = []
+    actions = args.get("actions")
+    if function == "disinfect_files" and isinstance(actions, dict) and actions:
+        if facts.disinfecting:
+            out.append(("disinfect-overlap", "the previous disinfection is not done yet"))
+        unlisted = sorted(str(k) for k in actions if relpath(str(k)) not in facts.listed)
+        if unlisted:
+            shown = ", ".join(unlisted[:3]) + (" …" if len(unlisted) > 3 else "")
+            out.append(("disinfect-unlisted-path", f"{len(unlisted)} path(s) not listed: {shown}"))
+    return out
+
+
+def judge_start(scan_type: str, refused_running: bool, took_before: bool) -> list[tuple[str, str]]:
+    """(rule, message) for one start_scan; `took_before`: this run already started it."""
+    out: list[tuple[str, str]] = []
+    if refused_running:
+        out.append(("scan-overlap", f"start_scan {scan_type} while a scan of the account runs"))
+    if took_before:
+        out.append(("scan-restarted", f"start_scan {scan_type} again in the same run"))
+    return out
+
+
+# -- one server's referee ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ServerReferee:
+    """The rules' memory for one server; every method runs under the server's lock."""
+
+    server: str
+    fleet: FleetWindow
+    suspended: frozenset[str]
+    rules: ServerRules = field(default_factory=ServerRules)
+    violations: list[Violation] = field(default_factory=list)
+    _arrivals: dict[str, deque[float]] = field(default_factory=dict)
+    _refused: set[str] = field(default_factory=set)  # runs refused a login here
+    _denied: set[tuple[str, str]] = field(default_factory=set)  # (run, suspended account)
+    _took: set[tuple[str, str, str]] = field(default_factory=set)  # (run, account, scan_type)
+
+    def flag(self, req: Request, rule: str, message: str) -> None:
+        self.violations.append(
+            Violation(
+                self.server, rule, req.account, req.method, req.path, req.function, req.t,
+                req.run, message,
+            )
+        )  # fmt: skip
+
+    def arrival(self, req: Request, arrived: float) -> None:
+        """Rate rules, at arrival (monotonic seconds), for every request, faulted ones too."""
+        window = self._arrivals.setdefault(req.run, deque())
+        if over_rate(window, arrived, self.rules.requests_per_second):
+            self.flag(req, "server-rate", f"over {self.rules.requests_per_second:g} requests/s")
+        if self.fleet.over(req.run, arrived):
+            self.flag(req, "fleet-rate", f"over {self.fleet.limit:g} requests/s fleet-wide")
+
+    def request(self, req: Request) -> None:
+        """Login and account rules, once the request is parsed (before it is answered)."""
+        if req.run in self._refused:
+            self.flag(req, "after-refused-login", "this run's login here was already refused")
+        user = req.account
+        if user is None or req.route not in ACCOUNT_ROUTES:
+            return
+        if self.rules.excludes(user):
+            self.flag(req, "excluded-account", f"{user} is excluded by the inventory")
+        # With the account's own credentials (`execute`) the client cannot know before the 403.
+        known = req.route != "execute" or (req.run, user) in self._denied
+        if user in self.suspended and not self.rules.include_suspended and known:
+            self.flag(req, "suspended-account", f"{user} is suspended")
+
+    def refused_login(self, req: Request) -> None:
+        """Bad credentials (or a cPHulk block) answered 403: the run must stop here."""
+        self._refused.add(req.run)
+
+    def denied_suspended(self, req: Request) -> None:
+        if req.account is not None:
+            self._denied.add((req.run, req.account))
+
+    def start_scan(self, req: Request, scan_type: str, refused_running: bool, took: bool) -> None:
+        key = (req.run, req.account or "", scan_type)
+        for rule, message in judge_start(scan_type, refused_running, key in self._took):
+            self.flag(req, rule, message)
+        if took:
+            self._took.add(key)
+
+    def call(
+        self, req: Request, function: str, args: Mapping[str, Any], facts: AccountFacts,
+        relpath: Callable[[str], str],
+    ) -> None:  # fmt: skip
+        for rule, message in judge_call(function, args, facts, relpath):
+            self.flag(req, rule, message)
+
+
+def summary_lines(violations: Iterable[Violation], limit: int = 200) -> list[str]:
+    """Up to `limit` violation lines, then one count line per (run, rule), then the total."""
+    items = list(violations)
+    lines = [str(v) for v in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"... and {len(items) - limit} more")
+    counts: dict[tuple[str, str], int] = {}
+    for v in items:
+        counts[(v.run, v.rule)] = counts.get((v.run, v.rule), 0) + 1
+    lines += [f"violations run={r} rule={rule} count={n}" for (r, rule), n in counts.items()]
+    lines.append(f"{len(items)} protocol violations")
+    return lines
