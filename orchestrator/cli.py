@@ -257,13 +257,15 @@ def _add_simulate(p: argparse.ArgumentParser) -> None:
         "--requests-per-second",
         type=float,
         metavar="R",
-        help="each server's limit: written into the inventory and enforced by the referee",
+        help="each server's limit: written into the inventory and enforced by the referee"
+        " (default: the inventory's own default, 5)",
     )
     p.add_argument(
         "--fleet-requests-per-second",
         type=float,
         metavar="R",
-        help="the fleet-wide limit (settings.requests_per_second), likewise",
+        help="the fleet-wide limit (settings.requests_per_second), likewise (default: the"
+        " inventory's own default, 100)",
     )
     p.add_argument(
         "--fault",

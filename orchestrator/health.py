@@ -1,6 +1,6 @@
 """Verdicts that stop requests before they are sent: per host (cPHulk) and per server (breaker).
 
-cPHulk counts failed logins per source IP per host (cpanel-api.md 6.4, design.md 8). With
+cPHulk counts failed logins per source IP per host (README "Troubleshooting": auth). With
 `cpanel_password` or `cpanel_token` every account is its own inventory entry, so one host
 often carries many entries: they share one refusal budget here, or seven stale passwords
 would send seven refused logins and lock the orchestrator's IP out (good passwords included).
@@ -45,7 +45,7 @@ BREAKER_THRESHOLD = 3
 #: and a silent host would otherwise cost every entry its full timeouts, one after another.
 HOST_SILENCE_LIMIT = 5
 
-#: (scheme, host, port): what design.md 8 calls one host.
+#: (scheme, host, port): one host, as cPHulk's budget is counted here.
 HostKey = tuple[str, str, int]
 
 

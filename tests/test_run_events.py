@@ -25,7 +25,10 @@ def test_json_logs_say_when_the_run_started_and_its_verdict(
     events = json_events(result.stderr)
     (started,) = [e for e in events if e["event"] == "run.started"]
     (finished,) = [e for e in events if e["event"] == "run.finished"]
-    assert events[0] is started and events[-1] is finished  # they bracket every other event
+    # they bracket every other event of the run; only the shard line (which shard this process
+    # scans) comes first, so a log collector knows the shard before anything else
+    assert events[0]["event"] == "run.shard"
+    assert events[1] is started and events[-1] is finished
     report = result.report
     assert started["level"] == finished["level"] == "info"
     assert started["run_id"] == finished["run_id"] == report["run"]["id"]

@@ -56,7 +56,7 @@ RULES: dict[str, str] = {
 ACCOUNT_ROUTES = frozenset(
     {"execute", "cpsess_execute", "session_login", "uapi_cpanel", "create_user_session"}
 )
-#: cPanel's defaults of the inventory keys the referee learns (design.md section 4)
+#: cPanel's defaults of the inventory keys the referee learns (inventory.example.yaml)
 DEFAULT_SERVER_RPS = 5.0
 DEFAULT_FLEET_RPS = 100.0
 
