@@ -29,7 +29,7 @@ EXPIRED_PAGE = (
     "expired. Log in again.</p></body></html>\n"
 )
 SESSION_PATH = re.compile(r"^(/cpsess\d{10})(/.*)$")
-WHM_FUNCTIONS = ("listaccts", "uapi_cpanel", "create_user_session")
+WHM_FUNCTIONS = ("listaccts", "uapi_cpanel", "create_user_session", "systemloadavg")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +173,7 @@ def _faulted(decision: Decision) -> web.Response | None:
 def _dispatch(rt: ServerRuntime, request: web.Request, parsed: Parsed) -> web.Response:
     ip = request.remote or "?"
     with rt.lock:
-        now = rt.clock.time()
+        now = rt.now()
         if rt.hulk.locked(ip, now):
             return access_denied()
         match parsed.route:
@@ -262,6 +262,8 @@ def _json_api(
             return json_response(whm.uapi_cpanel(rt, args, now))
         case "create_user_session":
             return json_response(whm.create_user_session(rt, args, now))
+        case "systemloadavg":
+            return json_response(whm.systemloadavg(rt, now))
     return json_response(
         whm.fail(name, f'Unknown app ("{name}") requested for this version (1) of the API.')
     )

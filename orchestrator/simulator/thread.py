@@ -107,6 +107,12 @@ class SimulatorThread:
     def account_state(self, name: str, user: str) -> AccountView:
         return self.fleet.account_state(name, user)
 
+    def loadavg(self, name: str) -> tuple[float, float, float]:
+        return self.fleet.loadavg(name)
+
+    def running_scans(self, name: str) -> int:
+        return self.fleet.running_scans(name)
+
     def stop_server(self, name: str) -> None:
         """Take one server down (blocking until its port is closed)."""
         assert self._loop is not None
