@@ -80,6 +80,12 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--notify-webhook", metavar="ENV_VAR", help="env var holding a webhook URL")
     p.add_argument("--notify-on", choices=("new", "infected", "always"), default="infected")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.add_argument(
+        "--finish-by",
+        metavar="HH:MM",
+        help="start no new scan after this time (default: settings.window.end, none if unset);"
+        " later targets are reported skipped/deferred",
+    )
     _add_logging(p)
 
 

@@ -19,11 +19,12 @@ import anyio
 import structlog
 
 from orchestrator import __version__, log
-from orchestrator.config import REPORT_ONLY, Inventory, Limits, Policy, Rule
+from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Limits, Policy, Rule
 from orchestrator.errors import ConfigError
 from orchestrator.inventory import load_inventory, select_servers
 from orchestrator.journal import Journal
 from orchestrator.model import Action, RunInfo, ScanType, Status, Target, TargetResult
+from orchestrator.pacing_config import with_finish_by
 from orchestrator.policy import load_policy
 from orchestrator.report import (
     FORMATS,
@@ -48,7 +49,7 @@ logger = structlog.get_logger("clamfleet")
 
 def run(args: argparse.Namespace) -> int:
     log.configure(args.log_format, args.log_level)
-    inventory = load_inventory(args.inventory)
+    inventory = with_finish_by(load_inventory(args.inventory), args.finish_by)
     if args.servers:
         inventory = select_servers(inventory, args.servers)
     shard_index, shard_total = resolve_shard(args.shard, os.environ)
@@ -249,9 +250,28 @@ def validate(args: argparse.Namespace) -> int:
         types = ",".join(str(t) for t in server.scan_types)
         method = str(server.auth.method)
         print(f"  {server.name:<20} {server.base_url:<40} {method:<16} {accounts}  [{types}]")
+    for line in pacing_lines(inventory):
+        print(line)
     if policy is not None:
         print(f"{args.policy}: OK, {len(policy.rules)} rules, default {policy.default}")
     return 0
+
+
+def pacing_lines(inventory: Inventory) -> list[str]:
+    """What `validate` says about load-aware pacing and the window."""
+    lines = []
+    paced = [s for s in inventory.servers if s.load.max is not None]
+    if paced:
+        lines.append("load-aware: " + ", ".join(f"{s.name} (max {s.load.max:g})" for s in paced))
+    blind = [s.name for s in inventory.servers if s.auth.method is not AuthMethod.WHM_TOKEN]
+    if blind:
+        lines.append(
+            "no load reading (cPanel login, fixed max_concurrent_scans): " + ", ".join(blind)
+        )
+    window = inventory.settings.window
+    if window.end is not None:
+        lines.append(f"window: no new scan after {window.end:%H:%M} ({window.timezone})")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
