@@ -23,7 +23,7 @@ from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Limits, Poli
 from orchestrator.errors import ConfigError
 from orchestrator.inventory import load_inventory, select_servers
 from orchestrator.journal import Journal
-from orchestrator.model import Action, RunInfo, ScanType, Status, Target, TargetResult
+from orchestrator.model import Action, RunInfo, ScanType, Target, TargetResult
 from orchestrator.pacing_config import with_finish_by
 from orchestrator.policy import load_policy
 from orchestrator.report import (
@@ -36,6 +36,7 @@ from orchestrator.report import (
     summary_table,
     write_report,
 )
+from orchestrator.report.model import incomplete
 from orchestrator.runner import FleetRun, NullObserver, Observer, RunOptions
 from orchestrator.shard import resolve_shard, servers_in_shard
 
@@ -174,7 +175,8 @@ def _observer(args: argparse.Namespace, inventory: Inventory) -> Observer:
 
 
 def _failed_targets(report: Report) -> frozenset[Target]:
-    return frozenset(t.target for t in report.targets if t.status is Status.FAILED)
+    # deferred targets (the window closed before they started) were never scanned either
+    return frozenset(t.target for t in report.targets if incomplete(t))
 
 
 def parse_formats(text: str | None) -> set[str]:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from orchestrator.errors import ConfigError
-from orchestrator.model import EXIT_INCOMPLETE, RunInfo, Target, TargetResult
+from orchestrator.model import EXIT_INCOMPLETE, RunInfo, ServerPacing, Target, TargetResult
 from orchestrator.report.model import Delta, Report, ResolvedFile, summarize
 
 #: The account of the row the runner writes when a server's accounts could not be listed.
@@ -166,7 +166,16 @@ def _merged_run(reports: Sequence[Report], first: RunInfo, shard: str) -> RunInf
         shard=shard,
         dry_run=all(r.run.dry_run for r in reports),
         rerun_of=None,
+        pacing=_merged_pacing(reports),
     )
+
+
+def _merged_pacing(reports: Sequence[Report]) -> dict[str, ServerPacing]:
+    """Shards pace disjoint servers; a rerun's pacing of a server replaces the original's."""
+    merged: dict[str, ServerPacing] = {}
+    for report in sorted(reports, key=lambda r: (r.run.rerun_of is not None, r.run.started_at)):
+        merged.update(report.run.pacing)
+    return merged
 
 
 def _with_delta(run: RunInfo, targets: list[TargetResult], reports: Sequence[Report]) -> Report:
