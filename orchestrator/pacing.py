@@ -8,19 +8,28 @@ aware wall-clock datetime for the window), so the whole policy is tested without
     predicted_seconds / Throughput   how long a scan of an account will probably take
 
 The control law (why each part is there):
-- A server is read at most every `check_interval` seconds (`check_due`); each reading goes to
-  `observe`. Before the first reading the limit is 1 (nothing is known yet).
-- Over `max`: start nothing new (`may_start` is False) and step the limit down by the excess
-  (each running scan is one clamd child, i.e. ~1 unit of load), at least to 3/4. Running scans
-  cannot be cancelled, so the limit only stops new starts; nothing pretends otherwise.
-- Under `max * (1 - HYSTERESIS)` while the limit is in use: +1. The 1-minute average lags (a
-  new scan shows only ~63 % after a minute), so there is no further increase until `settle`
-  seconds (2 x check_interval, i.e. one minute by default) have passed since the last change.
-- Between the two: hold. So a constant load gives a monotone limit (no oscillation).
+- Each running scan is one clamd child: ~1 runnable (or disk-waiting) task, i.e. +1 load. The
+  controller keeps an estimate of the load that is *not* ours (`base`: the idle reading, later
+  the settled reading minus the scans running) and never plans more scans than fit under max:
+  `fit = the most n with base + n < max`.
+- The first reading of an idle server sets the limit to `fit` at once (no slow ramp).
+- The 1-minute average lags (a new scan shows only ~63 % after a minute). Two readings with
+  the same scans running give where it is heading, `(L2 - L1 a) / (1 - a)` with
+  `a = exp(-dt / tau)`, tau = `settle` = 2 x check_interval (one minute by default); that
+  settled value, not the lagging reading, updates `base` and decides increases.
+- Over max: start nothing new (`may_start` is False). Once `settle` has passed since the last
+  change, step the limit down (at least by one, to `fit`); while the load is still rising just
+  aim at `fit` (scans started before the rise cannot be cancelled, and nothing pretends they
+  can: the limit only stops new starts).
+- Heading over max (the settled estimate is) while not yet over: drop to `fit` before it is.
+- Under `max * (1 - HYSTERESIS)` (reading and estimate) with the limit in use, `settle` after
+  the last change, and one more scan still fitting: +1. Between the two: hold, so a constant
+  load gives a monotone limit (no oscillation).
+- Readings cost API calls, so none is due while no target waits to start (nothing to decide),
+  and while the load holds steady the interval stretches (x2 per steady reading, up to
+  STRETCH x check_interval); any change, overload or failure brings it back to check_interval.
 - A failed reading (None) falls back to the fixed cap, as if no `max` were set, and
   `take_warning` says so once; the next good reading resumes adapting from what is running.
-- The first reading (taken with nothing running) sets the limit from the headroom
-  `max * (1 - HYSTERESIS) - load` at once, so a big idle server does not ramp up one by one.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from orchestrator.model import PacingSample, ServerPacing
 
 HYSTERESIS = 0.1  # increase only below max * (1 - HYSTERESIS)
 BACKOFF = 0.75  # an overload cuts the limit to at most this share of what was in use
+STRETCH = 4  # a steady load is read at most this many check_intervals apart
 HISTORY = 240  # samples kept per server (older ones are thinned out, never the whole run lost)
 
 
@@ -75,6 +85,10 @@ class LoadController:
         self._fallback = False
         self._warn = False
         self._checked: float | None = None
+        self._interval = check_interval  # the current gap between readings (stretches)
+        self._base = 0.0  # estimated load besides our scans
+        self._running_before = -1
+        self._last_at_before: float | None = None
         self._changed = -math.inf
         self._last: LoadReading | None = None
         self._last_at: float | None = None
@@ -113,11 +127,11 @@ class LoadController:
         """Whether one more scan may start with `running` scans running."""
         return running < self.limit() and not self.overloaded()
 
-    def check_due(self, now: float) -> bool:
-        """A systemloadavg reading is due (never for a server without `max`)."""
-        if self.max_load is None:
+    def check_due(self, now: float, *, waiting: bool = True) -> bool:
+        """A systemloadavg reading is due (never without `max`, nor with no target `waiting`)."""
+        if self.max_load is None or not waiting:
             return False
-        return self._checked is None or now - self._checked >= self.check_interval
+        return self._checked is None or now - self._checked >= self._interval
 
     def take_warning(self) -> bool:
         """True once after the first failed reading: the caller logs the fallback once."""
@@ -137,6 +151,7 @@ class LoadController:
             self._failures += 1
             self._warn = self._warn or self._failures == 1
             self._fallback = True
+            self._interval = self.check_interval
             self._record(now, running, None)
             return
         if self._fallback:  # resume adapting from what runs now
@@ -144,8 +159,20 @@ class LoadController:
             self._limit = min(self.cap, max(1, running))
         self._account(reading, now)
         previous, self._last, self._last_at = self._last, reading, now
+        before = self._limit
         self._adapt(reading.one, previous, now, running)
+        steady = self._limit == before and not self.overloaded() and previous is not None
+        if steady and not self._increase_pending(reading.one, running):
+            self._interval = min(2 * self._interval, STRETCH * self.check_interval)
+        else:
+            self._interval = self.check_interval
         self._record(now, running, reading.one)
+
+    def _increase_pending(self, load: float, running: int) -> bool:
+        """Under the increase threshold with the limit in use: only the settle time holds it."""
+        assert self.max_load is not None
+        low = self.max_load * (1 - HYSTERESIS)
+        return load < low and running >= self._limit and self._fit() > self._limit
 
     def _account(self, reading: LoadReading, now: float) -> None:
         assert self.max_load is not None
@@ -158,22 +185,59 @@ class LoadController:
     def _adapt(self, load: float, previous: LoadReading | None, now: float, running: int) -> None:
         assert self.max_load is not None
         ceiling, low = self.max_load, self.max_load * (1 - HYSTERESIS)
-        if previous is None and running == 0:
-            # the first look at an idle server: its headroom, at once
-            self._limit = _clamp(math.floor(low - load), self.cap)
-            self._changed = now
-            return
         settled = now - self._changed >= self.settle
+        expected = self._estimate_base(load, previous, now, running)
+        if previous is None and running == 0:
+            # the first look at an idle server: as many scans as its headroom holds, at once
+            self._limit, self._changed = self._fit(), now
+            return
         if load > ceiling:
+            self._base = max(self._base, load - running)  # the load is not all ours
             rising = previous is not None and load > previous.one
-            if settled or rising:
-                base = min(self._limit, max(running, 1))
-                cut = min(base - math.ceil(load - ceiling), math.floor(base * BACKOFF))
-                new = _clamp(cut, self.cap)
-                if new < self._limit:
-                    self._limit, self._changed = new, now
-        elif load < low and running >= self._limit and settled and self._limit < self.cap:
+            if settled:
+                new = min(min(self._limit, max(running, 1)) - 1, self._fit())
+            elif rising:
+                new = self._fit()  # scans started before the rise: aim, do not keep cutting
+            else:
+                return
+            if _clamp(new, self.cap) < self._limit:
+                self._limit, self._changed = _clamp(new, self.cap), now
+        elif expected > ceiling and self._fit() < self._limit:
+            # not over yet, but heading there: stop adding before it is
+            self._limit, self._changed = self._fit(), now
+        elif (
+            max(load, expected) < low
+            and running >= self._limit
+            and settled
+            and self._fit() > self._limit  # one more scan (~ +1 load) still stays under max
+        ):
             self._limit, self._changed = self._limit + 1, now
+
+    def _estimate_base(
+        self, load: float, previous: LoadReading | None, now: float, running: int
+    ) -> float:
+        """Update the load that is not our scans; return where the average is heading.
+
+        The 1-minute average moves towards its target as exp(-t / tau) (tau: `settle`, one
+        minute by default), so two readings with the same scans running give the target the
+        lag hides: (L2 - L1 * a) / (1 - a), a = exp(-dt / tau). Idle, the reading is the base.
+        """
+        expected = load
+        if running == 0:
+            self._base = load
+        elif previous is not None and running == self._running_before and self._last_at_before:
+            dt = now - self._last_at_before
+            decay = math.exp(-dt / self.settle) if self.settle > 0 else 0.0
+            if decay < 1:
+                expected = max((load - previous.one * decay) / (1 - decay), 0.0)
+                self._base = max(expected - running, 0.0)
+        self._running_before, self._last_at_before = running, now
+        return expected
+
+    def _fit(self) -> int:
+        """The most scans with base + scans strictly under max (each scan ~ 1 runnable task)."""
+        assert self.max_load is not None
+        return _clamp(math.ceil(self.max_load - self._base) - 1, self.cap)
 
     def _record(self, now: float, running: int, load: float | None) -> None:
         self._seen += 1

@@ -37,7 +37,7 @@ def test_first_reading_of_an_idle_server_sets_the_limit_from_its_headroom() -> N
     assert ctl.check_due(0.0)
     assert ctl.limit() == 1  # nothing known yet
     ctl.observe(reading(6.0), 0.0, running=0)
-    assert ctl.limit() == 5  # floor(12.8 * 0.9 - 6)
+    assert ctl.limit() == 6  # 6 + 6 scans = 12 < 12.8; a 7th would reach 13
     assert not ctl.check_due(29.0) and ctl.check_due(30.0)
 
 
@@ -65,6 +65,57 @@ def test_increase_waits_for_the_lagging_average_to_settle() -> None:
     ctl.observe(reading(5.0), 90.0, running=1)
     ctl.observe(reading(5.0), 150.0, running=1)
     assert ctl.limit() == 3  # not in use: no evidence the server copes with more
+
+
+def test_no_increase_while_the_lagging_average_still_rises_towards_max() -> None:
+    ctl = LoadController(8.0, cap=8, check_interval=30)
+    ctl.observe(reading(1.0), 0.0, running=0)
+    assert ctl.limit() == 6  # 1 + 6 = 7 < 8
+    ctl.observe(reading(4.8), 60.0, running=6)
+    ctl.observe(reading(6.2), 120.0, running=6)  # under 0.9 x max, but heading for 7
+    assert ctl.limit() == 6  # a 7th scan would take it to 8
+
+
+def test_limit_drops_before_the_load_gets_over_max_when_it_is_heading_there() -> None:
+    ctl = LoadController(4.0, cap=8, check_interval=30)
+    ctl.observe(reading(0.5), 0.0, running=0)
+    assert ctl.limit() == 3
+    ctl.observe(reading(2.0), 30.0, running=3)
+    ctl.observe(reading(3.5), 60.0, running=3)  # still under 4, but heading for ~5.8
+    assert not ctl.overloaded()
+    assert ctl.limit() == 1
+
+
+def test_limit_grows_one_at_a_time_when_the_background_falls() -> None:
+    ctl = LoadController(8.0, cap=8, check_interval=30)
+    ctl.observe(reading(4.0), 0.0, running=0)
+    assert ctl.limit() == 3
+    limits = []
+    for i in range(1, 8):
+        ctl.observe(reading(4.0), 30.0 * i, running=ctl.limit())  # settled: base now ~1
+        limits.append(ctl.limit())
+    assert limits == [3, 4, 4, 5, 5, 6, 6]
+
+
+def test_no_reading_is_due_while_no_target_waits_to_start() -> None:
+    ctl = LoadController(4.0, cap=4, check_interval=30)
+    assert not ctl.check_due(0.0, waiting=False)
+    assert ctl.check_due(0.0, waiting=True)
+
+
+def test_a_steady_load_is_read_less_often_and_an_overload_restores_the_interval() -> None:
+    ctl = LoadController(4.0, cap=2, check_interval=30)
+    ctl.observe(reading(1.0), 0.0, running=0)
+    gaps, now, last = [], 0.0, 0.0
+    while now < 1000:
+        now += 1
+        if ctl.check_due(now):
+            gaps.append(now - last)
+            last = now
+            ctl.observe(reading(3.0), now, running=2)
+    assert gaps[0] == 30 and max(gaps) == 120  # stretched, never beyond 4 x check_interval
+    ctl.observe(reading(4.5), now + 120, running=2)
+    assert not ctl.check_due(now + 149) and ctl.check_due(now + 150)
 
 
 def test_a_failed_reading_falls_back_to_the_fixed_cap_and_warns_once() -> None:
