@@ -288,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = [p for p in POLICIES if p.name in {n.strip() for n in args.policies.split(",")}]
     results: dict[str, list[dict[str, object]]] = {}
     rows = [offline(p, scenario()) for p in chosen]
-    print(table("offline (control law x load model, simulated time)", rows), flush=True)
+    print(table("offline (control law x load model; calls = load readings only)", rows), flush=True)
     results["offline"] = [_as_dict(r) for r in rows]
     if not args.offline_only:
         fleet = scenario(args.time_scale)

@@ -115,6 +115,17 @@ def _add_simulate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auth", choices=("whm", "cpanel_token", "cpanel_password"), default="whm")
     p.add_argument("--tls", action="store_true")
     p.add_argument(
+        "--cores",
+        type=int,
+        help="model server load: cores per server (scans share them; systemloadavg follows)",
+    )
+    p.add_argument(
+        "--background", type=float, default=0.0, help="with --cores: load besides the scans"
+    )
+    p.add_argument(
+        "--time-scale", type=float, default=1.0, help="with --cores: simulated s per real s"
+    )
+    p.add_argument(
         "--fault",
         action="append",
         default=[],

@@ -299,8 +299,13 @@ def merge(args: argparse.Namespace) -> int:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from orchestrator.simulator import generate_fleet, serve
+    from orchestrator.simulator import LoadSpec, generate_fleet, serve
 
+    load = None
+    if args.cores is not None:
+        if args.cores < 1 or args.background < 0 or args.time_scale <= 0:
+            raise ConfigError("--cores >= 1, --background >= 0, --time-scale > 0", field="--cores")
+        load = LoadSpec(cores=args.cores, background=args.background)
     spec = generate_fleet(
         servers=args.servers,
         accounts=args.accounts,
@@ -308,6 +313,8 @@ def simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         scan_seconds=args.scan_seconds,
         suspended_ratio=args.suspended_ratio,
+        load=load,
+        time_scale=args.time_scale,
     )
     spec = _with_faults(spec, args.fault)
     with contextlib.suppress(KeyboardInterrupt):

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import pytest
 
+from orchestrator.cli import main
 from orchestrator.client import Http, ServerClient
 from orchestrator.config import AuthMethod, Credentials, Server
 from orchestrator.errors import ApiError
 from orchestrator.model import Secret
-from orchestrator.simulator import AccountSpec, Faults, FleetSpec, LoadSpec, ServerSpec, SimFile
+from orchestrator.simulator import (
+    AccountSpec,
+    FleetSpec,
+    LoadSpec,
+    ServerSpec,
+    SimFile,
+    generate_fleet,
+)
 from orchestrator.simulator.load import LoadModel
 from tests.test_simulator_helpers import running
 
@@ -151,10 +158,7 @@ async def test_without_load_modelling_scans_keep_their_fixed_duration() -> None:
 
 @pytest.mark.asyncio
 async def test_a_server_whose_systemloadavg_fails_gives_the_client_an_api_error() -> None:
-    spec = fleet(LoadSpec())
-    spec = replace(
-        spec, servers=(replace(spec.servers[0], faults=Faults(loadavg_unavailable=True)),)
-    )
+    spec = fleet(LoadSpec()).with_faults("sim01", loadavg_unavailable=True)
     async with running(spec) as api, Http(request_timeout=5) as http:
         client = ServerClient(http, whm_server(api.url, api.spec.whm_token), NoLimit())
         with pytest.raises(ApiError, match="systemloadavg"):
@@ -171,3 +175,30 @@ async def test_cpanel_login_servers_have_no_load_reading() -> None:
         )
         assert await ServerClient(http, server, NoLimit()).system_load() is None
         assert api.fleet.calls("sim01", "systemloadavg") == 0
+
+
+def test_generate_fleet_gives_each_server_its_load_spec_and_the_time_scale() -> None:
+    small, big = LoadSpec(cores=2), LoadSpec(cores=16, background=3.0)
+    spec = generate_fleet(servers=3, accounts=1, load=[small, big], time_scale=60.0)
+    assert [s.load for s in spec.servers] == [small, big, small]
+    assert spec.time_scale == 60.0
+    assert all(s.load is None for s in generate_fleet(servers=2, accounts=1).servers)
+
+
+def test_simulate_command_models_load_with_cores_and_background(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import orchestrator.simulator
+
+    served: list[FleetSpec] = []
+
+    async def fake_serve(spec: FleetSpec, **_: object) -> None:
+        served.append(spec)
+
+    monkeypatch.setattr(orchestrator.simulator, "serve", fake_serve)
+    argv = ["simulate", "--servers", "2", "--cores", "8", "--background", "1.5"]
+    assert main([*argv, "--time-scale", "10"]) == 0
+    (spec,) = served
+    assert {s.load for s in spec.servers} == {LoadSpec(cores=8, background=1.5)}
+    assert spec.time_scale == 10.0
+    assert main(["simulate", "--cores", "0"]) == 3
