@@ -133,6 +133,12 @@ class LoadController:
             return False
         return self._checked is None or now - self._checked >= self._interval
 
+    def next_check_at(self) -> float | None:
+        """When the next reading falls due (for a scheduler's sleep); None: never / at once."""
+        if self.max_load is None or self._checked is None:
+            return None
+        return self._checked + self._interval
+
     def take_warning(self) -> bool:
         """True once after the first failed reading: the caller logs the fallback once."""
         warn, self._warn = self._warn, False

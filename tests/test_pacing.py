@@ -29,6 +29,7 @@ def test_without_a_max_the_fixed_cap_applies_and_no_reading_is_ever_due() -> Non
     ctl = LoadController(None, cap=4, check_interval=30)
     assert ctl.limit() == 4
     assert not ctl.check_due(0.0)
+    assert ctl.next_check_at() is None
     assert ctl.may_start(3) and not ctl.may_start(4)
 
 
@@ -114,6 +115,7 @@ def test_a_steady_load_is_read_less_often_and_an_overload_restores_the_interval(
             last = now
             ctl.observe(reading(3.0), now, running=2)
     assert gaps[0] == 30 and max(gaps) == 120  # stretched, never beyond 4 x check_interval
+    assert ctl.next_check_at() == last + 120
     ctl.observe(reading(4.5), now + 120, running=2)
     assert not ctl.check_due(now + 149) and ctl.check_due(now + 150)
 
