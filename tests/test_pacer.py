@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from structlog.testing import capture_logs
 
 from orchestrator.client import Http, ServerClient
 from orchestrator.model import ErrorKind, ScanType, Status, Target
@@ -16,9 +17,7 @@ from tests.test_simulator_load import NoLimit, fleet, whm_server
 
 
 @pytest.mark.asyncio
-async def test_a_reading_feeds_the_controller_and_a_failed_one_falls_back_and_warns_once(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+async def test_a_reading_feeds_the_controller_and_a_failed_one_falls_back_and_warns_once() -> None:
     spec = fleet(LoadSpec(cores=8, background=2.0))
     async with running(spec) as api, Http(request_timeout=5) as http:
         client = ServerClient(http, whm_server(api.url, api.spec.whm_token), NoLimit())
@@ -27,10 +26,12 @@ async def test_a_reading_feeds_the_controller_and_a_failed_one_falls_back_and_wa
         assert reading is not None and reading.one == 2.0
         assert ctl.limit() == 4  # 2 + 4 = 6 < 6.4
         api.fleet.set_faults("sim01", Faults(loadavg_unavailable=True))
-        assert await take_reading(client, ctl, 30.0, running=4) is None
-        assert await take_reading(client, ctl, 60.0, running=4) is None
+        with capture_logs() as logs:
+            assert await take_reading(client, ctl, 30.0, running=4) is None
+            assert await take_reading(client, ctl, 60.0, running=4) is None
         assert ctl.limit() == 8  # the fixed cap
-    assert capsys.readouterr().out.count("load.unreadable") == 1
+    assert [e["event"] for e in logs] == ["load.unreadable"]
+    assert "systemloadavg" in logs[0]["error"]
 
 
 def test_a_deferred_target_is_skipped_with_the_windows_message() -> None:
