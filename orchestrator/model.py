@@ -187,7 +187,7 @@ class RunInfo:
     #: Set by `--only-failed PREVIOUS`: the id of the run whose failures this run retried.
     rerun_of: str | None = None
     #: Load-aware pacing per server (only paced servers); additive, see ServerPacing.
-    pacing: Mapping[str, ServerPacing] = field(default_factory=dict)
+    pacing: Mapping[str, ServerPacing] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
