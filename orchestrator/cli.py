@@ -178,6 +178,12 @@ def _add_run(p: argparse.ArgumentParser) -> None:
         help="no live progress display (default: off; none anyway unless stdout is a terminal)",
     )
     _add_per_target(p)
+    p.add_argument(
+        "--finish-by",
+        metavar="HH:MM",
+        help="start no new scan after this time (default: settings.window.end, none if unset);"
+        " later targets are reported skipped/deferred",
+    )
     _add_logging(p)
 
 
@@ -266,6 +272,17 @@ def _add_simulate(p: argparse.ArgumentParser) -> None:
         metavar="R",
         help="the fleet-wide limit (settings.requests_per_second), likewise (default: the"
         " inventory's own default, 100)",
+    )
+    p.add_argument(
+        "--cores",
+        type=int,
+        help="model server load: cores per server (scans share them; systemloadavg follows)",
+    )
+    p.add_argument(
+        "--background", type=float, default=0.0, help="with --cores: load besides the scans"
+    )
+    p.add_argument(
+        "--time-scale", type=float, default=1.0, help="with --cores: simulated s per real s"
     )
     p.add_argument(
         "--fault",

@@ -39,6 +39,7 @@ from orchestrator.errors import (
 from orchestrator.events import DisinfectionStatusReply, StatusData
 from orchestrator.health import Hosts
 from orchestrator.model import Action, ScanType
+from orchestrator.pacing import LoadReading
 from orchestrator.parse import (
     Account,
     Answer,
@@ -48,6 +49,7 @@ from orchestrator.parse import (
     parse_accounts,
     parse_disinfection,
     parse_infected,
+    parse_load,
     parse_scan_paths,
     parse_status,
     parse_task_id,
@@ -211,6 +213,18 @@ class ServerClient:
         url = self._endpoint("/json-api/listaccts")
         answer = await self._with_retries("listaccts", lambda: self._call(url, params, "listaccts"))
         return parse_accounts(parse_whm(answer, "listaccts"))
+
+    async def system_load(self) -> LoadReading | None:
+        """WHM `systemloadavg` (a read: retried like one). None for cPanel-login servers, which
+        cannot read it; failures raise like any other call (the caller falls back to the cap)."""
+        if not self._whm:
+            return None
+        url = self._endpoint("/json-api/systemloadavg")
+        params = {"api.version": "1"}
+        answer = await self._with_retries(
+            "systemloadavg", lambda: self._call(url, params, "systemloadavg")
+        )
+        return parse_load(parse_whm(answer, "systemloadavg"))
 
     # -- plumbing ----------------------------------------------------------------------------
 

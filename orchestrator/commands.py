@@ -17,12 +17,19 @@ import anyio
 import structlog
 
 from orchestrator import __version__, log
-from orchestrator.config import REPORT_ONLY, Inventory, Limits, Policy, Rule
+from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Limits, Policy, Rule
 from orchestrator.errors import ConfigError
 from orchestrator.execute import ScanJob, arun, scan_and_report
 from orchestrator.inventory import load_inventory, select_servers
 from orchestrator.journal import Journal
-from orchestrator.model import EXIT_INTERNAL, Action, RunInfo, ScanType, Status, Target
+from orchestrator.model import (
+    EXIT_INTERNAL,
+    Action,
+    RunInfo,
+    ScanType,
+    Target,
+)
+from orchestrator.pacing_config import with_finish_by
 from orchestrator.policy import load_policy
 from orchestrator.report import (
     FORMATS,
@@ -34,6 +41,7 @@ from orchestrator.report import (
     writable_dir,
     write_report,
 )
+from orchestrator.report.model import incomplete
 from orchestrator.runner import NullObserver, Observer, RunOptions
 from orchestrator.secretref import env_var_phrase
 from orchestrator.shard import ignored_env, resolve_shard, servers_in_shard
@@ -48,7 +56,7 @@ _arun = arun  # the name it had here before execute.py (tests and callers use it
 
 def run(args: argparse.Namespace) -> int:
     log.configure(args.log_format, args.log_level)
-    inventory = load_inventory(args.inventory)
+    inventory = with_finish_by(load_inventory(args.inventory), args.finish_by)
     if args.servers:
         inventory = select_servers(inventory, args.servers)
     shard_index, shard_total = resolve_shard(args.shard, os.environ)
@@ -179,7 +187,8 @@ def _observer(args: argparse.Namespace, inventory: Inventory) -> Observer:
 
 
 def _failed_targets(report: Report) -> frozenset[Target]:
-    return frozenset(t.target for t in report.targets if t.status is Status.FAILED)
+    # deferred targets (the window closed before they started) were never scanned either
+    return frozenset(t.target for t in report.targets if incomplete(t))
 
 
 def parse_formats(text: str | None) -> set[str]:
@@ -259,12 +268,31 @@ def validate(args: argparse.Namespace) -> int:
     for server in inventory.servers:
         print("\n".join(lint.server_lines(server)))
     warnings = list(lint.inventory_warnings(inventory))
+    for line in pacing_lines(inventory):
+        print(line)
     if policy is not None:
         print(f"{args.policy}: OK, {len(policy.rules)} rules, default {policy.default}")
         warnings += [f"{args.policy}: {w}" for w in lint.policy_warnings(policy)]
     for warning in warnings:
         print(f"warning: {warning}")
     return 0
+
+
+def pacing_lines(inventory: Inventory) -> list[str]:
+    """What `validate` says about load-aware pacing and the window."""
+    lines = []
+    paced = [s for s in inventory.servers if s.load.max is not None]
+    if paced:
+        lines.append("load-aware: " + ", ".join(f"{s.name} (max {s.load.max:g})" for s in paced))
+    blind = [s.name for s in inventory.servers if s.auth.method is not AuthMethod.WHM_TOKEN]
+    if blind:
+        lines.append(
+            "no load reading (cPanel login, fixed max_concurrent_scans): " + ", ".join(blind)
+        )
+    window = inventory.settings.window
+    if window.end is not None:
+        lines.append(f"window: no new scan after {window.end:%H:%M} ({window.timezone})")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,8 +322,13 @@ def merge(args: argparse.Namespace) -> int:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from orchestrator.simulator import generate_fleet, serve
+    from orchestrator.simulator import LoadSpec, generate_fleet, serve
 
+    load = None
+    if args.cores is not None:
+        if args.cores < 1 or args.background < 0 or args.time_scale <= 0:
+            raise ConfigError("--cores >= 1, --background >= 0, --time-scale > 0", field="--cores")
+        load = LoadSpec(cores=args.cores, background=args.background)
     spec = generate_fleet(
         servers=args.servers,
         accounts=args.accounts,
@@ -303,6 +336,8 @@ def simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         scan_seconds=args.scan_seconds,
         suspended_ratio=args.suspended_ratio,
+        load=load,
+        time_scale=args.time_scale,
     )
     spec = _with_faults(spec, args.fault)
     settings = _given(requests_per_second=args.fleet_requests_per_second)

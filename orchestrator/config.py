@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import time
 from enum import StrEnum
 from pathlib import Path
 
@@ -37,6 +38,17 @@ class TlsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadLimit:
+    """`load:` of a server: the systemloadavg ceiling its scan concurrency adapts to.
+
+    `max` None keeps the fixed `max_concurrent_scans`; only whm_token servers can read the load.
+    """
+
+    max: float | None = None
+    check_interval: float = 30.0  # seconds between two systemloadavg readings
+
+
+@dataclass(frozen=True, slots=True)
 class Server:
     """One cPanel/WHM server, fully resolved."""
 
@@ -51,6 +63,7 @@ class Server:
     max_concurrent_scans: int = 2
     requests_per_second: float = 5.0
     groups: tuple[str, ...] = ()
+    load: LoadLimit = field(default_factory=LoadLimit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +81,24 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class WindowSetting:
+    """`settings.window` (or `--finish-by`): no new scan starts after `end`.
+
+    `end` is a wall-clock time, resolved against the run's start (the next such time after it)
+    by `pacing.Window.resolve`; `timezone` is "local" (the machine's) or an IANA name.
+    """
+
+    end: time | None = None
+    timezone: str = "local"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     max_concurrent_servers: int = 50
     requests_per_second: float = 100.0
     poll_interval: PollInterval = field(default_factory=PollInterval)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    window: WindowSetting = field(default_factory=WindowSetting)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from orchestrator.config import (
 )
 from orchestrator.errors import ConfigError
 from orchestrator.model import ScanType, Secret
+from orchestrator.pacing_config import check_max, load_entries, load_limit, read_window
 from orchestrator.secretref import NOT_SHOWN, shown_env_name
 from orchestrator.yamlsrc import Value, read_document
 
@@ -48,6 +49,7 @@ INHERITED = (
     "scan_types",
     "max_concurrent_scans",
     "requests_per_second",
+    "load",
 )
 AUTH_KEYS = ("method", "user", "token_env", "token_file", "password_env", "password_file")
 TLS_KEYS = ("verify", "ca_file")
@@ -145,6 +147,8 @@ def _layer(value: Value, *, server: bool = False) -> Layer:
             layer.update(_auth_layer(entry))
         elif key == "tls":
             layer.update({f"tls.{k}": v for k, v in entry.mapping(TLS_KEYS).items()})
+        elif key == "load":
+            layer.update(load_entries(entry))
         elif key in INHERITED:
             layer[key] = entry
     for key, entry in layer.items():
@@ -269,6 +273,7 @@ def _server(
         tls=_tls(merged, ctx),
         accounts=_accounts(merged.get("accounts"), auth),
         groups=tuple(groups),
+        load=load_limit(merged, auth.method),
     )
     # Keys left unset keep Server's own defaults (config.py is their one home).
     return replace(server, **{k: read(merged[k]) for k, read in OPTIONAL.items() if k in merged})
@@ -478,6 +483,8 @@ CHECKS: dict[str, Callable[[Value], object]] = {
     "auth.password_file": Value.text,
     "tls.verify": Value.boolean,
     "tls.ca_file": _check_ca,
+    "load.max": check_max,
+    "load.check_interval": Value.positive,
 }
 
 
@@ -496,7 +503,7 @@ OPTIONAL: dict[str, Callable[[Value], Any]] = {
 
 def _settings(value: Value) -> Settings:
     entries = value.mapping(
-        ("max_concurrent_servers", "requests_per_second", "poll_interval", "timeouts"),
+        ("max_concurrent_servers", "requests_per_second", "poll_interval", "timeouts", "window"),
         null_ok=True,
     )
     base = Settings()
@@ -509,6 +516,7 @@ def _settings(value: Value) -> Settings:
         ),
         poll_interval=_get(entries, "poll_interval", _poll_interval, base.poll_interval),
         timeouts=_get(entries, "timeouts", _timeouts, base.timeouts),
+        window=_get(entries, "window", read_window, base.window),
     )
 
 

@@ -14,7 +14,8 @@ from orchestrator.model import Action, ScanType
 from orchestrator.policy import WHEN_GLOBS
 
 #: Where cPanel keeps mail (README "Remediation policy": cleanse_mailbox only under the
-#: account's mail/). A path glob that names no `mail` and matches none of these cannot be meant for mail files.
+#: account's mail/). A path glob that names no `mail` and matches none of these cannot be
+#: meant for mail files.
 MAIL_PROBES = (
     "/home/user/mail/inbox",
     "/home/user/mail/example.com/info/cur/1700000000.M1P1.host:2,S",

@@ -6,6 +6,7 @@ passed between tasks without copying. No I/O, no logging.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -75,6 +76,7 @@ class ErrorKind(StrEnum):
     INTERRUPTED = "interrupted"
     SKIPPED = "skipped"
     INTERNAL = "internal"
+    DEFERRED = "deferred"  # the window closed before it started: status skipped, incomplete
 
 
 class Secret:
@@ -192,3 +194,29 @@ class RunInfo:
     #: The servers this run was given (its shard, after --servers), in inventory order: an
     #: empty list says "this shard had nothing to scan" rather than leaving it to be guessed.
     shard_servers: tuple[str, ...] = ()
+    #: Load-aware pacing per server (only paced servers); additive, see ServerPacing.
+    pacing: Mapping[str, ServerPacing] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PacingSample:
+    """One load reading of a paced server: seconds since the run's origin, scans running then,
+    the concurrency limit after the reading, and the 1-minute load (None: the reading failed)."""
+
+    t: float
+    running: int
+    limit: int
+    load: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPacing:
+    """What load-aware pacing did on one server (report `run.pacing[server]`)."""
+
+    max_load: float | None
+    cap: int
+    peak_load: float | None = None
+    seconds_over: float = 0.0  # time the 1-minute load spent above max_load
+    readings: int = 0
+    failed_readings: int = 0
+    history: tuple[PacingSample, ...] = ()

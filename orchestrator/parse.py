@@ -22,6 +22,7 @@ from orchestrator.errors import (
     http_status_text,
 )
 from orchestrator.events import DisinfectionRecord, DisinfectionStatusReply, StatusData
+from orchestrator.pacing import LoadReading
 
 Answer = dict[str, Any]
 
@@ -239,6 +240,31 @@ def parse_accounts(answer: Answer) -> tuple[Account, ...]:
         for a in accounts
         if isinstance(a, dict) and a.get("user")
     )
+
+
+def parse_load(answer: Answer) -> LoadReading:
+    """WHM `systemloadavg`: `data: {one, five, fifteen}`, numbers now, strings on older servers."""
+    data = answer.get("data")
+    if not isinstance(data, dict):
+        raise ProtocolError("systemloadavg: data is not an object", function="systemloadavg")
+    values = []
+    for key in ("one", "five", "fifteen"):
+        value = _load_value(data.get(key))
+        if value is None:
+            message = f"systemloadavg: {key} is not a load average"
+            raise ProtocolError(message, function="systemloadavg")
+        values.append(value)
+    return LoadReading(*values)
+
+
+def _load_value(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if number >= 0 and number != float("inf") else None
 
 
 _DISK = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*", re.IGNORECASE)

@@ -86,6 +86,8 @@ class ServerProgress:
     running: dict[Target, _Scan] = field(default_factory=dict)
     duration_sum: float = 0.0  # observed durations of its finished scans
     measured: int = 0
+    paced: bool = False  # load-aware: `lanes` follows the pacing limit
+    load: float | None = None  # its last 1-minute load (None: no reading or it failed)
 
     @property
     def total(self) -> int | None:
@@ -138,6 +140,11 @@ class FleetProgress:
         self.known_total += len(targets) - (s.expected or 0)
         s.expected = len(targets)
         s.resolved = True
+
+    def server_pacing(self, server: str, load: float | None, limit: int) -> None:
+        """A paced server's last load reading and its concurrency limit now."""
+        s = self._server(server)
+        s.paced, s.load, s.lanes = True, load, max(limit, 1)  # the ETA uses the current limit
 
     def target_started(self, target: Target) -> None:
         self._server(target.server).running[target] = _Scan(self._clock())
@@ -355,6 +362,9 @@ class LiveProgress:
     def target_started(self, target: Target) -> None:
         self.model.target_started(target)
 
+    def server_pacing(self, server: str, load: float | None, limit: int) -> None:
+        self.model.server_pacing(server, load, limit)
+
     def scan_progress(self, target: Target, stats: ScanStats) -> None:
         self.model.scan_progress(target, stats)
 
@@ -439,6 +449,7 @@ class LiveProgress:
                 Text(f"files {s.files:,}"),
                 Text(f"infections {s.infected}", style="yellow" if s.infected else ""),
                 Text(f"failed {s.failed}", style="red" if s.failed else ""),
+                Text(_pacing_text(s)),
             )
         yield grid
         if len(active) > MAX_SERVER_LINES:
@@ -510,6 +521,13 @@ def _isatty(stream: TextIO | None) -> bool:
         return stream is not None and stream.isatty()
     except ValueError:  # closed
         return False
+
+
+def _pacing_text(server: ServerProgress) -> str:
+    if not server.paced:
+        return ""
+    load = "load ?" if server.load is None else f"load {server.load:.2f}"
+    return f"{load} limit {server.lanes}"
 
 
 def _eta_text(model: FleetProgress) -> str:

@@ -55,3 +55,20 @@ def test_quick_bench_with_the_paced_baseline_prints_every_column(tmp_path: Path)
     assert row["exit_code"] in (0, 1)
     assert row["violations"] == 0, row["violation_rules"]  # the simulator's referee: no rule broken
     assert sum(row["statuses"].values()) == row["targets"]
+
+
+def test_pacing_bench_offline_prints_a_row_per_policy(tmp_path: Path) -> None:
+    out = tmp_path / "pacing.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "pacing.py"), "--offline-only", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.read_text())["offline"]
+    assert [r["policy"] for r in rows] == ["fixed 1", "fixed 2", "fixed 4", "fixed 8", "adaptive"]
+    assert all(r["targets"] > 0 and r["wall_s"] > 0 for r in rows)
+    assert "vs best safe fixed" in proc.stdout

@@ -8,12 +8,14 @@ import pytest
 
 from orchestrator.errors import ApiError, AuthError, FeatureMissing, ProtocolError, TransportError
 from orchestrator.events import StatusData
+from orchestrator.pacing import LoadReading
 from orchestrator.parse import (
     check_answer,
     parse_accounts,
     parse_disinfection,
     parse_disk_mib,
     parse_infected,
+    parse_load,
     parse_status,
     parse_uapi,
     parse_whm,
@@ -176,3 +178,32 @@ def test_listaccts_diskused_is_read_in_mib(diskused: object, mib: float | None) 
     assert parse_disk_mib(diskused) == mib
     answer = {"data": {"acct": [{"user": "a", "domain": "a.test", "diskused": diskused}]}}
     assert parse_accounts(answer)[0].disk_used_mib == mib
+
+
+# -- systemloadavg -----------------------------------------------------------------------------
+
+
+def test_load_averages_are_read_as_numbers_or_as_older_servers_strings() -> None:
+    assert parse_load({"data": {"one": 1.5, "five": 2, "fifteen": 0.25}}) == LoadReading(
+        1.5, 2.0, 0.25
+    )
+    assert parse_load({"data": {"one": "0.42", "five": "1.00", "fifteen": "3"}}) == LoadReading(
+        0.42, 1.0, 3.0
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        [],
+        {"one": 1.0, "five": 1.0},
+        {"one": "high", "five": 1.0, "fifteen": 1.0},
+        {"one": -1.0, "five": 1.0, "fifteen": 1.0},
+        {"one": True, "five": 1.0, "fifteen": 1.0},
+        {"one": "nan", "five": 1.0, "fifteen": 1.0},
+    ],
+)
+def test_unreadable_load_averages_are_protocol_errors(data: object) -> None:
+    with pytest.raises(ProtocolError, match="systemloadavg"):
+        parse_load({"data": data})

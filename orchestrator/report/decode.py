@@ -21,9 +21,11 @@ from orchestrator.model import (
     ErrorKind,
     InfectedFile,
     Outcome,
+    PacingSample,
     RunInfo,
     ScanStats,
     ScanType,
+    ServerPacing,
     Status,
     Target,
     TargetResult,
@@ -179,6 +181,42 @@ def _run(r: _Reader, value: Any, where: str) -> RunInfo:
             r.text(s, f"{where}.shard_servers[{i}]")
             for i, s in enumerate(r.array(run.get("shard_servers") or [], f"{where}.shard_servers"))
         ),
+        pacing={
+            name: _pacing(r, p, f"{where}.pacing.{name}")
+            for name, p in r.obj(run.get("pacing") or {}, f"{where}.pacing").items()
+        },
+    )
+
+
+def _pacing(r: _Reader, value: Any, where: str) -> ServerPacing:
+    obj = r.obj(value, where)
+
+    def get(key: str) -> tuple[Any, str]:
+        return r.field(obj, key, where)
+
+    rows, rows_where = get("history")
+    return ServerPacing(
+        max_load=r.optional(r.number, *get("max_load")),
+        cap=r.integer(*get("cap")),
+        peak_load=r.optional(r.number, *get("peak_load")),
+        seconds_over=r.number(*get("seconds_over")),
+        readings=r.integer(*get("readings")),
+        failed_readings=r.integer(*get("failed_readings")),
+        history=tuple(
+            _sample(r, row, f"{rows_where}[{i}]") for i, row in enumerate(r.array(rows, rows_where))
+        ),
+    )
+
+
+def _sample(r: _Reader, value: Any, where: str) -> PacingSample:
+    row = r.array(value, where)
+    if len(row) != 4:
+        raise r.fail(where, "expected [t, running, limit, load]")
+    return PacingSample(
+        t=r.number(row[0], f"{where}[0]"),
+        running=r.integer(row[1], f"{where}[1]"),
+        limit=r.integer(row[2], f"{where}[2]"),
+        load=r.optional(r.number, row[3], f"{where}[3]"),
     )
 
 

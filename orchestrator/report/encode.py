@@ -1,8 +1,9 @@
 """Report -> the report.json document (README "Report"), keys in the contract's order.
 
 Additive keys beyond the contract: `run.servers`, `run.fleet_id`, `run.rerun_of`,
-`run.shard_servers` (always present), and, only when a baseline was applied, `summary.delta`,
-each infected file's `delta` and a top-level `resolved` list.
+`run.shard_servers` (always present), `run.pacing` (only when some server was load-paced), and,
+only when a baseline was applied, `summary.delta`, each infected file's `delta` and a top-level
+`resolved` list.
 """
 
 from __future__ import annotations
@@ -10,7 +11,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from orchestrator.model import ErrorInfo, InfectedFile, RunInfo, ScanStats, TargetResult
+from orchestrator.model import (
+    ErrorInfo,
+    InfectedFile,
+    RunInfo,
+    ScanStats,
+    ServerPacing,
+    TargetResult,
+)
 from orchestrator.report.model import SCHEMA, Delta, Report, ResolvedFile, Summary, utc_second
 
 
@@ -36,7 +44,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
 
 
 def run_to_dict(run: RunInfo) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "id": run.id,
         "tool_version": run.tool_version,
         "started_at": format_time(run.started_at),
@@ -48,6 +56,22 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
         "fleet_id": run.fleet_id or None,
         "rerun_of": run.rerun_of,
         "shard_servers": list(run.shard_servers),
+    }
+    if run.pacing:
+        doc["pacing"] = {name: pacing_to_dict(p) for name, p in run.pacing.items()}
+    return doc
+
+
+def pacing_to_dict(pacing: ServerPacing) -> dict[str, Any]:
+    """One paced server; `history` rows are [t, running, limit, load] (t: seconds into the run)."""
+    return {
+        "max_load": pacing.max_load,
+        "cap": pacing.cap,
+        "peak_load": pacing.peak_load,
+        "seconds_over": pacing.seconds_over,
+        "readings": pacing.readings,
+        "failed_readings": pacing.failed_readings,
+        "history": [[s.t, s.running, s.limit, s.load] for s in pacing.history],
     }
 
 

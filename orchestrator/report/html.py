@@ -12,6 +12,7 @@ from html import escape
 from orchestrator.model import EXIT_CLEAN, EXIT_INFECTED, Status, TargetResult
 from orchestrator.report.encode import format_time
 from orchestrator.report.model import Report
+from orchestrator.report.pacing_chart import pacing_charts
 from orchestrator.report.tabular import ServerSummary, per_server
 
 VERDICTS = {
@@ -59,6 +60,11 @@ def report_html(report: Report) -> str:
         _headline(report),
         *_section("Servers", _server_table(per_server(report))),
         *_section("Charts", _charts(per_server(report))),
+        *(
+            _section("Load and concurrency", pacing_charts(report.run.pacing))
+            if report.run.pacing
+            else []
+        ),
         *_section("Infected files", _infected_table(report)),
         *_section("Failures", _failure_table(report)),
     ]

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from orchestrator.errors import ConfigError
-from orchestrator.model import EXIT_INCOMPLETE, RunInfo, Target, TargetResult
+from orchestrator.model import EXIT_INCOMPLETE, RunInfo, ServerPacing, Target, TargetResult
 from orchestrator.report.delta import count_delta
 from orchestrator.report.model import Report, ResolvedFile, summarize
 
@@ -168,6 +168,7 @@ def _merged_run(reports: Sequence[Report], first: RunInfo, shard: str) -> RunInf
         dry_run=all(r.run.dry_run for r in reports),
         rerun_of=None,
         shard_servers=_union_in_order(first.servers, [r.run.shard_servers for r in reports]),
+        pacing=_merged_pacing(reports),
     )
 
 
@@ -176,6 +177,14 @@ def _union_in_order(order: Sequence[str], parts: Sequence[Sequence[str]]) -> tup
     given = [name for part in parts for name in part]
     known = [name for name in order if name in given]
     return tuple(dict.fromkeys([*known, *given]))
+
+
+def _merged_pacing(reports: Sequence[Report]) -> dict[str, ServerPacing]:
+    """Shards pace disjoint servers; a rerun's pacing of a server replaces the original's."""
+    merged: dict[str, ServerPacing] = {}
+    for report in sorted(reports, key=lambda r: (r.run.rerun_of is not None, r.run.started_at)):
+        merged.update(report.run.pacing)
+    return merged
 
 
 def _with_delta(run: RunInfo, targets: list[TargetResult], reports: Sequence[Report]) -> Report:

@@ -16,10 +16,13 @@ from orchestrator.model import (
     EXIT_CLEAN,
     EXIT_INCOMPLETE,
     EXIT_INFECTED,
+    ErrorKind,
     InfectedFile,
     Outcome,
+    PacingSample,
     RunInfo,
     ScanType,
+    ServerPacing,
     Status,
     TargetResult,
 )
@@ -77,12 +80,13 @@ class Report:
 
 
 def exit_code(results: Iterable[TargetResult]) -> int:
-    """1 if any infected file was found (it wins), else 2 if any target failed, else 0."""
+    """1 if any infected file was found (it wins), else 2 if any target was not fully scanned
+    (failed, or deferred past the window: skipped but never scanned), else 0."""
     failed = False
     for result in results:
         if result.infected_files:
             return EXIT_INFECTED
-        failed = failed or result.status is Status.FAILED
+        failed = failed or incomplete(result)
     return EXIT_INCOMPLETE if failed else EXIT_CLEAN
 
 
@@ -105,6 +109,12 @@ def account_files(results: Iterable[TargetResult]) -> dict[FileKey, InfectedFile
             ):
                 out[key] = f
     return out
+
+
+def incomplete(result: TargetResult) -> bool:
+    """Whether the target counts against a clean verdict: failed, or deferred by the window."""
+    deferred = result.error is not None and result.error.kind is ErrorKind.DEFERRED
+    return result.status is Status.FAILED or deferred
 
 
 def outcome_counts(results: Iterable[TargetResult]) -> dict[str, int]:
@@ -160,6 +170,25 @@ def normalize_run(run: RunInfo) -> RunInfo:
         started_at=utc_second(run.started_at),
         finished_at=_maybe_utc(run.finished_at),
         servers=tuple(run.servers),
+        pacing={name: normalize_pacing(p) for name, p in run.pacing.items()},
+    )
+
+
+def normalize_pacing(pacing: ServerPacing) -> ServerPacing:
+    """Numbers as report.json carries them: floats, rounded so a read-back compares equal."""
+
+    def num(value: float | None, digits: int) -> float | None:
+        return None if value is None else round(float(value), digits)
+
+    return replace(
+        pacing,
+        max_load=num(pacing.max_load, 3),
+        peak_load=num(pacing.peak_load, 3),
+        seconds_over=round(float(pacing.seconds_over), 1),
+        history=tuple(
+            PacingSample(round(float(s.t), 3), s.running, s.limit, num(s.load, 3))
+            for s in pacing.history
+        ),
     )
 
 

@@ -13,6 +13,9 @@ Where cpanel-api.md leaves a behaviour open, the simulator picks one and says so
 - `get_scan_status` right after a successful start_scan shows the previous *completed* status
   for `Faults.stale_seconds` (README "What a run does", step 3); never a null or a running one.
 - time_started is strictly increasing per account, so two scans in one second differ.
+- `systemloadavg` answers numbers (current docs); with a `ServerSpec.load` the load follows
+  running scans and the background with the kernel's smoothing, and scans slow down when the
+  server is oversubscribed (simulator/load.py); without one it reports the running scans.
 - A one-time login URL works once; the state file is never `queued` (cPanel deletes it right
   after queueing, hence the transient `none`).
 - What ClamScanner reports (`current_file`, `infected_files`, `list_infected_files` `file` and
@@ -47,6 +50,7 @@ from orchestrator.simulator.account import AccountView
 from orchestrator.simulator.clock import Clock, ManualClock, SystemClock
 from orchestrator.simulator.fleet import SimulatedFleet
 from orchestrator.simulator.generate import generate_fleet
+from orchestrator.simulator.load import LoadSpec
 from orchestrator.simulator.referee import RULES, ServerRules, Violation
 from orchestrator.simulator.runtime import RequestRecord
 from orchestrator.simulator.spec import AccountSpec, Faults, FleetSpec, ServerSpec, SimFile
@@ -59,6 +63,7 @@ __all__ = [
     "Clock",
     "Faults",
     "FleetSpec",
+    "LoadSpec",
     "ManualClock",
     "RequestRecord",
     "ServerRules",

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.simulator.disinfect import DisinfectTask, apply_step, done_record
+from orchestrator.simulator.load import LoadModel
 from orchestrator.simulator.referee import AccountFacts
-from orchestrator.simulator.scan import ScanPlan, ScanRun, build_plan, reset_status
+from orchestrator.simulator.scan import ScanPlan, ScanRun, build_plan, reset_status, stall_work
 from orchestrator.simulator.spec import AccountSpec, Faults, SimFile
 
 MIN_SCOPE_SHARE = 0.05
@@ -34,8 +35,11 @@ class AccountView:
 
 
 class AccountState:
-    def __init__(self, spec: AccountSpec, scan_seconds: float) -> None:
+    def __init__(
+        self, spec: AccountSpec, scan_seconds: float, load: LoadModel | None = None
+    ) -> None:
         self.spec = spec
+        self.load = load  # the server's load model: scans then progress by the work they get
         self.home = spec.home
         self.scan_seconds = scan_seconds
         self.files: dict[str, SimFile] = {f.relpath: f for f in spec.files}
@@ -86,13 +90,20 @@ class AccountState:
         if faults.clamd_down:
             return CLAMD_DOWN
         plan = self.plan(scan_type)
+        duration = self._duration(plan)
+        stalls = self.spec.user in faults.stall_accounts
+        meter = None
+        if self.load is not None:
+            stop = stall_work(duration) if stalls else duration
+            meter = self.load.start_scan(self.spec.user, now, stop)
         self.run = ScanRun(
             plan=plan,
             home=self.home,
             started_at=now,
-            duration=self._duration(plan),
+            duration=duration,
             time_started=self._reset[1],
-            stalls=self.spec.user in faults.stall_accounts,
+            stalls=stalls,
+            meter=meter,
         )
         self._reset = None
         if previous is not None and previous["scan_complete"] == 1 and faults.stale_seconds > 0:

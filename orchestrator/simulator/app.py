@@ -30,7 +30,7 @@ EXPIRED_PAGE = (
     "expired. Log in again.</p></body></html>\n"
 )
 SESSION_PATH = re.compile(r"^(/cpsess\d{10})(/.*)$")
-WHM_FUNCTIONS = ("listaccts", "uapi_cpanel", "create_user_session")
+WHM_FUNCTIONS = ("listaccts", "uapi_cpanel", "create_user_session", "systemloadavg")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +191,7 @@ def _dispatch(
 ) -> web.Response:
     ip = request.remote or "?"
     with rt.lock:
-        now = rt.clock.time()
+        now = rt.now()
         if rt.hulk.locked(ip, now):
             rt.referee.refused_login(req)
             return access_denied()
@@ -282,6 +282,8 @@ def _json_api(
             return json_response(whm.uapi_cpanel(rt, args, now, req))
         case "create_user_session":
             return json_response(whm.create_user_session(rt, args, now))
+        case "systemloadavg":
+            return json_response(whm.systemloadavg(rt, now))
     return json_response(
         whm.fail(name, f'Unknown app ("{name}") requested for this version (1) of the API.')
     )

@@ -176,4 +176,17 @@ class SimulatedFleet:
     def account_state(self, name: str, user: str) -> AccountView:
         rt = self._rt(name)
         with rt.lock:
-            return rt.accounts[user].view(rt.clock.time())
+            return rt.accounts[user].view(rt.now())
+
+    def loadavg(self, name: str) -> tuple[float, float, float]:
+        """The server's 1, 5 and 15 minute load averages now."""
+        rt = self._rt(name)
+        with rt.lock:
+            return rt.loadavg(rt.now())
+
+    def running_scans(self, name: str) -> int:
+        """Scans whose child is alive on the server now."""
+        rt = self._rt(name)
+        with rt.lock:
+            now = rt.now()
+            return sum(1 for a in rt.accounts.values() if a.scan_running(now))

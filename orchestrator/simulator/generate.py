@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import random
 import string
+from collections.abc import Sequence
+from dataclasses import replace
 
+from orchestrator.simulator.load import LoadSpec
 from orchestrator.simulator.spec import AccountSpec, FleetSpec, ServerSpec, SimFile
 
 NAMES = (
@@ -100,11 +103,15 @@ def generate_fleet(
     scan_seconds: float = 1.0,
     suspended_ratio: float = 0.0,
     no_feature_ratio: float = 0.0,
+    load: LoadSpec | Sequence[LoadSpec] | None = None,
+    time_scale: float = 1.0,
 ) -> FleetSpec:
     """`servers` servers (`sim01`...) of `accounts` accounts each.
 
     Scan durations are proportional to the account's size, with a mean of about
-    `scan_seconds`; each account's own duration is in its `scan_seconds`.
+    `scan_seconds`; each account's own duration is in its `scan_seconds`. `load` models the
+    servers' capacity and background load (one spec for all, or one per server, cycled);
+    `time_scale` is the fleet's time compression (see simulator/load.py).
     """
     total = servers * accounts
     infected = _pick(_rng(seed, "infected"), total, infected_ratio)
@@ -131,7 +138,12 @@ def generate_fleet(
                 unix_startdate=1_600_000_000 + rng.randint(0, 100_000_000),
             )
             raw.append((s, account))
-    return _assemble(raw, servers, seed, scan_seconds)
+    fleet = _assemble(raw, servers, seed, scan_seconds)
+    loads = [load] if isinstance(load, LoadSpec) else list(load or ())
+    specs = tuple(
+        replace(s, load=loads[i % len(loads)]) if loads else s for i, s in enumerate(fleet.servers)
+    )
+    return replace(fleet, servers=specs, time_scale=time_scale)
 
 
 def _assemble(
@@ -152,6 +164,4 @@ def _assemble(
 
 
 def _with_duration(account: AccountSpec, seconds: float) -> AccountSpec:
-    from dataclasses import replace
-
     return replace(account, scan_seconds=seconds)

@@ -17,6 +17,7 @@ from orchestrator.simulator.account import ALREADY_RUNNING, AccountState
 from orchestrator.simulator.auth import Hulk, Sessions
 from orchestrator.simulator.clock import Clock
 from orchestrator.simulator.faults import FaultState
+from orchestrator.simulator.load import LoadModel
 from orchestrator.simulator.referee import FleetWindow, Request, ServerReferee, Violation
 from orchestrator.simulator.spec import Faults, FleetSpec, ServerSpec
 
@@ -42,7 +43,12 @@ class ServerRuntime:
     ) -> None:
         self.spec = spec
         self.clock = clock
-        self.accounts = {a.user: AccountState(a, fleet.scan_seconds_of(a)) for a in spec.accounts}
+        self.load = (
+            LoadModel(spec.load, clock.time(), fleet.time_scale) if spec.load is not None else None
+        )
+        self.accounts = {
+            a.user: AccountState(a, fleet.scan_seconds_of(a), self.load) for a in spec.accounts
+        }
         self.fault_state = FaultState(spec.faults)
         self.hulk = Hulk()
         self.sessions = Sessions(f"clamfleet-sim/{fleet.seed}/{spec.name}")
@@ -59,6 +65,20 @@ class ServerRuntime:
     def set_faults(self, faults: Faults) -> None:
         with self.lock:
             self.fault_state = FaultState(faults)
+
+    def now(self) -> float:
+        """The clock, with the load model (if any) brought up to it. Call holding `lock`."""
+        now = self.clock.time()
+        if self.load is not None:
+            self.load.advance(now)
+        return now
+
+    def loadavg(self, now: float) -> tuple[float, float, float]:
+        """The 1, 5, 15 minute load; without a model, the scans running now. Hold `lock`."""
+        if self.load is not None:
+            return self.load.loadavg(now)
+        running = float(sum(1 for a in self.accounts.values() if a.scan_running(now)))
+        return running, running, running
 
     def record(self, entry: RequestRecord) -> None:
         with self.lock:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.simulator.encoding import current_file, safe_html_encode
+from orchestrator.simulator.load import Meter
 from orchestrator.simulator.spec import QUARANTINE_DIR, SimFile
 
 #: Per-file overhead in the weight, so tiny files still take time.
@@ -67,27 +68,44 @@ def _quarantined(relpath: str) -> bool:
     return relpath == QUARANTINE_DIR or relpath.startswith(QUARANTINE_DIR + "/")
 
 
+def stall_work(duration: float) -> float:
+    """The work (nominal seconds) after which a stalling scan's child dies."""
+    return COUNTING_SHARE * duration + STALL_AT * (1 - COUNTING_SHARE) * duration
+
+
 @dataclass(frozen=True, slots=True)
 class ScanRun:
+    """One scan. `duration` is its length alone on the server; with a `meter` (load
+    modelling on) its progress is the work the meter says it has done, else wall time."""
+
     plan: ScanPlan
     home: str
     started_at: float
     duration: float
     time_started: int
     stalls: bool = False
+    meter: Meter | None = None
 
-    @property
-    def counting_end(self) -> float:
-        return self.started_at + COUNTING_SHARE * self.duration
+    def _elapsed(self, now: float) -> float:
+        """Nominal seconds of scanning done by `now`."""
+        return self.meter.work_at(now) if self.meter else now - self.started_at
+
+    def _when(self, elapsed: float) -> float:
+        """When the scan had done `elapsed` nominal seconds."""
+        return self.meter.time_at(elapsed) if self.meter else self.started_at + elapsed
+
+    def _counting(self, now: float) -> bool:
+        return self._elapsed(now) < COUNTING_SHARE * self.duration
 
     def _fraction(self, now: float) -> float:
         scan_len = (1 - COUNTING_SHARE) * self.duration
-        frac = (now - self.counting_end) / scan_len if scan_len > 0 else 1.0
+        counted = COUNTING_SHARE * self.duration
+        frac = (self._elapsed(now) - counted) / scan_len if scan_len > 0 else 1.0
         return min(frac, STALL_AT) if self.stalls else min(frac, 1.0)
 
     def done_count(self, now: float) -> int:
         """Files completely scanned at `now`."""
-        if now < self.counting_end:
+        if self._counting(now):
             return 0
         frac = self._fraction(now)
         if frac >= 1.0:
@@ -95,25 +113,27 @@ class ScanRun:
         return bisect_right(self.plan.cum_weight, frac * self.plan.total_weight)
 
     def complete(self, now: float) -> bool:
-        return not self.stalls and now >= self.started_at + self.duration
+        return not self.stalls and self._elapsed(now) >= self.duration
 
     def running(self, now: float) -> bool:
         """Whether the scanner child is alive (a stalled one dies at STALL_AT)."""
         if self.stalls:
-            return now < self.counting_end or self._fraction(now) < STALL_AT
+            return self._counting(now) or self._fraction(now) < STALL_AT
         return not self.complete(now)
 
     def last_write(self, now: float) -> float:
         """When the child last rewrote the status file."""
-        if now < self.counting_end:
+        if self._counting(now):
             return self.started_at
         if self.complete(now):
-            return self.started_at + self.duration
+            return self._when(self.duration)
+        counted = COUNTING_SHARE * self.duration
         k = self.done_count(now)
         if k == 0:
-            return self.counting_end
+            return self._when(counted)
         scan_len = (1 - COUNTING_SHARE) * self.duration
-        return self.counting_end + scan_len * self.plan.cum_weight[k - 1] / self.plan.total_weight
+        share = self.plan.cum_weight[k - 1] / self.plan.total_weight
+        return self._when(counted + scan_len * share)
 
     def infected(self, now: float) -> list[tuple[str, str]]:
         """(relpath, virus) found so far."""
@@ -125,7 +145,7 @@ class ScanRun:
         ]
 
     def status(self, now: float) -> dict[str, Any]:
-        if now < self.counting_end:
+        if self._counting(now):
             return reset_status(self.time_started)
         k = self.done_count(now)
         complete = self.complete(now)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from orchestrator.simulator.load import LoadSpec
+
 SCAN_TYPES: tuple[str, ...] = ("home", "mail", "public_html", "public_ftp")
 QUARANTINE_DIR = "quarantine_clamavconnector"
 
@@ -45,6 +47,7 @@ class Faults:
     disinfect_start_delay: float = 0.3  # the transient `none` before the task writes records
     disinfect_step_seconds: float = 0.02  # between two disinfection log records
     functions: frozenset[str] | None = None
+    loadavg_unavailable: bool = False  # systemloadavg fails at WHM level (ACL, old server)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,9 @@ class ServerSpec:
     whm_user: str = "root"
     whm_token: str = ""
     faults: Faults = field(default_factory=Faults)
+    #: Capacity and background load; None: no load modelling (scans keep fixed durations and
+    #: systemloadavg reports the number of running scans, unsmoothed).
+    load: LoadSpec | None = None
 
     def __post_init__(self) -> None:
         if not self.whm_token:
@@ -118,6 +124,7 @@ class FleetSpec:
     servers: Sequence[ServerSpec] = ()
     scan_seconds: float = 1.0  # for accounts without their own scan_seconds
     seed: int = 0
+    time_scale: float = 1.0  # K: simulated seconds per real second (load ticks, profiles)
 
     def server(self, name: str) -> ServerSpec:
         for server in self.servers:

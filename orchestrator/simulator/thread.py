@@ -120,6 +120,12 @@ class SimulatorThread:
     def set_fleet_rate(self, requests_per_second: float | None) -> None:
         self.fleet.set_fleet_rate(requests_per_second)
 
+    def loadavg(self, name: str) -> tuple[float, float, float]:
+        return self.fleet.loadavg(name)
+
+    def running_scans(self, name: str) -> int:
+        return self.fleet.running_scans(name)
+
     def stop_server(self, name: str) -> None:
         """Take one server down (blocking until its port is closed)."""
         assert self._loop is not None

@@ -125,3 +125,12 @@ def create_user_session(rt: ServerRuntime, args: Mapping[str, Any], now: float) 
         reason = f"Cannot create a session for “{user}” because they are currently suspended."
         return fail(command, reason)
     return ok(command, rt.sessions.create(user, now, rt.base_url), "Created session")
+
+
+def systemloadavg(rt: ServerRuntime, now: float) -> dict[str, Any]:
+    """The load averages as numbers (current docs; older servers sent strings)."""
+    if rt.faults.loadavg_unavailable:
+        return fail("systemloadavg", "Permission denied: systemloadavg is not available.")
+    one, five, fifteen = rt.loadavg(now)
+    return ok("systemloadavg", {"one": round(one, 2), "five": round(five, 2),
+                                "fifteen": round(fifteen, 2)})  # fmt: skip
