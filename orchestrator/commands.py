@@ -29,6 +29,7 @@ from orchestrator.model import (
     ScanType,
     Target,
 )
+from orchestrator.pacing import Window
 from orchestrator.pacing_config import with_finish_by
 from orchestrator.policy import load_policy
 from orchestrator.report import (
@@ -82,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
     shard = f"{shard_index}/{shard_total}"
     journal, meta = _open_journal(args, fleet_id, shard, policy, options.dry_run)
     run_id = meta.get("run_id") or uuid.uuid4().hex  # --resume: the resumed run's identity
-    options = dataclasses.replace(options, run_id=run_id)
     started_at = datetime.fromisoformat(meta["started_at"]) if meta else datetime.now(UTC)
+    # --resume: the window is the interrupted run's (06:00 after *its* start, not this one's)
+    window = Window.resolve(inventory.settings.window, started_at)
+    options = dataclasses.replace(options, run_id=run_id, window=window)
     if journal is not None and not meta:
         journal.start({"run_id": run_id, "started_at": started_at.isoformat()})
     # After every check of the input: a bad invocation stays a one-line error, no log line.

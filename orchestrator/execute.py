@@ -22,7 +22,7 @@ import structlog
 
 from orchestrator.config import Inventory
 from orchestrator.journal import Journal
-from orchestrator.model import EXIT_INTERNAL, RunInfo, TargetResult
+from orchestrator.model import EXIT_INTERNAL, RunInfo, ServerPacing, TargetResult
 from orchestrator.report import Report, apply_baseline, build_report, write_report
 from orchestrator.runner import FleetRun, NullObserver, Observer, RunOptions
 
@@ -56,8 +56,9 @@ def scan_and_report(job: ScanJob) -> ScanOutcome:
     """Scan, write the report, log the verdict; after a crash, write what there is and raise."""
     clock = time.monotonic()
     _log_started(job)
-    results, interrupted, crash = arun(_execute, job)
-    report = build_report(replace(job.info, finished_at=datetime.now(UTC)), results)
+    results, pacing, interrupted, crash = arun(_execute, job)
+    info = replace(job.info, finished_at=datetime.now(UTC), pacing=pacing)
+    report = build_report(info, results)
     if job.baseline is not None:
         report = apply_baseline(report, job.baseline)
     try:
@@ -77,7 +78,9 @@ def scan_and_report(job: ScanJob) -> ScanOutcome:
     return ScanOutcome(report, paths, interrupted)
 
 
-async def _execute(job: ScanJob) -> tuple[list[TargetResult], bool, Exception | None]:
+async def _execute(
+    job: ScanJob,
+) -> tuple[list[TargetResult], dict[str, ServerPacing], bool, Exception | None]:
     """Run the fleet; SIGINT/SIGTERM cancel it, and every target is still accounted for.
 
     An exception from the fleet (a bug) ends the run like a signal would, but is returned, so
@@ -109,7 +112,7 @@ async def _execute(job: ScanJob) -> tuple[list[TargetResult], bool, Exception | 
         except Exception as exc:
             crash = exc
         tg.cancel_scope.cancel()
-    return fleet.results(), interrupted, crash
+    return fleet.results(), fleet.pacing(), interrupted, crash
 
 
 def arun(func: Callable[..., Awaitable[T]], *args: Any) -> T:

@@ -83,7 +83,7 @@ S = TypeVar("S", bound=HasTarget)
 
 
 class Lanes(Generic[S]):
-    """Runs one server's targets, at most `limit()` in flight, one per account.
+    """Runs one server's targets, one per account, as many in flight as `admit` allows.
 
     The caller supplies what a target *is* (`S`, e.g. the runner's slot: workflow state and next
     command) and three callbacks:
@@ -92,21 +92,29 @@ class Lanes(Generic[S]):
       (None: it has a request to make now); or None when it needs no work (already finished,
       e.g. per the journal), in which case its account is free again at once;
     - `advance(slot)`: run the slot's requests; return seconds to wait, or None when finished;
-    - `interrupted(slot)`: the run was cancelled while `slot` was in flight.
+    - `interrupted(slot)`: the run was cancelled while `slot` was in flight;
+
+    and two admission rules: `admit(running)`, whether one more target may start with `running`
+    in flight (the scan cap, or load-aware pacing: see pacing.py), and `closing()`, true once no
+    target may start any more (the finish-by window): every target still queued is then handed
+    to `begin` at once, which reports it deferred. While targets wait and none may start (the
+    server is over its load ceiling), the scheduler sleeps until `wake()`.
     """
 
     def __init__(
         self,
         queue: AccountQueue,
         *,
-        limit: Callable[[], int],
+        admit: Callable[[int], bool],
         clock: Callable[[], float],
         begin: Callable[[Target], tuple[S, float | None] | None],
         advance: Callable[[S], Awaitable[float | None]],
         interrupted: Callable[[S], None],
+        closing: Callable[[], bool] = lambda: False,
     ) -> None:
         self.queue = queue
-        self.limit = limit
+        self.admit = admit
+        self.closing = closing
         self.clock = clock
         self._begin = begin
         self._advance = advance
@@ -140,7 +148,7 @@ class Lanes(Generic[S]):
         timers = self._timers
         while True:
             self._fill(ready)
-            if not self.live:
+            if not self.live and not self.queue:
                 return  # every target handed out and finished
             now = self.clock()
             while timers and timers[0][0] <= now:
@@ -154,7 +162,9 @@ class Lanes(Generic[S]):
             self._nap = None
 
     def _fill(self, ready: MemoryObjectSendStream[S]) -> None:
-        while len(self.live) < max(self.limit(), 1) and (target := self.queue.take()) is not None:
+        while self.closing() or self.admit(len(self.live)):
+            if (target := self.queue.take()) is None:
+                return
             begun = self._begin(target)
             if begun is None:
                 self.queue.release(target)

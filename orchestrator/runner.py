@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -63,14 +63,20 @@ from orchestrator.model import (
     ErrorKind,
     ScanStats,
     ScanType,
+    ServerPacing,
     Status,
     Target,
     TargetResult,
 )
+from orchestrator.pacer import deferred_result, take_reading
+from orchestrator.pacing import LoadController, Throughput, Window, predicted_seconds
 from orchestrator.parse import Account, scan_in_progress
 from orchestrator.policy import DestructiveBudget, plan
 
 log = structlog.get_logger("clamfleet")
+
+#: The shortest sleep between two looks at whether a load reading is due.
+MIN_READING_GAP = 0.05
 
 
 class Observer(Protocol):
@@ -80,6 +86,7 @@ class Observer(Protocol):
     def target_started(self, target: Target) -> None: ...
     def scan_progress(self, target: Target, stats: ScanStats) -> None: ...
     def target_finished(self, result: TargetResult) -> None: ...
+    def server_pacing(self, server: str, load: float | None, limit: int) -> None: ...
 
 
 class NullObserver:
@@ -93,6 +100,9 @@ class NullObserver:
         pass
 
     def target_finished(self, result: TargetResult) -> None:
+        pass
+
+    def server_pacing(self, server: str, load: float | None, limit: int) -> None:
         pass
 
 
@@ -118,6 +128,9 @@ class RunOptions:
     # Sent in the User-Agent (the simulator's referee tells runs apart by it); `run` sets the
     # journal's on --resume, every other run gets its own.
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: The finish-by window, resolved against the run's start (None: from the inventory's
+    #: `settings.window`, resolved now; `run` passes the journal's start on --resume).
+    window: Window | None = None
 
 
 class FleetRun:
@@ -151,6 +164,8 @@ class FleetRun:
         self.clock = clock
         self.budget = DestructiveBudget(options.policy.limits)
         self.cfg = _workflow_config(inventory)
+        self.window = options.window or Window.resolve(settings.window, datetime.now(UTC))
+        self.controllers: dict[str, LoadController] = {}
         self.targets: dict[str, tuple[Target, ...]] = {}
         self.results_by_target: dict[Target, TargetResult] = {}
         #: per (server, account): paths whose action this run has sent, and with which scan type
@@ -181,6 +196,10 @@ class FleetRun:
                 out.append(result)
         return out
 
+    def pacing(self) -> dict[str, ServerPacing]:
+        """What load-aware pacing did, per server whose concurrency followed its load."""
+        return {name: c.summary() for name, c in self.controllers.items() if c.adaptive}
+
     def _scan_types(self, server: Server) -> tuple[ScanType, ...]:
         return targets_mod.scan_types_of(server, self.options.scan_types)
 
@@ -200,17 +219,50 @@ class FleetRun:
                 todo = [t for t in selection.to_scan() if t not in self.results_by_target]
                 first = {t.account for t in todo if self._in_flight(t)}
                 queue = AccountQueue(targets_mod.start_order(todo, selection.sizes, first))
-                driver = _Driver(self, client, health)
-                cap = server.max_concurrent_scans
+                pacer = self._pacer(server)
+                driver = _Driver(self, client, health, selection.sizes)
                 lanes = Lanes[_Slot](
                     queue,
-                    limit=lambda: cap,
+                    admit=pacer.may_start,
+                    closing=lambda: self.window.closed(datetime.now(UTC)),
                     clock=self.limits.clock,
                     begin=driver.begin,
                     advance=driver.advance,
                     interrupted=driver.interrupted,
                 )
-                await lanes.run(workers=min(cap, 2 * self.options.connections_per_host))
+                workers = min(server.max_concurrent_scans, 2 * self.options.connections_per_host)
+                async with anyio.create_task_group() as tg:
+                    if pacer.adaptive:
+                        tg.start_soon(self._read_load, server, client, pacer, lanes)
+                    await lanes.run(workers=workers)
+                    tg.cancel_scope.cancel()  # the readings end with the server's last target
+
+    def _pacer(self, server: Server) -> LoadController:
+        """The server's concurrency: its fixed cap, or (with `load.max`) following its load."""
+        controller = LoadController(
+            server.load.max,
+            server.max_concurrent_scans,
+            server.load.check_interval,
+            origin=self.limits.clock(),
+        )
+        self.controllers[server.name] = controller
+        return controller
+
+    async def _read_load(
+        self, server: Server, client: ServerClient, pacer: LoadController, lanes: Lanes[_Slot]
+    ) -> None:
+        """systemloadavg whenever the controller wants a reading (only while targets wait)."""
+        clock = self.limits.clock
+        while True:
+            now = clock()
+            if pacer.check_due(now, waiting=bool(lanes.queue)):
+                await take_reading(client, pacer, now, len(lanes.live))
+                self.observer.server_pacing(server.name, pacer.last_load, pacer.limit())
+                lanes.wake()  # the limit may have risen, or the load fallen under max
+            due = pacer.next_check_at()
+            await anyio.sleep(
+                max(MIN_READING_GAP, (due - clock()) if due else pacer.check_interval)
+            )
 
     async def _select(
         self, server: Server, client: ServerClient, health: ServerHealth
@@ -319,10 +371,18 @@ class _Driver:
     """Drives one server's targets through their workflows: state -> command -> request ->
     reply -> state, until the workflow waits (back to the lanes' timer heap) or finishes."""
 
-    def __init__(self, run: FleetRun, client: ServerClient, health: ServerHealth) -> None:
+    def __init__(
+        self,
+        run: FleetRun,
+        client: ServerClient,
+        health: ServerHealth,
+        sizes: Mapping[str, float] | None = None,
+    ) -> None:
         self.run = run
         self.client = client
         self.health = health
+        self.sizes = sizes or {}
+        self.throughput = Throughput()  # this server's bytes per second per scan, this run
 
     def begin(self, target: Target) -> tuple[_Slot, float | None] | None:
         run = self.run
@@ -331,8 +391,11 @@ class _Driver:
             run.results_by_target[target] = done  # finished before: reported, not logged again
             run.observer.target_finished(done)
             return None
-        run.observer.target_started(target)
         saved = journal.state(target) if journal is not None else None
+        if saved is None and not self._fits(target):
+            run._record(deferred_result(target, run.window))
+            return None
+        run.observer.target_started(target)
         if saved is not None:
             log.info(
                 "target.resumed",
@@ -356,8 +419,25 @@ class _Driver:
             command = await self._advance(slot)
         if isinstance(command, Wait):
             return command.seconds
-        self.run._record(_result(slot.state, command, slot.started))
+        result = _result(slot.state, command, slot.started)
+        if result.scan is not None and result.duration_s and slot.target.scan_type is ScanType.HOME:
+            self.throughput.observe(result.scan.scanned_file_size, result.duration_s)
+        self.run._record(result)
         return None
+
+    def _fits(self, target: Target) -> bool:
+        """Whether a target may still start: the window is open, and a `home` scan predicted
+        from the account's disk use and this server's measured speed ends before it closes.
+        (Other scan types read part of the account: their size is not known, so they start
+        while the window is open.) A resumed target is never deferred: it may be running."""
+        window = self.run.window
+        now = datetime.now(UTC)
+        if target.scan_type is not ScanType.HOME:
+            return not window.closed(now)
+        seconds = predicted_seconds(
+            self.sizes.get(target.account), self.throughput.bytes_per_second
+        )
+        return window.fits(now, seconds)
 
     def interrupted(self, slot: _Slot) -> None:
         self.run._record(_interrupted(slot.state, slot.started))

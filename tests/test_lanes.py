@@ -101,7 +101,7 @@ def run_lanes(
 
         lanes = Lanes(
             AccountQueue(targets(plan)),
-            limit=lambda: cap,
+            admit=lambda running: running < cap,
             clock=anyio.current_time,
             begin=begin,
             advance=advance,
@@ -167,7 +167,7 @@ def test_lanes_interrupted_on_cancel_reports_every_target_in_flight() -> None:
     async def main() -> None:
         lanes = Lanes(
             AccountQueue(targets(plan)),
-            limit=lambda: 2,
+            admit=lambda running: running < 2,
             clock=anyio.current_time,
             begin=lambda t: (Job(t, []), 100.0),
             advance=lambda job: _never(),
