@@ -6,7 +6,7 @@ none of them changes the exit code (the file is valid), they are for review in C
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fnmatch import fnmatchcase
 
 from orchestrator.config import Inventory, Policy, Rule, Server
@@ -60,6 +60,23 @@ def inventory_warnings(inventory: Inventory) -> Iterator[str]:
         ca = server.tls.ca_file
         if ca is not None and not ca.is_file():
             yield f"{server.name}: tls.ca_file {ca} does not exist here (a run needs it)"
+        if (overlap := home_overlap(server.scan_types)) is not None:
+            yield f"{server.name}: {overlap}"
+
+
+def home_overlap(scan_types: Iterable[ScanType]) -> str | None:
+    """`home` already contains mail/, public_html/ and public_ftp/: scanning it and one of them
+    reads those files twice (the account's scans run one after another, so it costs time)."""
+    types = list(scan_types)
+    inner = [str(t) for t in types if t is not ScanType.HOME]
+    if ScanType.HOME not in types or not inner:
+        return None
+    return (
+        f"scan_types home and {', '.join(inner)}: home already contains "
+        f"{', '.join(t + '/' for t in inner)}, so those files are scanned twice per account "
+        "(one scan per account at a time: each account takes that much longer; a file found "
+        "twice is reported and disinfected once). Scan home alone, or drop home"
+    )
 
 
 def policy_warnings(policy: Policy) -> Iterator[str]:

@@ -16,7 +16,6 @@ a run that could not fully scan some target).
 
 from __future__ import annotations
 
-import fnmatch
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,7 +36,8 @@ from orchestrator.errors import (
 )
 from orchestrator.limiter import FleetLimits
 from orchestrator.log import redact_text
-from orchestrator.model import EXIT_CLEAN, EXIT_INCOMPLETE, ErrorInfo, ErrorKind
+from orchestrator.model import EXIT_CLEAN, EXIT_INCOMPLETE, ErrorInfo, ErrorKind, Status
+from orchestrator.targets import account_skip, expected_accounts
 
 #: Fewer and shorter retries than a run's: a pre-flight answers in seconds, not minutes.
 PREFLIGHT_RETRY = RetryPolicy(attempts=3, total=20.0, initial=0.5, max=4.0)
@@ -157,19 +157,17 @@ async def _accounts(client: ServerClient, check: ServerCheck) -> list[str]:
     """The accounts a run would scan on this server (listaccts for whm_token)."""
     server = check.server
     if server.auth.method is not AuthMethod.WHM_TOKEN:
-        return list(server.accounts or (server.auth.user,))
+        return list(expected_accounts(server) or ())  # excluded ones are skipped by a run too
     listed = {a.user: a for a in await client.list_accounts()}
     check.answered()
     names = list(listed) if server.accounts is None else list(server.accounts)
     wanted = []
     for name in names:
-        if any(fnmatch.fnmatchcase(name, p) for p in server.exclude_accounts):
-            continue
-        account = listed.get(name)
-        if account is None:
+        skip = account_skip(server, name, listed)  # the run's own rule (targets.py)
+        if skip is None:
+            wanted.append(name)
+        elif skip.status is Status.FAILED:
             check.problems.append(f"{name}: no such account")
-        elif not account.suspended or server.include_suspended:
-            wanted.append(name)  # suspended accounts are skipped by a run, so here too
     return wanted
 
 

@@ -165,3 +165,20 @@ def test_a_sensible_policy_gets_no_warning() -> None:
         )
     )
     assert list(policy_warnings(policy)) == []
+
+
+def test_validate_warns_that_home_plus_another_scan_type_reads_those_files_twice(
+    cli: CLI, inventory: Path
+) -> None:
+    inventory.write_text(
+        INVENTORY.replace(
+            "    max_concurrent_scans: 4\n",
+            "    max_concurrent_scans: 4\n    scan_types: [home, mail, public_html]\n",
+        )
+    )
+    result = cli("validate", inventory)
+    assert result.code == 0, result.stderr
+    (line,) = [x for x in result.stdout.splitlines() if "scanned twice" in x]
+    assert line.startswith("warning: web01: scan_types home and mail, public_html")
+    assert "mail/, public_html/" in line
+    assert "web02: scan_types" not in result.stdout  # home alone: nothing read twice
