@@ -3,19 +3,12 @@
 `pacing.py` decides (pure); this takes the reading through the server's client and feeds it to
 the controller, so the runner's wiring is a call, not a block of error handling.
 
-Wiring in the runner (per server; `clock` is the lanes' monotonic clock):
-- create `LoadController(server.load.max, server.max_concurrent_scans,
-  server.load.check_interval, origin=<run start on that clock>)` once the targets are known
-  (`load.max` is already None for cPanel-login servers);
-- before starting targets: `if ctl.check_due(now, waiting=bool(todo))`, run
-  `take_reading(client, ctl, now, len(live))` (a request: in its own task, not in the
-  scheduler's loop), then `observer.server_pacing(server.name, ctl.last_load, ctl.limit())`
-  and wake the scheduler; sleep no longer than `ctl.next_check_at()`;
-- start a target only while `ctl.may_start(len(live))` (instead of `len(live) < cap`);
-- `window.closed(datetime.now(UTC))` (or `not window.fits(now, predicted_seconds(...))` for
-  one target) -> record `deferred_result(target, window)` instead of starting it;
-- at the end, `ctl.summary()` of every controller with `ctl.adaptive` goes into
-  `RunInfo.pacing[server.name]`.
+How the runner uses it (runner.FleetRun._server): one `LoadController` per server, created
+with the targets; `take_reading` in a task of its own whenever `check_due` says so (only while
+targets wait), then the lanes are woken; the lanes start a target only while
+`controller.may_start(running)`; a target the window closed on (or a `home` scan predicted to
+end after it) becomes `deferred_result`; `FleetRun.pacing()` puts every adaptive controller's
+`summary()` into the report's `run.pacing`.
 """
 
 from __future__ import annotations
