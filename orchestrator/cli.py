@@ -276,7 +276,8 @@ def _add_simulate(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cores",
         type=int,
-        help="model server load: cores per server (scans share them; systemloadavg follows)",
+        help="model server load: cores per server (scans share them; systemloadavg follows)"
+        " (default: no load model: scans keep fixed durations)",
     )
     p.add_argument(
         "--background", type=float, default=0.0, help="with --cores: load besides the scans"

@@ -62,7 +62,7 @@ def test_the_shipped_example_loads_with_its_variables_set() -> None:
     by_name = {s.name: s for s in inv.servers}
     assert by_name["web01"].base_url == "https://web01.example.com:2087"
     assert by_name["web01"].max_concurrent_scans == 1
-    assert by_name["web02"].scan_types == (ScanType.HOME, ScanType.MAIL)
+    assert by_name["web02"].scan_types == (ScanType.PUBLIC_HTML, ScanType.MAIL)
     assert by_name["lab"].base_url == "http://127.0.0.1:8443"
     assert by_name["lab"].auth.method is AuthMethod.CPANEL_TOKEN
     assert by_name["lab"].accounts == ("alice",)
