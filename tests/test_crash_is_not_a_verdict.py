@@ -20,7 +20,7 @@ HINT = "; rerun with --log-level debug for the traceback"
 
 def crash_after(monkeypatch: pytest.MonkeyPatch, n: int, message: str) -> list[TargetResult]:
     """A bug in the run's own code once `n` targets are recorded (they stay recorded)."""
-    original = runner.FleetRun._record
+    original = runner.FleetRun.record
     recorded: list[TargetResult] = []
 
     def record(run: runner.FleetRun, result: TargetResult) -> None:
@@ -29,7 +29,7 @@ def crash_after(monkeypatch: pytest.MonkeyPatch, n: int, message: str) -> list[T
         if len(recorded) == n:
             raise RuntimeError(message)
 
-    monkeypatch.setattr(runner.FleetRun, "_record", record)
+    monkeypatch.setattr(runner.FleetRun, "record", record)
     return recorded
 
 

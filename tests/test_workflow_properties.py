@@ -13,6 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from orchestrator import workflow
 from orchestrator.config import Policy, Rule
+from orchestrator.driver import plan_actions as _plan
 from orchestrator.events import (
     ActionsPlanned,
     Disinfect,
@@ -35,7 +36,7 @@ from orchestrator.events import (
 )
 from orchestrator.model import Action, ErrorInfo, ErrorKind, Outcome, ScanType, Target
 from orchestrator.policy import DestructiveBudget, in_mail
-from orchestrator.runner import RunOptions, _plan
+from orchestrator.runner import RunOptions
 from orchestrator.workflow import TERMINAL, Phase, WorkflowConfig
 
 PATH = "/home/bob/public_html/x.php"
