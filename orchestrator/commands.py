@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import anyio
 import structlog
@@ -325,13 +324,13 @@ def merge(args: argparse.Namespace) -> int:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from orchestrator.simulator import LoadSpec, generate_fleet, serve
+    from orchestrator.simulator import generate_fleet, serve
+    from orchestrator.simulator.knobs import load_spec, with_fault_args
 
-    load = None
-    if args.cores is not None:
-        if args.cores < 1 or args.background < 0 or args.time_scale <= 0:
-            raise ConfigError("--cores >= 1, --background >= 0, --time-scale > 0", field="--cores")
-        load = LoadSpec(cores=args.cores, background=args.background)
+    try:
+        load = load_spec(args.cores, args.background, args.time_scale)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="--cores") from None
     spec = generate_fleet(
         servers=args.servers,
         accounts=args.accounts,
@@ -342,7 +341,10 @@ def simulate(args: argparse.Namespace) -> int:
         load=load,
         time_scale=args.time_scale,
     )
-    spec = _with_faults(spec, args.fault)
+    try:
+        spec = with_fault_args(spec, args.fault)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="--fault") from None
     settings = _given(requests_per_second=args.fleet_requests_per_second)
     server_keys = _given(requests_per_second=args.requests_per_second)
     violations = anyio.run(
@@ -366,47 +368,6 @@ def _given(**values: float | None) -> dict[str, float] | None:
 
 def _say(line: str) -> None:
     print(line, flush=True)
-
-
-def _with_faults(spec: Any, fault_args: list[str]) -> Any:
-    """Apply `SERVER:KNOB=VALUE` fault knobs to a generated fleet spec."""
-    import dataclasses
-
-    from orchestrator.simulator import Faults
-
-    by_server: dict[str, dict[str, Any]] = {}
-    kinds = {f.name: f for f in dataclasses.fields(Faults)}
-    for text in fault_args:
-        server, _, assignment = text.partition(":")
-        knob, _, value = assignment.partition("=")
-        if not server or knob not in kinds or not value:
-            raise ConfigError(
-                f"expected SERVER:KNOB=VALUE with KNOB one of {', '.join(sorted(kinds))}",
-                field="--fault",
-            )
-        by_server.setdefault(server, {})[knob] = _fault_value(Faults(), knob, value)
-    names = {s.name for s in spec.servers}
-    if unknown := [name for name in by_server if name not in names]:
-        raise ConfigError(f"no simulated server named {', '.join(unknown)}", field="--fault")
-    for server, knobs in by_server.items():
-        spec = spec.with_faults(server, **knobs)
-    return spec
-
-
-def _fault_value(defaults: Any, knob: str, value: str) -> Any:
-    current = getattr(defaults, knob)
-    try:
-        if isinstance(current, bool):
-            return value.lower() in ("1", "true", "yes", "on")
-        if isinstance(current, int):
-            return int(value)
-        if isinstance(current, float):
-            return float(value)
-        if isinstance(current, frozenset) or current is None:
-            return frozenset(v for v in value.split(",") if v)
-    except ValueError:
-        raise ConfigError(f"{knob}: {value!r} is not a valid value", field="--fault") from None
-    return value
 
 
 DEMO_POLICY = Policy(
