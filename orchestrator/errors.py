@@ -46,6 +46,7 @@ never patched onto an exception after it was caught.
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Self
 
 from orchestrator.model import ErrorKind
 
@@ -136,6 +137,18 @@ class TargetError(ClamfleetError):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, server={self.server!r})"
+
+    def never_sent(self) -> Self:
+        """A new, complete error like this one, for a call an earlier step's failure kept from
+        being sent (so `maybe_sent` is False): errors are built whole, never patched."""
+        return type(self)(
+            self.message,
+            server=self.server,
+            function=self.function,
+            http_status=self.http_status,
+            retry_after=self.retry_after,
+            maybe_sent=False,
+        )
 
 
 class AuthError(TargetError):
