@@ -28,6 +28,7 @@ from orchestrator.model import (
     ScanType,
     Target,
 )
+from orchestrator.notify import notify, webhook_url
 from orchestrator.pacing import Window
 from orchestrator.pacing_config import with_finish_by
 from orchestrator.policy import load_policy
@@ -43,7 +44,6 @@ from orchestrator.report import (
 )
 from orchestrator.report.model import incomplete
 from orchestrator.runner import NullObserver, Observer, RunOptions
-from orchestrator.secretref import env_var_phrase
 from orchestrator.shard import ignored_env, resolve_shard, servers_in_shard
 
 logger = structlog.get_logger("clamfleet")
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     formats = parse_formats(args.formats)
     baseline = load_report(args.baseline) if args.baseline else None
     previous = load_report(args.only_failed) if args.only_failed else None
-    webhook = _webhook_url(args.notify_webhook)
+    webhook = webhook_url(args.notify_webhook)
     _register_secrets(inventory, webhook)
     options = RunOptions(
         policy=policy,
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     report = outcome.report
     _print_outcome(report, outcome.paths, outcome.interrupted)
     if webhook:
-        _notify(webhook, report, args.notify_on)
+        notify(webhook, report, args.notify_on, _arun)
     return int(report.summary.exit_code)
 
 
@@ -208,22 +208,6 @@ def parse_formats(text: str | None) -> set[str]:
     return wanted | {"json", "csv"}  # README "Report": report.json and both CSVs, always
 
 
-def _webhook_url(env_var: str | None) -> str | None:
-    if env_var is None:
-        return None
-    if "://" in env_var:
-        raise ConfigError(
-            "webhook URLs carry secrets: put the URL in an environment variable and pass its name",
-            field="--notify-webhook",
-        )
-    url = os.environ.get(env_var.removeprefix("env:"), "")
-    if not url:
-        # The name is shown only if it looks like one: the URL itself may have been pasted.
-        message = f"{env_var_phrase(env_var.removeprefix('env:'))} is not set"
-        raise ConfigError(message, field="--notify-webhook")
-    return url
-
-
 def _register_secrets(inventory: Inventory, webhook: str | None) -> None:
     log.register_secrets(s.auth.secret.reveal() for s in inventory.servers)
     if webhook:
@@ -236,17 +220,6 @@ def _print_outcome(report: Report, paths: list[Path], interrupted: bool) -> None
         print("run interrupted: partial report written")
     folder = paths[0].parent if paths else None
     print(f"report: {folder}  (exit code {report.summary.exit_code})")
-
-
-def _notify(url: str, report: Report, mode: str) -> None:
-    from orchestrator.client import post_webhook
-    from orchestrator.report import notification_payload, should_notify
-
-    if not should_notify(report, mode):
-        return
-    error = _arun(post_webhook, url, notification_payload(report))
-    if error:
-        logger.warning("notify.failed", error=error)
 
 
 # ---------------------------------------------------------------------------------------------

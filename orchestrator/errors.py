@@ -1,30 +1,52 @@
 """One error tree for clamfleet.
 
-    ClamfleetError
-    ├── ConfigError            bad invocation, inventory or policy (exit 3, nothing scanned)
-    └── TargetError            ends one target (or a whole server's targets); carries an ErrorKind
+    ClamfleetError             base: never raised itself
+    ├── ConfigError            bad invocation, inventory, policy, --out/--journal   exit 3
+    └── TargetError            ends a request, target or server; carries a kind    kind=internal
         ├── AuthError          credentials refused, login page, cPHulk lockout      kind=auth
         │   └── HostRefused    not sent: another login on the host was refused     kind=auth
-        ├── TransportError     connection refused/reset, 5xx, request timed out     kind=unreachable
+        ├── TransportError     connection refused/reset, 5xx, 429                   kind=unreachable
         │   ├── HostSilent     not sent: the host's last new logins got no answer  kind=unreachable
         │   ├── TlsError       certificate or handshake failure                    kind=tls
-        │   └── RequestTimeout one request exceeded timeouts.request              kind=unreachable
+        │   └── RequestTimeout one request exceeded timeouts.request               kind=unreachable
         ├── ApiError           the call ran and answered status 0                  kind=api
-        └── ProtocolError      a body that is not the envelope cPanel sends         kind=protocol
+        │   └── FeatureMissing the account lacks the scanner feature or scan type  kind=api
+        └── ProtocolError      a body that is not the envelope cPanel sends        kind=protocol
 
-aiohttp exceptions are translated into these at exactly one boundary (client.py); nothing else
-sees them. Messages never contain credentials: they are built from the server name, the function
-and the server's own error text, never from request headers.
+Outside the tree: `cli.UsageError` (argparse refused the command line: usage line, one-line
+error, exit 3, like a ConfigError), and any other exception, which is a bug: one line, exit 70.
+
+Not every error kind of the report comes from an exception. These are verdicts, returned as
+values by the pure code that decides them, never raised:
+
+    timeout        workflow: the scan or the disinfection ran past its timeout
+    stalled        workflow: the scan's counters stopped moving for timeouts.stall
+    policy_limit   workflow (from policy.py's plan): a destructive cap left the actions unsent
+    interrupted    runner: the run was stopped (SIGINT/SIGTERM, or clamfleet failed) first
+    skipped        targets.py: a suspended account, or one matching exclude_accounts
+    deferred       pacer.py: the finish-by window closed before the target could start
+    internal       workflow: a reply its transition table does not allow (also TargetError's
+                   own kind, for a TargetError raised without a subclass)
+
+`api` is both: raised as ApiError, and a workflow verdict too (start_scan refused three times by
+someone else's scan, a disinfection task that never started).
+
+aiohttp exceptions are translated into these at exactly one boundary (client/transport.py);
+nothing else sees them. Messages never contain credentials: they are built from the server
+name, the function and the server's own error text, never from request headers.
 
 An error built from an HTTP answer carries its `http_status` (and `Retry-After`, when sent) and
 names the status in its message. A non-2xx status line means the server answered and the call
 did not run, so such an error is not an ambiguous send (`maybe_sent` False); only a lost answer
 (reset, timeout after sending, truncated body) or a 2xx body that is not what cPanel sends is.
+Every error is complete when it is raised: `maybe_sent` and the rest are constructor arguments,
+never patched onto an exception after it was caught.
 """
 
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Self
 
 from orchestrator.model import ErrorKind
 
@@ -46,7 +68,7 @@ def answered_without_running(status: int | None) -> bool:
 
 
 class ClamfleetError(Exception):
-    """Base of every error clamfleet raises on purpose."""
+    """Base of every error clamfleet raises on purpose; never raised itself."""
 
 
 class ConfigError(ClamfleetError):
@@ -116,6 +138,18 @@ class TargetError(ClamfleetError):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, server={self.server!r})"
 
+    def never_sent(self) -> Self:
+        """A new, complete error like this one, for a call an earlier step's failure kept from
+        being sent (so `maybe_sent` is False): errors are built whole, never patched."""
+        return type(self)(
+            self.message,
+            server=self.server,
+            function=self.function,
+            http_status=self.http_status,
+            retry_after=self.retry_after,
+            maybe_sent=False,
+        )
+
 
 class AuthError(TargetError):
     """Raised when the server refuses the credentials (403, login page, lockout). Never retried."""
@@ -124,11 +158,10 @@ class AuthError(TargetError):
 
 
 class HostRefused(AuthError):
-    """Raised instead of sending: an earlier login on the same host was refused this run.
+    """Raised instead of sending: an earlier login on the same host was refused this run."""
 
-    cPHulk counts failed logins per source IP per host; a second refusal brings the lockout of
-    the orchestrator's IP (which then refuses good credentials too) one step closer.
-    """
+    # cPHulk counts failed logins per source IP per host; a second refusal brings the lockout of
+    # the orchestrator's IP (which then refuses good credentials too) one step closer.
 
     maybe_sent = False
 
@@ -141,8 +174,9 @@ class TransportError(TargetError):
 
 
 class HostSilent(TransportError):
-    """Raised instead of sending credentials not yet accepted: the host's last such requests got
-    no answer at all. Never retried: nothing is sent, so waiting cannot change it."""
+    """Raised instead of sending unproven credentials: the host's last such got no answer."""
+
+    # Never retried: nothing is sent, so waiting cannot change it.
 
     transient = False
     maybe_sent = False

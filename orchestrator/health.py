@@ -12,8 +12,8 @@ would send seven refused logins and lock the orchestrator's IP out (good passwor
                            (consecutive failed requests) and its host's refusal
 
 Only the client sends, so it takes the turns and reports every answer (`check`, `answered` in
-client.py `_send`); the runner asks `ServerHealth.blocked()` before each request and reports
-each outcome with `record()`.
+client/channel.py `Channel.send`); the runner asks `ServerHealth.blocked()` before each request
+and reports each outcome with `record()`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Inventory loader: YAML (README "Inventory") -> a validated, fully resolved `Inventory`.
 
-Pure: no network and no logging. Environment variables and secret files are read here, once,
-so a run fails before it starts rather than halfway through the fleet. Inheritance is resolved
-here too (defaults -> each group in the server's order -> the server), never lazily.
+Pure: no network and no logging. Inheritance is resolved here (defaults -> each group in the
+server's order -> the server), never lazily; each server's `auth:` block is resolved by
+credentials.py (environment variables and secret files, read once, at load time) and the
+`settings:` block is read by settings_config.py.
 
 Layers are kept as flat maps of dotted keys ("port", "auth.user", "tls.ca_file") to the YAML
 value that set them, so a merged value still knows the file line it was written on.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,20 +22,19 @@ from urllib.parse import urlsplit
 
 from yaml import MappingNode
 
-from orchestrator.config import (
-    AuthMethod,
-    Credentials,
-    Inventory,
-    PollInterval,
-    Server,
-    Settings,
-    Timeouts,
-    TlsConfig,
+from orchestrator.config import AuthMethod, Credentials, Inventory, Server, Settings, TlsConfig
+from orchestrator.credentials import (
+    ALL_REFS,
+    Sources,
+    auth_layer,
+    credentials,
+    env_name,
+    missing,
 )
 from orchestrator.errors import ConfigError
-from orchestrator.model import ScanType, Secret
-from orchestrator.pacing_config import check_max, load_entries, load_limit, read_window
-from orchestrator.secretref import NOT_SHOWN, shown_env_name
+from orchestrator.model import ScanType
+from orchestrator.pacing_config import check_max, load_entries, load_limit
+from orchestrator.settings_config import read_settings
 from orchestrator.yamlsrc import Value, read_document
 
 TOP_KEYS = ("defaults", "groups", "servers", "settings")
@@ -51,15 +51,7 @@ INHERITED = (
     "requests_per_second",
     "load",
 )
-AUTH_KEYS = ("method", "user", "token_env", "token_file", "password_env", "password_file")
 TLS_KEYS = ("verify", "ca_file")
-INLINE_SECRETS = {"token": "token_env or token_file", "password": "password_env or password_file"}
-SECRET_REFS = {
-    AuthMethod.WHM_TOKEN: ("token_env", "token_file"),
-    AuthMethod.CPANEL_TOKEN: ("token_env", "token_file"),
-    AuthMethod.CPANEL_PASSWORD: ("password_env", "password_file"),
-}
-ALL_REFS = ("token_env", "token_file", "password_env", "password_file")
 # Keys that belong to one auth method. A layer that changes `auth.method` drops the ones it
 # inherited: a WHM token (or root, or port 2087, or `accounts: all`) is never right for a cPanel
 # login, and silently sending one to the other method's endpoint would only fail later, per
@@ -67,7 +59,6 @@ ALL_REFS = ("token_env", "token_file", "password_env", "password_file")
 METHOD_BOUND = ("port", "accounts", "auth.user", *(f"auth.{k}" for k in ALL_REFS))
 
 NAME = re.compile(r"[A-Za-z0-9._-]+")
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
 WHM_PORT, CPANEL_PORT = 2087, 2083
 
@@ -90,16 +81,16 @@ def load_inventory(
         raise ConfigError(
             "the inventory is empty: it needs at least a servers list", file=str(path)
         )
-    ctx = _Context(Path(path).absolute().parent, os.environ if env is None else env, secrets)
+    ctx = Sources(Path(path).absolute().parent, os.environ if env is None else env, secrets)
     if not isinstance(root.node, MappingNode):
         raise root.expected("a mapping with a servers list")
     top = root.mapping(TOP_KEYS)
     defaults = _layer(top["defaults"]) if "defaults" in top else {}
     groups = _groups(top["groups"]) if "groups" in top else {}
     if "servers" not in top:
-        raise _missing(root, "servers", "is required: list at least one server")
+        raise missing(root, "servers", "is required: list at least one server")
     servers = _servers(top["servers"], defaults, groups, ctx)
-    settings = _settings(top["settings"]) if "settings" in top else Settings()
+    settings = read_settings(top["settings"]) if "settings" in top else Settings()
     return Inventory(path=str(path), servers=servers, settings=settings)
 
 
@@ -112,22 +103,6 @@ def select_servers(inv: Inventory, globs: Sequence[str]) -> Inventory:
             raise ConfigError(f"{glob!r} matches no server ({known}{more})", field="--servers")
     chosen = tuple(s for s in inv.servers if any(fnmatchcase(s.name, g) for g in globs))
     return replace(inv, servers=chosen)
-
-
-@dataclass(frozen=True, slots=True)
-class _Context:
-    """What resolving needs besides the YAML: where relative paths start, the environment."""
-
-    base: Path  # the inventory's directory: relative token_file / ca_file paths start here
-    env: Mapping[str, str]
-    secrets: bool = True  # False: read no environment variable and no file (offline validate)
-
-    def path(self, value: Value) -> Path:
-        try:
-            return self.base / Path(value.text()).expanduser()
-        except RuntimeError:  # `~name/...` for a user this machine does not know
-            # Not echoed: a password starting with `~` lands here too.
-            raise value.error("its leading ~ names no home directory on this machine") from None
 
 
 # -- layers: defaults, groups and each server's own keys ---------------------------------------
@@ -144,7 +119,7 @@ def _layer(value: Value, *, server: bool = False) -> Layer:
     layer: Layer = {}
     for key, entry in entries.items():
         if key == "auth":
-            layer.update(_auth_layer(entry))
+            layer.update(auth_layer(entry))
         elif key == "tls":
             layer.update({f"tls.{k}": v for k, v in entry.mapping(TLS_KEYS).items()})
         elif key == "load":
@@ -154,19 +129,6 @@ def _layer(value: Value, *, server: bool = False) -> Layer:
     for key, entry in layer.items():
         CHECKS[key](entry)
     return layer
-
-
-def _auth_layer(value: Value) -> Layer:
-    entries = value.mapping()
-    for inline, refs in INLINE_SECRETS.items():
-        if inline in entries:  # checked before unknown keys, and never echoing the value
-            raise entries[inline].error(f"secrets may only be referenced: use {refs}")
-    entries = value.mapping(AUTH_KEYS)
-    present = [k for k in ALL_REFS if k in entries]
-    if len(present) > 1:
-        message = f"use exactly one secret reference, not {' and '.join(present)}"
-        raise entries[present[1]].error(message)
-    return {f"auth.{k}": v for k, v in entries.items()}
 
 
 def _groups(value: Value) -> dict[str, Layer]:
@@ -195,7 +157,7 @@ def _merge(layers: Sequence[Layer]) -> tuple[Layer, bool]:
 
 
 def _servers(
-    value: Value, defaults: Layer, groups: dict[str, Layer], ctx: _Context
+    value: Value, defaults: Layer, groups: dict[str, Layer], ctx: Sources
 ) -> tuple[Server, ...]:
     if value.is_null:
         raise value.error("must list at least one server")
@@ -208,7 +170,7 @@ def _servers(
         refs = _group_refs(entries, groups)
         merged, switched = _merge([defaults, *(groups[g] for g in refs), own])
         try:
-            auth = _credentials(item, merged, switched, ctx)
+            auth = credentials(item, merged, switched, ctx)
             servers.append(_server(item, name, entries, refs, merged, auth, ctx))
         except ConfigError as exc:
             raise _for_server(exc, item.field, name) from None
@@ -229,7 +191,7 @@ def _for_server(exc: ConfigError, prefix: str, name: str) -> ConfigError:
 
 def _name(item: Value, entries: dict[str, Value], seen: dict[str, int]) -> str:
     if "name" not in entries:
-        raise _missing(item, "name", "is required")
+        raise missing(item, "name", "is required")
     value = entries["name"]
     name = value.text(NAME, "a name of letters, digits, '.', '_' and '-'")
     if name in seen:
@@ -252,11 +214,6 @@ def _group_refs(entries: dict[str, Value], groups: dict[str, Layer]) -> list[str
     return names
 
 
-def _missing(item: Value, key: str, message: str) -> ConfigError:
-    field = f"{item.field}.{key}" if item.field else key
-    return ConfigError(message, file=item.file, line=item.line, field=field)
-
-
 def _server(
     item: Value,
     name: str,
@@ -264,7 +221,7 @@ def _server(
     groups: list[str],
     merged: Layer,
     auth: Credentials,
-    ctx: _Context,
+    ctx: Sources,
 ) -> Server:
     server = Server(
         name=name,
@@ -283,77 +240,6 @@ def _get(merged: Layer, key: str, read: Callable[[Value], T], default: T) -> T:
     return read(merged[key]) if key in merged else default
 
 
-def _credentials(item: Value, merged: Layer, switched: bool, ctx: _Context) -> Credentials:
-    # After a change of method the old method's user and secret are gone (see METHOD_BOUND).
-    hint = " (not inherited across a change of auth.method)" if switched else ""
-    if "auth.method" not in merged:
-        raise _missing(item, "auth.method", "is required (here, in a group or in defaults)")
-    method = merged["auth.method"].choice(AuthMethod)
-    if "auth.user" not in merged:
-        raise _missing(item, "auth.user", "is required (here, in a group or in defaults)" + hint)
-    user = merged["auth.user"].text()
-    allowed = SECRET_REFS[method]
-    if not any(f"auth.{k}" in merged for k in ALL_REFS):
-        needs = f"{method} needs {' or '.join(allowed)}{hint}"
-        raise _missing(item, f"auth.{allowed[0]}", needs)
-    key = next(k for k in ALL_REFS if f"auth.{k}" in merged)
-    value = merged[f"auth.{key}"]
-    if key not in allowed:
-        raise value.error(f"{method} takes {' or '.join(allowed)}, not {key}")
-    reference = _reference(key, value)
-    if not ctx.secrets:
-        return Credentials(method, user, Secret(""), reference=reference, resolved=False)
-    return Credentials(method, user, _secret(key, value, ctx), reference=reference)
-
-
-def _reference(key: str, value: Value) -> str:
-    """How validate shows the reference: `token_env WHM_TOKEN`; a file path is never shown."""
-    name = shown_env_name(value.text()) if key.endswith("_env") else None
-    return f"{key} {name}" if name else key
-
-
-def _secret(key: str, value: Value, ctx: _Context) -> Secret:
-    if key.endswith("_env"):
-        return _secret_from_env(value, ctx)
-    return _secret_from_file(value, ctx)
-
-
-def _secret_from_env(value: Value, ctx: _Context) -> Secret:
-    var = value.text()
-    secret = ctx.env.get(var, "")
-    if var in ctx.env and not secret:
-        # The variable exists, so this is its name and not a pasted secret: name it.
-        raise value.error(f"environment variable {var} is empty")
-    if not secret:
-        if shown_env_name(var) is None:
-            # Perhaps the token itself was pasted here (see secretref): say so, never echo it.
-            raise value.error(
-                f"the environment variable named here is not set ({NOT_SHOWN}; "
-                f"{value.field.rsplit('.', 1)[-1]} takes the name of a variable, e.g. WHM_TOKEN)"
-            )
-        raise value.error(f"environment variable {var} is not set")
-    return Secret(secret)
-
-
-def _secret_from_file(value: Value, ctx: _Context) -> Secret:
-    path = ctx.path(value)
-    try:
-        secret = path.read_text(encoding="utf-8").rstrip("\r\n")
-    except FileNotFoundError:
-        # Perhaps the password itself was pasted here: the path is not shown. Once the file
-        # exists (the errors below) the value is certainly a path and naming it helps.
-        raise value.error(
-            f"the secret file named here does not exist ({NOT_SHOWN};"
-            f" relative paths start at {ctx.base})"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
-        raise value.error(f"cannot read secret file {path}: {reason}") from None
-    if not secret:
-        raise value.error(f"secret file {path} is empty")
-    return Secret(secret)
-
-
 def _base_url(item: Value, own: dict[str, Value], merged: Layer, method: AuthMethod) -> str:
     host, url = own.get("host"), own.get("url")
     if host and url:
@@ -364,7 +250,7 @@ def _base_url(item: Value, own: dict[str, Value], merged: Layer, method: AuthMet
         # An inherited port (e.g. `port: 2087` in defaults) is meant for host: entries.
         return _url(url)
     if not host:
-        raise _missing(item, "host", "each server needs host (and optional port) or url")
+        raise missing(item, "host", "each server needs host (and optional port) or url")
     default_port = WHM_PORT if method is AuthMethod.WHM_TOKEN else CPANEL_PORT
     port = _get(merged, "port", _port, default_port)
     return f"https://{_host(host)}:{port}"
@@ -401,7 +287,7 @@ def _url(value: Value) -> str:
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
-def _tls(merged: Layer, ctx: _Context) -> TlsConfig:
+def _tls(merged: Layer, ctx: Sources) -> TlsConfig:
     verify = _get(merged, "tls.verify", Value.boolean, True)
     ca = merged.get("tls.ca_file")
     if ca is None or ca.is_null:
@@ -452,14 +338,6 @@ def _at_least_one(value: Value) -> int:
     return value.integer(1)
 
 
-def _env_name(value: Value) -> str:
-    name = value.text()  # a non-string is refused without showing it (secret field)
-    if not ENV_NAME.fullmatch(name):
-        # A variable name cannot start with a digit or hold '-', '+', '/': a pasted token can.
-        raise value.error(f"is not a valid environment variable name ({NOT_SHOWN})")
-    return name
-
-
 def _check_ca(value: Value) -> None:
     if not value.is_null:
         value.text()
@@ -477,8 +355,8 @@ CHECKS: dict[str, Callable[[Value], object]] = {
     "requests_per_second": Value.positive,
     "auth.method": lambda v: v.choice(AuthMethod),
     "auth.user": Value.text,
-    "auth.token_env": _env_name,
-    "auth.password_env": _env_name,
+    "auth.token_env": env_name,
+    "auth.password_env": env_name,
     "auth.token_file": Value.text,
     "auth.password_file": Value.text,
     "tls.verify": Value.boolean,
@@ -496,44 +374,3 @@ OPTIONAL: dict[str, Callable[[Value], Any]] = {
     "max_concurrent_scans": _at_least_one,
     "requests_per_second": Value.positive,
 }
-
-
-# -- settings ----------------------------------------------------------------------------------
-
-
-def _settings(value: Value) -> Settings:
-    entries = value.mapping(
-        ("max_concurrent_servers", "requests_per_second", "poll_interval", "timeouts", "window"),
-        null_ok=True,
-    )
-    base = Settings()
-    return Settings(
-        max_concurrent_servers=_get(
-            entries, "max_concurrent_servers", _at_least_one, base.max_concurrent_servers
-        ),
-        requests_per_second=_get(
-            entries, "requests_per_second", Value.positive, base.requests_per_second
-        ),
-        poll_interval=_get(entries, "poll_interval", _poll_interval, base.poll_interval),
-        timeouts=_get(entries, "timeouts", _timeouts, base.timeouts),
-        window=_get(entries, "window", read_window, base.window),
-    )
-
-
-def _poll_interval(value: Value) -> PollInterval:
-    entries = value.mapping(("min", "max"))
-    base = PollInterval()
-    low = _get(entries, "min", Value.positive, base.min)
-    high = _get(entries, "max", Value.positive, base.max)
-    if low > high:
-        where = entries.get("min") or entries["max"]
-        raise where.error(f"min ({low:g}) must not be larger than max ({high:g})")
-    return PollInterval(min=low, max=high)
-
-
-def _timeouts(value: Value) -> Timeouts:
-    keys = ("request", "scan", "stall", "disinfection")
-    entries = value.mapping(keys)
-    base = Timeouts()
-    values = {k: _get(entries, k, Value.positive, getattr(base, k)) for k in keys}
-    return Timeouts(**values)

@@ -28,6 +28,7 @@ def lint_imports(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 CONTRACTS = (
     "layers",
+    "client-layers",
     "pure-workflow",
     "aiohttp-only-in-client",
     "concurrency",
@@ -50,6 +51,15 @@ def test_the_code_keeps_every_import_contract() -> None:
         pytest.param("config.py", "from orchestrator import cli", "layers", id="layer-upward"),
         pytest.param("workflow.py", "import time", "pure-workflow", id="workflow-clock"),
         pytest.param("policy.py", "import aiohttp", "aiohttp-only-in-client", id="aiohttp"),
+        pytest.param(
+            "client/channel.py", "import aiohttp", "aiohttp-only-in-client", id="aiohttp-in-client"
+        ),
+        pytest.param(
+            "client/transport.py",
+            "from orchestrator.client import route",
+            "client-layers",
+            id="client-layer-upward",
+        ),
         pytest.param("journal.py", "import anyio", "concurrency", id="anyio-outside"),
         pytest.param(
             "simulator/scan.py",

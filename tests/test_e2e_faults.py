@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 
 import pytest
 
-from orchestrator.client import ServerClient
+from orchestrator.client.channel import Channel
 from orchestrator.runner import BREAKER_THRESHOLD
 from orchestrator.simulator import Faults, FleetSpec, generate_fleet
 
@@ -309,13 +309,13 @@ def test_https_trusted_untrusted_and_unverified_servers_in_one_run(
 
     edit_inventory(sim.inventory, edit)
     sends: Counter[str] = Counter()
-    original = ServerClient._send
+    original = Channel.send
 
-    async def counting(self: ServerClient, *args: Any, **kwargs: Any) -> Any:
-        sends[self._server.name] += 1
+    async def counting(self: Channel, *args: Any, **kwargs: Any) -> Any:
+        sends[self.server.name] += 1
         return await original(self, *args, **kwargs)
 
-    monkeypatch.setattr(ServerClient, "_send", counting)
+    monkeypatch.setattr(Channel, "send", counting)
     result = cli("run", sim.inventory)
     for (server, _, _), target in result.targets().items():
         if server == "sim02":

@@ -1,0 +1,24 @@
+"""UAPI / WHM API 1 client: the only part of clamfleet that talks HTTP to cPanel.
+
+Layers, top down, one per module (each imports only the ones below it; `.importlinter` checks):
+
+    server.py     ServerClient: one per server; ClamScanner and WHM calls, reads retried and
+                  state changes sent once
+    route.py      the route chosen once per server: WHM `uapi_cpanel` (and the cpsess session
+                  for disinfection), or the account's own `/execute`
+    channel.py    one server's requests: auth header, rate limit, the host's refusal budget
+                  (health.py), answers checked into cPanel's envelope or a typed error
+    retry.py      RetryPolicy, which failures retry, and the first attempt made outside stamina
+    transport.py  Http: the one ClientSession, SSL contexts, one request; every aiohttp
+                  exception translated at this one boundary. The only importer of aiohttp/yarl.
+
+Envelope parsing is pure and lives in `parse.py`, shared with tests.
+"""
+
+from orchestrator.client.channel import Acquire
+from orchestrator.client.retry import RetryPolicy
+from orchestrator.client.route import MODULE
+from orchestrator.client.server import ServerClient
+from orchestrator.client.transport import Http, post_webhook, user_agent
+
+__all__ = ["MODULE", "Acquire", "Http", "RetryPolicy", "ServerClient", "post_webhook", "user_agent"]

@@ -1,0 +1,163 @@
+"""One server's channel: every request to it, within its rate limit and its host's budget.
+
+A `Channel` knows the server's credentials (the Authorization header), its parsed endpoints and
+its host's refusal budget (health.py), and turns an answer into cPanel's envelope or a typed
+error (parse.py). It knows nothing of which route a function takes: that is route.py.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+from urllib.parse import urlencode
+
+from orchestrator.client.transport import Http, Raw, Url, parse_url
+from orchestrator.config import AuthMethod, Server
+from orchestrator.errors import TlsError, TransportError
+from orchestrator.parse import Answer, check_answer, is_login_page, parse_uapi
+
+
+class Acquire(Protocol):
+    """The rate limiter seen from the client: wait for the right to send one request."""
+
+    async def acquire(self) -> None: ...
+
+
+class Channel:
+    """Requests to one server: rate-limited, counted, and sent within its host's budget."""
+
+    def __init__(
+        self,
+        http: Http,
+        server: Server,
+        limiter: Acquire,
+        on_request: Callable[[], None] | None = None,
+    ) -> None:
+        self.server = server
+        self._http = http
+        self._limiter = limiter
+        self._on_request = on_request
+        self._ssl = http.ssl_for(server.tls)
+        self._auth_header = auth_header(server)
+        self._endpoints: dict[str, Url] = {}
+        self._logins = http.hosts.logins(server.base_url)
+
+    def endpoint(self, path: str) -> Url:
+        """The server's URL for a fixed API path, parsed once."""
+        url = self._endpoints.get(path)
+        if url is None:
+            url = self._endpoints[path] = parse_url(f"{self.server.base_url}{path}")
+        return url
+
+    async def call(
+        self,
+        url: str | Url,
+        params: Mapping[str, str] | None,
+        function: str,
+        *,
+        post: bool = False,
+    ) -> Answer:
+        """One API call with the server's credentials: a GET, or (`post`) a form POST."""
+        headers = {"Authorization": self._auth_header}
+        if post:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            body = urlencode(params or {}).encode()
+            raw = await self.send("POST", url, function, headers=headers, data=body)
+        else:
+            raw = await self.send("GET", url, function, params=params, headers=headers)
+        return self._checked(raw, function)
+
+    async def post_json(
+        self, url: str | Url, body: bytes, *, cookie: str | None = None, function: str
+    ) -> Any:
+        """A JSON POST to a UAPI function: with the server's credentials, or a session cookie."""
+        headers = {"Authorization": self._auth_header} if cookie is None else {"Cookie": cookie}
+        # Exactly `application/json`: cPanel compares the header verbatim (cpanel-api.md 3.5).
+        headers["Content-Type"] = "application/json"
+        raw = await self.send("POST", url, function, headers=headers, data=body)
+        return parse_uapi(self._checked(raw, function), self.server.name, function)
+
+    async def send(
+        self,
+        method: str,
+        url: str | Url,
+        function: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> Raw:
+        """One request, within the host's refusal budget (health.py): nothing is sent to a host
+        that refused a login this run, and credentials not yet accepted go one at a time."""
+        logins, name = self._logins, self.server.name
+        logins.check(name, function)
+        if logins.proven(name):
+            raw = await self._exchange(method, url, function, params, headers, data, proven=True)
+            logins.answered(name, function, raw.status, _login_page(raw))
+            return raw
+        async with logins.turn:
+            logins.check(name, function)  # refused while this request waited its turn?
+            try:
+                raw = await self._exchange(method, url, function, params, headers, data)
+            except TlsError:
+                raise  # the host answered, with a certificate this entry does not trust
+            except TransportError:
+                logins.unanswered()
+                raise
+            logins.answered(name, function, raw.status, _login_page(raw))
+            return raw
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str | Url,
+        function: str,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        data: bytes | None,
+        *,
+        proven: bool = False,
+    ) -> Raw:
+        await self._limiter.acquire()
+        if proven:
+            # Another entry's first login may be on its way to this host: wait for its answer
+            # (the turn), and send nothing if it was refused meanwhile. Without this, a request
+            # of accepted credentials could follow a refusal there within the run.
+            logins = self._logins
+            if logins.turn.locked():
+                async with logins.turn:
+                    pass
+            logins.check(self.server.name, function)
+        if self._on_request is not None:
+            self._on_request()
+        return await self._http.send(
+            method,
+            url,
+            ssl_setting=self._ssl,
+            where=(self.server.name, function),
+            params=params,
+            headers=headers,
+            data=data,
+        )
+
+    def _checked(self, raw: Raw, function: str) -> Answer:
+        return check_answer(
+            raw.status, raw.content_type, raw.body, self.server.name, function, raw.retry_after
+        )
+
+
+def auth_header(server: Server) -> str:
+    """The Authorization header of the server's credentials (never logged: it holds the secret)."""
+    auth = server.auth
+    secret = auth.secret.reveal()
+    if auth.method is AuthMethod.WHM_TOKEN:
+        return f"whm {auth.user}:{secret}"
+    if auth.method is AuthMethod.CPANEL_TOKEN:
+        return f"cpanel {auth.user}:{secret}"
+    pair = base64.b64encode(f"{auth.user}:{secret}".encode()).decode()
+    return f"Basic {pair}"
+
+
+def _login_page(raw: Raw) -> bool:
+    return 200 <= raw.status < 300 and is_login_page(raw.content_type, raw.body)

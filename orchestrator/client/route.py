@@ -1,0 +1,142 @@
+"""The route to a server's UAPI, chosen once per server by its credentials.
+
+WhmRoute      a WHM token (port 2087): UAPI as the account through WHM API 1 `uapi_cpanel`;
+              `disinfect_files` inside the account's own cPanel session (cpsess), because
+              `uapi_cpanel` passes flat parameters only (cpanel-api.md 5.3)
+ExecuteRoute  the account's own token or password (port 2083): `/execute/ClamScanner/...`
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+from orchestrator.client.channel import Channel
+from orchestrator.client.retry import RetryPolicy, with_retries
+from orchestrator.config import AuthMethod
+from orchestrator.errors import AuthError, ProtocolError, TargetError
+from orchestrator.parse import check_status, parse_uapi, parse_whm
+
+MODULE = "ClamScanner"
+DISINFECT = "disinfect_files"
+
+
+class Route(Protocol):
+    """How a ClamScanner function reaches one account of the server."""
+
+    async def uapi(
+        self, account: str, function: str, params: Mapping[str, str] | None, *, post: bool
+    ) -> Any:
+        """The function's `data`, or a typed error; `post` sends a form POST (state changes)."""
+        ...
+
+    async def disinfect(self, account: str, body: bytes) -> Any:
+        """`disinfect_files` with the JSON `body`; its `data`."""
+        ...
+
+
+def route_for(channel: Channel, retry: RetryPolicy) -> Route:
+    """The route the server's credentials allow (decided once, when its client is made)."""
+    if channel.server.auth.method is AuthMethod.WHM_TOKEN:
+        return WhmRoute(channel, retry)
+    return ExecuteRoute(channel)
+
+
+class ExecuteRoute:
+    """The account's own credentials: `/execute/ClamScanner/<function>`."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+
+    async def uapi(
+        self, account: str, function: str, params: Mapping[str, str] | None, *, post: bool
+    ) -> Any:
+        url = self._channel.endpoint(f"/execute/{MODULE}/{function}")
+        answer = await self._channel.call(url, params, function, post=post)
+        return parse_uapi(answer, self._channel.server.name, function)
+
+    async def disinfect(self, account: str, body: bytes) -> Any:
+        url = self._channel.endpoint(f"/execute/{MODULE}/{DISINFECT}")
+        return await self._channel.post_json(url, body, function=DISINFECT)
+
+
+class WhmRoute:
+    """A WHM token: UAPI as each account through `uapi_cpanel`, disinfection in its session."""
+
+    def __init__(self, channel: Channel, retry: RetryPolicy) -> None:
+        self._channel = channel
+        self._retry = retry
+
+    async def uapi(
+        self, account: str, function: str, params: Mapping[str, str] | None, *, post: bool
+    ) -> Any:
+        query = {
+            "api.version": "1",
+            "cpanel.user": account,
+            "cpanel.module": MODULE,
+            "cpanel.function": function,
+            **(params or {}),
+        }
+        url = self._channel.endpoint("/json-api/uapi_cpanel")
+        answer = parse_whm(await self._channel.call(url, query, function, post=post), function)
+        data = answer.get("data")
+        uapi = data.get("uapi") if isinstance(data, dict) else None
+        return parse_uapi(uapi, self._channel.server.name, function)
+
+    async def disinfect(self, account: str, body: bytes) -> Any:
+        """create_user_session gives a one-time login URL; logging in sets the `cpsession`
+        cookie; the JSON POST then goes to `/cpsessNNN/execute/...` as the account itself."""
+        try:
+            # A new session (and its one-time login URL) per attempt: nothing is disinfected
+            # before the POST, so this part is safe to retry.
+            post_url, cookie = await with_retries(
+                self._retry,
+                lambda: self._open_session(account),
+                server=self._channel.server.name,
+                function="create_user_session",
+            )
+        except TargetError as exc:
+            raise exc.never_sent() from None  # disinfect_files itself was never sent
+        return await self._channel.post_json(post_url, body, cookie=cookie, function=DISINFECT)
+
+    async def _open_session(self, account: str) -> tuple[str, str]:
+        """create_user_session, then its login URL: (disinfect_files URL, session cookie)."""
+        channel, name = self._channel, self._channel.server.name
+        params = {"api.version": "1", "user": account, "service": "cpaneld"}
+        url = channel.endpoint("/json-api/create_user_session")
+        answer = await channel.call(url, params, "create_user_session")
+        data = parse_whm(answer, "create_user_session").get("data")
+        if not isinstance(data, dict) or not data.get("url") or not data.get("cp_security_token"):
+            raise ProtocolError("create_user_session returned no login URL", server=name)
+        login_url = str(data["url"])
+        origin = session_origin(channel.server.base_url, login_url)
+        login = await channel.send(
+            "GET", origin + urlsplit(login_url).path, "login", params=_query(login_url)
+        )
+        check_status(login.status, name, "login", login.retry_after)
+        if login.status not in (200, 301, 302, 303):
+            raise ProtocolError(f"HTTP {login.status} from the session login", server=name)
+        if not login.cookies:
+            raise AuthError("cPanel session login set no session", server=name, function="login")
+        cookie = "; ".join(f"{k}={v}" for k, v in login.cookies.items())
+        token = str(data["cp_security_token"]).rstrip("/")
+        return f"{origin}{token}/execute/{MODULE}/{DISINFECT}", cookie
+
+
+def session_origin(base_url: str, login_url: str) -> str:
+    """Scheme and port from cPanel's login URL, host from the inventory.
+
+    cPanel may put the server's public IP into the URL; the inventory's host is the one the
+    TLS settings were written for, and a run never sends credentials anywhere else.
+    """
+    ours, theirs = urlsplit(base_url), urlsplit(login_url)
+    scheme = theirs.scheme or ours.scheme
+    port = theirs.port or ours.port
+    host = ours.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
+
+
+def _query(url: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
