@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 
 from orchestrator.config import Inventory, Server
 from orchestrator.model import ErrorKind, ScanStats, Status, Target, TargetResult
+from orchestrator.targets import expected_accounts
 
 Clock = Callable[[], float]
 
@@ -245,12 +245,7 @@ class FleetProgress:
 
 def _server_progress(server: Server) -> ServerProgress:
     expected = None
-    if server.accounts is not None:
-        accounts = [
-            a
-            for a in server.accounts
-            if not any(fnmatchcase(a, p) for p in server.exclude_accounts)
-        ]
+    if (accounts := expected_accounts(server)) is not None:  # the run's own rule (targets.py)
         expected = len(accounts) * len(server.scan_types)
     return ServerProgress(server.name, lanes=max(server.max_concurrent_scans, 1), expected=expected)
 
