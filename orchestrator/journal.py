@@ -43,8 +43,10 @@ from orchestrator.model import (
 
 #: The journal's format: its tables and the JSON in them (`workflow.to_dict`, `result_to_dict`).
 #: Bump it whenever either changes shape; a resume across formats is refused, never half-read.
+#: 2: states as nested records (StartAttempts, ScanProgress, Disinfection).
+FORMAT = 2
 #: Journals written before the format was recorded (user_version 0) are format 1.
-FORMAT = 1
+_UNRECORDED_FORMAT = 1
 _DROP = "DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS servers; DROP TABLE IF EXISTS targets;"
 _CLEAR = "DELETE FROM meta; DELETE FROM servers; DELETE FROM targets;"
 
@@ -57,6 +59,16 @@ CREATE TABLE IF NOT EXISTS targets (
     PRIMARY KEY (server, account, scan_type)
 );
 """
+
+
+def _format_of(db: sqlite3.Connection) -> int:
+    """The journal format of `db`. Format 1 did not record itself (user_version 0); an empty
+    database (no journal tables yet) holds nothing to misread and counts as this format."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version:
+        return version
+    tables = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
+    return _UNRECORDED_FORMAT if tables.fetchone() else FORMAT
 
 
 class Journal:
@@ -98,7 +110,7 @@ class Journal:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            version = int(db.execute("PRAGMA user_version").fetchone()[0]) or FORMAT
+            version = _format_of(db)
             if resume:
                 return self._resumable(identity, version)
             if version != FORMAT:  # another format's tables: its run is discarded anyway
