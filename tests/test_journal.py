@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from orchestrator.model import (
     Target,
     TargetResult,
 )
+from orchestrator.report.encode import target_to_dict
+from orchestrator.report.model import normalize_result
 
 IDENTITY = {"fleet_id": "abc", "shard": "1/1", "policy": "report-only", "dry_run": "True"}
 T1 = Target("web01", "alice", ScanType.HOME)
@@ -195,3 +198,22 @@ def test_a_file_that_is_not_a_journal_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("not sqlite at all " * 100)
     with pytest.raises(ConfigError, match="not a clamfleet journal"):
         Journal(path).open(IDENTITY, resume=True)
+
+
+def test_a_saved_result_reads_back_as_the_report_shows_it(tmp_path: Path) -> None:
+    """A resumed run reports a target finished before the crash exactly as an uninterrupted run
+    would: the journal keeps report.json's own target object."""
+    start = datetime(2026, 11, 28, 2, 0, 0, 700_000, tzinfo=UTC)
+    precise = replace(result(), started_at=start, finished_at=start, duration_s=1.2345)
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path)
+    journal.open(IDENTITY, resume=False)
+    journal.start({**IDENTITY, "run_id": "r1"})
+    journal.save_result(precise)
+    journal.close()
+    again = Journal(path)
+    again.open(IDENTITY, resume=True)
+    restored = again.result(T1)
+    again.close()
+    assert restored == normalize_result(precise)
+    assert restored is not None and target_to_dict(restored) == target_to_dict(precise)
