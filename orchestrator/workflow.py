@@ -238,7 +238,9 @@ def resume(state: State, now: float) -> tuple[State, Command]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Phase handlers: each gets only the replies ACCEPTS lists for its phase
+# Phase handlers: each gets only the replies ACCEPTS lists for its phase. The `_unexpected`
+# after each `match` is reached only if the table and a handler disagree: a FAILED verdict
+# then too, never a crash (tests/test_workflow_replies.py keeps them in step).
 
 
 def _on_precheck(state: State, reply: Reply, now: float) -> tuple[State, Command]:
@@ -488,7 +490,7 @@ def _on_planning(state: State, reply: Reply, now: float) -> tuple[State, Command
 def _on_disinfecting(state: State, reply: Reply, now: float) -> tuple[State, Command]:
     match reply:
         case DisinfectQueued():
-            following = _following(state, queued_at=now)
+            following = _following(state, queued_at=now, ambiguous=False)
             return _wait(replace(following, last_wait=0.0), state.cfg.poll_min)
         case RequestFailed(ambiguous=True):
             # Never resent: follow whatever cPanel queued, if anything.
@@ -499,10 +501,8 @@ def _on_disinfecting(state: State, reply: Reply, now: float) -> tuple[State, Com
     return _unexpected(state, reply)
 
 
-def _following(state: State, *, queued_at: float, ambiguous: bool | None = None) -> State:
-    """FOLLOWING a disinfection queued (or maybe queued) at `queued_at`."""
-    if ambiguous is None:
-        ambiguous = state.disinfection.ambiguous
+def _following(state: State, *, queued_at: float, ambiguous: bool) -> State:
+    """FOLLOWING a disinfection queued at `queued_at` (`ambiguous`: maybe queued)."""
     task = replace(state.disinfection, queued_at=queued_at, ambiguous=ambiguous)
     return replace(state, phase=Phase.FOLLOWING, disinfection=task)
 
