@@ -21,30 +21,21 @@ import fcntl
 import json
 import os
 import sqlite3
-from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from orchestrator import workflow
 from orchestrator.errors import ConfigError
-from orchestrator.model import (
-    Action,
-    ErrorInfo,
-    ErrorKind,
-    InfectedFile,
-    Outcome,
-    ScanStats,
-    ScanType,
-    Status,
-    Target,
-    TargetResult,
-)
+from orchestrator.model import ScanType, Target, TargetResult
+from orchestrator.report.decode import target_from_dict
+from orchestrator.report.encode import target_to_dict
 
-#: The journal's format: its tables and the JSON in them (`workflow.to_dict`, `result_to_dict`).
-#: Bump it whenever either changes shape; a resume across formats is refused, never half-read.
+#: The journal's format: its tables and the JSON in them (`workflow.to_dict` for states, the
+#: report's own per-target object for results). Bump it whenever either changes shape; a resume
+#: across formats is refused, never half-read. 2: states as nested records (StartAttempts,
+#: ScanProgress, Disinfection), results as report.json's target objects.
+FORMAT = 2
 #: Journals written before the format was recorded (user_version 0) are format 1.
-FORMAT = 1
+_UNRECORDED_FORMAT = 1
 _DROP = "DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS servers; DROP TABLE IF EXISTS targets;"
 _CLEAR = "DELETE FROM meta; DELETE FROM servers; DELETE FROM targets;"
 
@@ -57,6 +48,16 @@ CREATE TABLE IF NOT EXISTS targets (
     PRIMARY KEY (server, account, scan_type)
 );
 """
+
+
+def _format_of(db: sqlite3.Connection) -> int:
+    """The journal format of `db`. Format 1 did not record itself (user_version 0); an empty
+    database (no journal tables yet) holds nothing to misread and counts as this format."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version:
+        return version
+    tables = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
+    return _UNRECORDED_FORMAT if tables.fetchone() else FORMAT
 
 
 class Journal:
@@ -98,7 +99,7 @@ class Journal:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            version = int(db.execute("PRAGMA user_version").fetchone()[0]) or FORMAT
+            version = _format_of(db)
             if resume:
                 return self._resumable(identity, version)
             if version != FORMAT:  # another format's tables: its run is discarded anyway
@@ -163,8 +164,8 @@ class Journal:
                 if state:
                     workflow.from_dict(json.loads(state))
                 if result:
-                    result_from_dict(json.loads(result))
-            except (KeyError, TypeError, ValueError, AttributeError):
+                    _result_from_json(result)
+            except (ConfigError, KeyError, TypeError, ValueError, AttributeError):
                 return f"{server}/{account}/{scan_type}"
         return None
 
@@ -237,13 +238,13 @@ class Journal:
 
     def result(self, target: Target) -> TargetResult | None:
         row = self._row(target, "result")
-        return result_from_dict(json.loads(row)) if row else None
+        return _result_from_json(row) if row else None
 
     def save_state(self, state: workflow.State) -> None:
         self._upsert(state.target, "state", json.dumps(workflow.to_dict(state)))
 
     def save_result(self, result: TargetResult) -> None:
-        self._upsert(result.target, "result", json.dumps(result_to_dict(result)))
+        self._upsert(result.target, "result", json.dumps(target_to_dict(result)))
 
     def _row(self, target: Target, column: str) -> str | None:
         row = self._conn.execute(
@@ -260,39 +261,7 @@ class Journal:
         )
 
 
-def result_to_dict(result: TargetResult) -> dict[str, Any]:
-    data = asdict(result)
-    for key in ("started_at", "finished_at"):
-        value = getattr(result, key)
-        data[key] = value.isoformat() if value else None
-    return data
-
-
-def result_from_dict(data: dict[str, Any]) -> TargetResult:
-    t = data["target"]
-    error = data.get("error")
-    return TargetResult(
-        target=Target(t["server"], t["account"], ScanType(t["scan_type"])),
-        status=Status(data["status"]),
-        scan=ScanStats(**data["scan"]) if data.get("scan") else None,
-        infected_files=tuple(
-            InfectedFile(
-                f["path"],
-                f["virus"],
-                Action(f["action"]),
-                Outcome(f["outcome"]),
-                f["message"],
-                f.get("delta"),
-            )
-            for f in data["infected_files"]
-        ),
-        started_at=_dt(data.get("started_at")),
-        finished_at=_dt(data.get("finished_at")),
-        duration_s=data.get("duration_s"),
-        api_calls=data.get("api_calls", 0),
-        error=ErrorInfo(ErrorKind(error["kind"]), error["message"]) if error else None,
-    )
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+def _result_from_json(text: str) -> TargetResult:
+    """A saved result, read back as `clamfleet merge` reads a report's target (and as exactly:
+    to the second, durations to 0.1 s, which is all any report shows)."""
+    return target_from_dict(json.loads(text), "journal")

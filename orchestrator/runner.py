@@ -281,16 +281,4 @@ def _log_finished(result: TargetResult) -> None:
 
 
 def _workflow_config(inventory: Inventory) -> workflow.WorkflowConfig:
-    s = inventory.settings
-    return workflow.WorkflowConfig(
-        poll_min=s.poll_interval.min,
-        poll_max=s.poll_interval.max,
-        scan_timeout=s.timeouts.scan,
-        stall_timeout=s.timeouts.stall,
-        disinfection_timeout=s.timeouts.disinfection,
-        none_grace=min(
-            max(30 * s.poll_interval.min, 4 * s.poll_interval.max), s.timeouts.disinfection
-        ),
-        start_grace=max(10 * s.poll_interval.min, 2.0),
-        reset_grace=max(10 * s.poll_interval.min, 5 * s.poll_interval.max, 2.0),
-    )
+    return workflow.WorkflowConfig.from_settings(inventory.settings)

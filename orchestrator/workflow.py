@@ -4,28 +4,38 @@
     step(state, reply, now) -> (state, command)
     resume(state, now)      -> (state, command)     after a crash, from the journal
 
-The state is a frozen value (and serialisable, see `to_dict`), so the journal can persist it
-after every transition. Phases:
+The state is a frozen value (serialisable, see `to_dict`), so the journal can persist it after
+every transition. Phases:
 
     PRECHECK ─► STARTING ─► SCANNING ─► LISTING ─► PLANNING ─► DISINFECTING ─► FOLLOWING ─► DONE
        │           │ ambiguous            ▲                          │ ambiguous      ▲
        ▼           ▼                      │                          └────────────────┘
     FOREIGN     VERIFY_START ─────────────┘           any phase ─► FAILED (sticky)
 
+Which replies a phase takes is one table, `ACCEPTS`: `step` sends any other reply to FAILED with
+an internal error (a bug in the driver, never a guess), and each phase's handler `match`es only
+what it accepts.
+
 PRECHECK reads the status before starting: its `time_started` is the baseline that tells our
 scan's status from the stale one of an earlier scan, and a scan already running (FOREIGN: started
 by someone else, or left by a crashed run) is waited for instead of colliding with it.
 VERIFY_START follows a start_scan whose answer was lost: it reads the status for up to
 `start_grace` (the previous scan's status may linger) before sending start_scan once more.
+
+The state is a few records: `StartAttempts` (getting start_scan to take), `ScanProgress` (what
+the status reads showed; when to poll next is `poll_schedule`'s maths over it), the infected
+list, `Disinfection` (the plan and what cPanel did with it), and the verdict once terminal.
 """
 
 from __future__ import annotations
 
 import html
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from orchestrator import codec
+from orchestrator.config import Settings
 from orchestrator.events import (
     ActionsPlanned,
     Command,
@@ -52,16 +62,15 @@ from orchestrator.events import (
     Wait,
 )
 from orchestrator.model import (
-    Action,
     ErrorInfo,
     ErrorKind,
     InfectedFile,
     Outcome,
     ScanStats,
-    ScanType,
     Status,
     Target,
 )
+from orchestrator.poll_schedule import ScanProgress, backoff, next_poll_delay
 
 
 class Phase(StrEnum):
@@ -79,6 +88,20 @@ class Phase(StrEnum):
 
 
 TERMINAL = frozenset({Phase.DONE, Phase.FAILED})
+
+#: The replies each live phase takes; any other reply is a driver bug (sticky FAILED, internal).
+#: Tick: the wait the phase asked for is over. RequestFailed: its request failed for good.
+ACCEPTS: dict[Phase, tuple[type, ...]] = {
+    Phase.PRECHECK: (ScanStatusReply, RequestFailed, Tick),
+    Phase.FOREIGN: (ScanStatusReply, RequestFailed, Tick),
+    Phase.STARTING: (ScanStarted, ScanBusy, RequestFailed),
+    Phase.VERIFY_START: (ScanStatusReply, RequestFailed, Tick),
+    Phase.SCANNING: (ScanStatusReply, RequestFailed, Tick),
+    Phase.LISTING: (InfectedListReply, RequestFailed),
+    Phase.PLANNING: (ActionsPlanned,),  # the runner's own decision: it cannot fail
+    Phase.DISINFECTING: (DisinfectQueued, RequestFailed),
+    Phase.FOLLOWING: (DisinfectionStatusReply, RequestFailed, Tick),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +127,53 @@ class WorkflowConfig:
     #: times for one target: give up with kind `api`.
     max_busy_refusals: int = 3
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkflowConfig:
+        """The workflow's settings from the inventory's: the graces follow the poll interval,
+        so a fleet polled slowly (or a test polled fast) gets waits in proportion."""
+        poll, timeouts = settings.poll_interval, settings.timeouts
+        return cls(
+            poll_min=poll.min,
+            poll_max=poll.max,
+            scan_timeout=timeouts.scan,
+            stall_timeout=timeouts.stall,
+            disinfection_timeout=timeouts.disinfection,
+            # cPanel deletes the disinfection state file once the task is queued, so `none`
+            # is all it says until the task queue starts it. A busy queue may take a while:
+            # wait for 30 fast polls or 4 slow ones, whichever is longer. Capped at the
+            # disinfection timeout, which bounds the whole wait anyway.
+            none_grace=min(max(30 * poll.min, 4 * poll.max), timeouts.disinfection),
+            # The previous scan's status may still be read for a few polls after a start that
+            # took; 10 polls. At least 2 s, so a test's tiny poll_min still outlasts it.
+            start_grace=max(10 * poll.min, 2.0),
+            # A real counting pass shows the same all-zero status as a refused start's reset:
+            # give it 10 fast polls or 5 slow ones (whichever is longer) to move before
+            # start_scan is tried to tell them apart. At least 2 s, as above.
+            reset_grace=max(10 * poll.min, 5 * poll.max, 2.0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StartAttempts:
+    """Getting start_scan to take: sent at most `max_start_attempts` times, after a read."""
+
+    baseline: int | None = None  # time_started of the status seen before our start_scan
+    attempts: int = 0
+    busy_refusals: int = 0  # refused "already in progress": not attempts of ours
+    sent_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Disinfection:
+    """The policy's plan for the infected files, and what cPanel reported doing with it."""
+
+    planned: tuple[PlannedFile, ...] = ()
+    limit_error: str | None = None  # a destructive-action cap refused this target
+    queued_at: float | None = None  # disinfect_files was (or may have been) queued then
+    ambiguous: bool = False  # its answer was lost: maybe queued, never resent
+    last_id: int | None = None
+    records: tuple[DisinfectionRecord, ...] = ()
+
 
 @dataclass(frozen=True, slots=True)
 class State:
@@ -112,36 +182,18 @@ class State:
     phase: Phase = Phase.PRECHECK
     api_calls: int = 0
     started_at: float = 0.0
-    # scanning
-    baseline: int | None = None  # time_started of the status seen before our start_scan
-    start_attempts: int = 0
-    busy_refusals: int = 0
-    start_sent_at: float | None = None
-    scan_started_at: float | None = None
-    seen_running: bool = False
-    stats: ScanStats | None = None
-    progress_at: float | None = None  # last time the counters moved (or the scan started)
-    # The counters reached their current values after `progress_after` (when the status read
-    # before the one that first showed them was sent) and by `progress_at`; None: not known
-    progress_after: float | None = None
-    poll_sent_at: float | None = None  # when the status request being answered was sent
-    last_poll_sent_at: float | None = None  # when the last answered one (of our scan) was sent
-    # (time, files scanned, bytes scanned) when the totals were first known: rates are
-    # measured from here
-    rate_anchor: tuple[float, int, int] | None = None
-    total_bytes: int = 0  # the byte total, once cPanel reports it (0: predict from file counts)
     last_wait: float = 0.0
-    # results
-    infected: tuple[tuple[str, str], ...] = ()
-    planned: tuple[PlannedFile, ...] = ()
-    limit_error: str | None = None
-    # disinfection
-    queued_at: float | None = None
-    disinfect_ambiguous: bool = False
-    last_id: int | None = None
-    records: tuple[DisinfectionRecord, ...] = ()
+    start: StartAttempts = field(default_factory=StartAttempts)
+    scan: ScanProgress = field(default_factory=ScanProgress)
+    infected: tuple[tuple[str, str], ...] = ()  # (path, virus), HTML-unescaped
+    disinfection: Disinfection = field(default_factory=Disinfection)
     error: ErrorInfo | None = None
     verdict: Verdict | None = None
+
+    @property
+    def stats(self) -> ScanStats | None:
+        """The counters the last status read showed (of the scan being watched)."""
+        return self.scan.stats
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,72 +208,80 @@ def begin(target: Target, cfg: WorkflowConfig, now: float) -> tuple[State, Comma
 def step(state: State, reply: Reply, now: float) -> tuple[State, Command]:
     if state.phase in TERMINAL:
         return state, Finish(_verdict(state))
-    handler = _HANDLERS[state.phase]
-    return handler(state, reply, now)
+    if not isinstance(reply, ACCEPTS[state.phase]):
+        return _unexpected(state, reply)
+    return _HANDLERS[state.phase](state, reply, now)
 
 
 def resume(state: State, now: float) -> tuple[State, Command]:
     """Continue from a journaled state; never resends a request whose fate is unknown."""
-    phase = state.phase
-    if phase in TERMINAL:
-        return state, Finish(_verdict(state))
-    if phase in (Phase.STARTING, Phase.VERIFY_START):
-        return _request(replace(state, phase=Phase.VERIFY_START), GetScanStatus())
-    if phase in (Phase.PRECHECK, Phase.FOREIGN):
-        return _request(state, GetScanStatus())
-    if phase is Phase.SCANNING:
-        # sent now: the round trip that bounds the next wait is not the time spent down
-        return _request(replace(state, poll_sent_at=now), GetScanStatus())
-    if phase is Phase.LISTING:
-        return _request(state, ListInfected())
-    if phase is Phase.PLANNING:
-        return state, PlanActions(state.infected)
-    if phase is Phase.DISINFECTING:
-        following = replace(state, phase=Phase.FOLLOWING, disinfect_ambiguous=True)
-        return _request(
-            replace(following, queued_at=state.queued_at or now), _poll_disinfection(following)
-        )
-    return _request(state, _poll_disinfection(state))
+    match state.phase:
+        case Phase.DONE | Phase.FAILED:
+            return state, Finish(_verdict(state))
+        case Phase.STARTING | Phase.VERIFY_START:
+            return _request(replace(state, phase=Phase.VERIFY_START), GetScanStatus())
+        case Phase.PRECHECK | Phase.FOREIGN:
+            return _request(state, GetScanStatus())
+        case Phase.SCANNING:
+            # sent now: the round trip that bounds the next wait is not the time spent down
+            return _poll_status(state, now)
+        case Phase.LISTING:
+            return _request(state, ListInfected())
+        case Phase.PLANNING:
+            return state, PlanActions(state.infected)
+        case Phase.DISINFECTING:
+            queued_at = state.disinfection.queued_at or now
+            following = _following(state, queued_at=queued_at, ambiguous=True)
+            return _request(following, _poll_disinfection(following))
+        case Phase.FOLLOWING:
+            return _request(state, _poll_disinfection(state))
 
 
 # ---------------------------------------------------------------------------------------------
-# Phase handlers
+# Phase handlers: each gets only the replies ACCEPTS lists for its phase. The `_unexpected`
+# after each `match` is reached only if the table and a handler disagree: a FAILED verdict
+# then too, never a crash (tests/test_workflow_replies.py keeps them in step).
 
 
 def _on_precheck(state: State, reply: Reply, now: float) -> tuple[State, Command]:
-    if isinstance(reply, Tick):  # back here after a start_scan the server answered with an error
-        return _request(state, GetScanStatus())
-    if isinstance(reply, RequestFailed):
-        return _fail(state, reply.error)
-    if not isinstance(reply, ScanStatusReply):
-        return _unexpected(state, reply)
-    data = reply.data
-    if data is not None and not data.scan_complete:
-        # Someone else's scan, or one a crashed run left: wait for it, never collide with it.
-        foreign = replace(state, phase=Phase.FOREIGN, progress_at=now, stats=data.stats())
-        return _wait(foreign, state.cfg.poll_min)
-    baseline = data.time_started if data is not None else None
-    return _start(replace(state, baseline=baseline), now)
+    match reply:
+        case Tick():  # back here after a start_scan the server answered with an error
+            return _request(state, GetScanStatus())
+        case RequestFailed(error=error):
+            return _fail(state, error)
+        case ScanStatusReply(data=data) if data is not None and not data.scan_complete:
+            # Someone else's scan, or one a crashed run left: wait for it, never collide with it.
+            scan = replace(state.scan, progress_at=now, stats=data.stats())
+            return _wait(replace(state, phase=Phase.FOREIGN, scan=scan), state.cfg.poll_min)
+        case ScanStatusReply(data=data):
+            return _start(_with_baseline(state, data), now)
+    return _unexpected(state, reply)
 
 
 def _on_foreign(state: State, reply: Reply, now: float) -> tuple[State, Command]:
-    if isinstance(reply, Tick):
-        return _request(state, GetScanStatus())
-    if isinstance(reply, RequestFailed):
-        return _fail(state, reply.error)
-    if not isinstance(reply, ScanStatusReply):
-        return _unexpected(state, reply)
-    data = reply.data
-    if data is None or data.scan_complete:
-        return _start(replace(state, baseline=data.time_started if data else None), now)
-    moved = _progress_moved(state.stats, data)
-    progress_at = now if moved or state.progress_at is None else state.progress_at
+    match reply:
+        case Tick():
+            return _request(state, GetScanStatus())
+        case RequestFailed(error=error):
+            return _fail(state, error)
+        case ScanStatusReply(data=data) if data is None or data.scan_complete:
+            return _start(_with_baseline(state, data), now)
+        case ScanStatusReply(data=StatusData() as data):
+            return _watch_foreign(state, data, now)
+    return _unexpected(state, reply)
+
+
+def _watch_foreign(state: State, data: StatusData, now: float) -> tuple[State, Command]:
+    moved = _progress_moved(state.scan.stats, data)
+    progress_at = state.scan.progress_at
+    progress_at = now if moved or progress_at is None else progress_at
     idle = now - progress_at
     if idle >= state.cfg.stall_timeout or (_looks_reset(data) and idle >= state.cfg.reset_grace):
         # A dead scan (its child died), or no scan at all behind a reset status: cPanel lets a
         # new start_scan through (and refuses it, harmlessly, if a scan is in its counting pass).
-        return _start(replace(state, baseline=data.time_started), now)
-    state = replace(state, stats=data.stats(), progress_at=progress_at)
+        return _start(_with_baseline(state, data), now)
+    scan = replace(state.scan, stats=data.stats(), progress_at=progress_at)
+    state = replace(state, scan=scan)
     return _wait(state, _backoff(state))
 
 
@@ -231,143 +291,137 @@ def _looks_reset(data: StatusData) -> bool:
 
 
 def _start(state: State, now: float) -> tuple[State, Command]:
-    if state.start_attempts >= state.cfg.max_start_attempts:
+    if state.start.attempts >= state.cfg.max_start_attempts:
         return _fail(state, ErrorInfo(ErrorKind.UNREACHABLE, "start_scan never took effect"))
-    state = replace(
-        state,
-        phase=Phase.STARTING,
-        start_attempts=state.start_attempts + 1,
-        start_sent_at=now,
-        last_wait=0.0,
-    )
+    start = replace(state.start, attempts=state.start.attempts + 1, sent_at=now)
+    state = replace(state, phase=Phase.STARTING, start=start, last_wait=0.0)
     return _request(state, StartScan(state.target.scan_type))
 
 
 def _on_starting(state: State, reply: Reply, now: float) -> tuple[State, Command]:
-    if isinstance(reply, ScanStarted):
-        return _scanning(state, now)
-    if isinstance(reply, ScanBusy):
-        return _on_busy(state, reply, now)
-    if isinstance(reply, RequestFailed):
-        if reply.ambiguous:
+    match reply:
+        case ScanStarted():
+            return _scanning(state, now)
+        case ScanBusy():
+            return _on_busy(state, reply, now)
+        case RequestFailed(ambiguous=True):
             # The request may have reached cPanel: read the status before deciding anything.
             return _request(replace(state, phase=Phase.VERIFY_START), GetScanStatus())
-        if reply.error.kind is ErrorKind.UNREACHABLE and (
-            state.start_attempts < state.cfg.max_start_attempts
+        case RequestFailed(error=error) if (
+            error.kind is ErrorKind.UNREACHABLE
+            and state.start.attempts < state.cfg.max_start_attempts
         ):
             # The server answered (5xx, 429) or was never reached: start_scan did not run.
             # Not resent blindly: after the wait the server asked for, read the status again.
             delay = reply.retry_after if reply.retry_after is not None else _backoff(state)
             return _wait(replace(state, phase=Phase.PRECHECK), max(delay, state.cfg.poll_min))
-        # status 0: no new scan (and cPanel has reset the status file): nothing to poll.
-        return _fail(state, _attempted(state, reply.error))
+        case RequestFailed(error=error):
+            # status 0: no new scan (and cPanel has reset the status file): nothing to poll.
+            return _fail(state, _attempted(state, error))
     return _unexpected(state, reply)
 
 
 def _attempted(state: State, error: ErrorInfo) -> ErrorInfo:
-    if state.start_attempts < 2:
+    if state.start.attempts < 2:
         return error
-    return ErrorInfo(error.kind, f"{error.message} ({state.start_attempts} attempts)")
+    return ErrorInfo(error.kind, f"{error.message} ({state.start.attempts} attempts)")
 
 
 def _on_busy(state: State, reply: ScanBusy, now: float) -> tuple[State, Command]:
     """A scan this target did not start holds the account (someone started one in cPanel's UI
     between our status read and our start): follow it to its end, then start ours. A refused
     start is no attempt of ours (it did not run), but a few of them end the target."""
-    refusals = state.busy_refusals + 1
+    refusals = state.start.busy_refusals + 1
     if refusals >= state.cfg.max_busy_refusals:
         message = (
             f"start_scan refused {refusals} times: a scan this run did not start keeps "
             f"running on this account ({reply.message})"
         )
         return _fail(state, ErrorInfo(ErrorKind.API, message))
-    foreign = replace(
-        state,
-        phase=Phase.FOREIGN,
-        busy_refusals=refusals,
-        start_attempts=state.start_attempts - 1,
-        progress_at=now,
-        stats=None,
-        last_wait=0.0,
-    )
+    start = replace(state.start, busy_refusals=refusals, attempts=state.start.attempts - 1)
+    scan = replace(state.scan, progress_at=now, stats=None)
+    foreign = replace(state, phase=Phase.FOREIGN, start=start, scan=scan, last_wait=0.0)
     return _wait(foreign, state.cfg.poll_min)
 
 
 def _on_verify_start(state: State, reply: Reply, now: float) -> tuple[State, Command]:
-    if isinstance(reply, Tick):
-        return _request(state, GetScanStatus())
-    if isinstance(reply, RequestFailed):
-        return _fail(state, reply.error)
-    if not isinstance(reply, ScanStatusReply):
-        return _unexpected(state, reply)
-    if _is_ours(state, reply.data):
-        state = _scanning(state, now)[0]
-        return _on_scanning(state, reply, now)
-    # Still the previous scan's status. A start that took may not show yet (the stale window),
-    # and sending another would only meet "already in progress": look again for a while.
-    sent = state.start_sent_at if state.start_sent_at is not None else now
-    if now - sent < state.cfg.start_grace:
-        return _wait(state, min(state.cfg.poll_min, state.cfg.start_grace))
-    return _start(state, now)
+    match reply:
+        case Tick():
+            return _request(state, GetScanStatus())
+        case RequestFailed(error=error):
+            return _fail(state, error)
+        case ScanStatusReply(data=data) if _is_ours(state, data):
+            state = _scanning(state, now)[0]
+            return _on_scanning(state, reply, now)
+        case ScanStatusReply():
+            # Still the previous scan's status. A start that took may not show yet (the stale
+            # window), and sending another would only meet "already in progress": look again
+            # for a while.
+            sent = state.start.sent_at if state.start.sent_at is not None else now
+            if now - sent < state.cfg.start_grace:
+                return _wait(state, min(state.cfg.poll_min, state.cfg.start_grace))
+            return _start(state, now)
+    return _unexpected(state, reply)
 
 
 def _scanning(state: State, now: float) -> tuple[State, Command]:
+    # A fresh record: nothing a foreign scan (or an earlier status) showed is ours.
     state = replace(
         state,
         phase=Phase.SCANNING,
-        scan_started_at=now,
-        progress_at=now,
-        progress_after=None,
-        poll_sent_at=None,
-        last_poll_sent_at=None,
-        seen_running=False,
-        stats=None,
-        rate_anchor=None,
+        scan=ScanProgress(started_at=now, progress_at=now),
         last_wait=0.0,
     )
     return _wait(state, state.cfg.poll_min)
 
 
 def _on_scanning(state: State, reply: Reply, now: float) -> tuple[State, Command]:
-    if isinstance(reply, Tick):
-        return _request(replace(state, poll_sent_at=now), GetScanStatus())
-    if isinstance(reply, RequestFailed):
-        return _fail(state, reply.error)
-    if not isinstance(reply, ScanStatusReply):
-        return _unexpected(state, reply)
-    data = reply.data
-    ours = _is_ours(state, data)
-    if data is not None and ours:
-        state = _track_progress(state, data, now)
-        if data.scan_complete:
-            return _request(replace(state, phase=Phase.LISTING), ListInfected())
-    return _check_deadlines_then_wait(state, now, stale=not ours)
+    match reply:
+        case Tick():
+            return _poll_status(state, now)
+        case RequestFailed(error=error):
+            return _fail(state, error)
+        case ScanStatusReply(data=data):
+            ours = _is_ours(state, data)
+            if data is not None and ours:
+                state = _track_progress(state, data, now)
+                if data.scan_complete:
+                    return _request(replace(state, phase=Phase.LISTING), ListInfected())
+            return _check_deadlines_then_wait(state, now, stale=not ours)
+    return _unexpected(state, reply)
+
+
+def _poll_status(state: State, now: float) -> tuple[State, Command]:
+    """Read our scan's status; when it was sent bounds the round trip (poll_schedule)."""
+    return _request(replace(state, scan=replace(state.scan, poll_sent_at=now)), GetScanStatus())
 
 
 def _is_ours(state: State, data: StatusData | None) -> bool:
     """Whether a status belongs to the scan this run started (not an earlier scan's leftovers)."""
     if data is None:
         return False
-    if state.seen_running or not data.scan_complete:
+    if state.scan.seen_running or not data.scan_complete:
         return True
-    return data.time_started is not None and data.time_started != state.baseline
+    return data.time_started is not None and data.time_started != state.start.baseline
 
 
 def _track_progress(state: State, data: StatusData, now: float) -> State:
-    moved = _progress_moved(state.stats, data)
-    anchor = state.rate_anchor
+    scan = state.scan
+    moved = _progress_moved(scan.stats, data)
+    anchor = scan.rate_anchor
     if anchor is None and data.total_file_count > 0:
         anchor = (now, data.scanned_file_count, data.scanned_file_size)
-    return replace(
-        state,
-        seen_running=state.seen_running or not data.scan_complete,
+    progress = replace(
+        scan,
+        seen_running=scan.seen_running or not data.scan_complete,
         stats=data.stats(),
-        progress_at=now if moved else state.progress_at,
-        progress_after=state.last_poll_sent_at if moved else state.progress_after,
-        last_poll_sent_at=state.poll_sent_at,
+        progress_at=now if moved else scan.progress_at,
+        progress_after=scan.last_poll_sent_at if moved else scan.progress_after,
+        last_poll_sent_at=scan.poll_sent_at,
         rate_anchor=anchor,
-        total_bytes=data.total_bytes or state.total_bytes,
+        total_bytes=data.total_bytes or scan.total_bytes,
     )
+    return replace(state, scan=progress)
 
 
 def _progress_moved(old: ScanStats | None, data: StatusData) -> bool:
@@ -382,193 +436,97 @@ def _progress_moved(old: ScanStats | None, data: StatusData) -> bool:
 
 def _check_deadlines_then_wait(state: State, now: float, *, stale: bool) -> tuple[State, Command]:
     cfg = state.cfg
-    started = state.scan_started_at if state.scan_started_at is not None else now
+    started = state.scan.started_at if state.scan.started_at is not None else now
     if now - started >= cfg.scan_timeout:
         return _fail(
             state, ErrorInfo(ErrorKind.TIMEOUT, f"scan not complete after {cfg.scan_timeout:g}s")
         )
-    progress_at = state.progress_at if state.progress_at is not None else started
+    progress_at = state.scan.progress_at if state.scan.progress_at is not None else started
     if now - progress_at >= cfg.stall_timeout:
         message = f"no scan progress for {cfg.stall_timeout:g}s"
         return _fail(state, ErrorInfo(ErrorKind.STALLED, message))
-    delay = cfg.poll_min if stale else next_poll_delay(state, now)
+    if stale:
+        delay = cfg.poll_min
+    else:
+        delay = next_poll_delay(
+            state.scan, now, poll_min=cfg.poll_min, poll_max=cfg.poll_max, last_wait=state.last_wait
+        )
     # Never sleep past a deadline: the poll after it is what notices it.
     delay = min(delay, started + cfg.scan_timeout - now, progress_at + cfg.stall_timeout - now)
     return _wait(state, max(delay, 0.0))
 
 
-#: The lateness accepted in noticing a scan's end, as a share of the time it has run so far
-#: (so at most this share of its duration).
-LATE_SHARE = 0.03
-#: A prediction is followed at most this many times the span its rate was measured over.
-SPAN_REACH = 3.0
-#: Before the counters have moved twice, how far toward the nearer prediction the earliest
-#: end is put (one move since the totals appeared bounds the rate on one side only).
-FIRST_RATE_SHARE = 0.6
-
-
-def next_poll_delay(state: State, now: float) -> float:
-    """When to poll next: as late as the counters allow without noticing the end late.
-
-    Before there is a progress rate (the counting pass, then until a file is scanned after the
-    totals appear), a growing backoff; `poll_interval.max` caps this blind backoff only. With a
-    rate, `_end_bracket` gives the earliest and the latest time the scan can end. The slack is
-    3 % of the time the scan has run, at least `poll_interval.min` and at least the last status
-    request's round trip (polling faster than answers come back only adds load):
-
-    * within the slack of the latest end: poll just after it;
-    * otherwise: poll at the earliest end plus the slack, but never past the latest end, never
-      more than 3 times the span the rate was measured over (a rate from a short span is
-      noise), and never sooner than the slack;
-    * past the latest end (a file larger than any so far is being scanned): every slack.
-
-    So the poll that sees `scan_complete` comes at most the slack after the end (while the
-    rate holds): at most 3 % of the scan's duration late. A scan 10 % done after 60 s is still
-    not polled every few seconds, and the stall timeout and scan deadline still bound waits.
-
-    Measured with bench/polls.py (the simulator's scan model: files scanned one at a time, the
-    counters rewritten after each; the full benchmark's 10,000 scans of 145..1439 s and 2,000
-    rescaled to 1000..1440 s; poll interval 2..30 s), lateness as a share of the duration:
-    scans of 1000 s and more at most 3.0 % late (p99 3.0 %, median 1.3 %; the previous rule,
-    the nearer prediction with far sleeps capped at twice their span: max 32.6 %, p99 20.8 %),
-    all scans at most 3.0 % (was 48.7 %). The price is polls: 14.5 status polls per scan when
-    every request is answered at once (was 11.2), and in bench/polls.py's model of the full
-    benchmark's contention 9.1 calls per target (was 8.2; `run.py` measured 8.08). In that
-    model's start-up rush, where a status read waits ~100 s for the CPU, scans of 300..600 s
-    are noticed later than before (median 7 % of their duration, was 4 %): waits follow the
-    round trip there, and the long scans that set the wall time end after the rush.
-    """
-    cfg = state.cfg
-    bracket = _end_bracket(state, now)
-    if bracket is None:
-        return _backoff(state)
-    earliest, latest, span = bracket
-    started = state.scan_started_at if state.scan_started_at is not None else now
-    slack = max(cfg.poll_min, LATE_SHARE * (now - started))
-    if state.poll_sent_at is not None:
-        slack = max(slack, now - state.poll_sent_at)
-    if latest <= now:
-        return slack
-    if latest - now <= slack:
-        return max(cfg.poll_min, latest - now + 0.05 * cfg.poll_min)
-    reach = max(cfg.poll_max, SPAN_REACH * span)
-    return max(slack, min(earliest + slack - now, latest - now, reach))
-
-
-def _end_bracket(state: State, now: float) -> tuple[float, float, float] | None:
-    """(earliest, latest, span): when the scan can end, from its rate since the totals appeared.
-
-    Two predictions, from file counts and (once cPanel gives their total) from bytes. A scan's
-    time is per-file overhead plus per-byte work, so its end lies between the two. And cPanel
-    rewrites the counters once per file: while a file is scanned its work is not counted yet,
-    so a rate measured up to "now" is too low (one large file in progress made a prediction
-    2.5 times too far). The counters shown reached their values after the previous status
-    request was sent (`progress_after`) and by the reply that first showed them
-    (`progress_at`); a rate measured up to the one and up to the other bounds the real rate.
-    The earliest end is the nearer prediction at the fast rate, the latest the farther one at
-    the slow rate; `span` is what the slow rate was measured over. None: no rate yet.
-    """
-    stats, anchor = state.stats, state.rate_anchor
-    if stats is None or anchor is None or stats.total_file_count <= 0:
-        return None
-    anchor_t = anchor[0]
-    seen = anchor_t if state.progress_at is None else max(state.progress_at, anchor_t)
-    ends = _ends_from(state, seen)
-    if not ends:
-        return None
-    after = state.progress_after
-    if after is not None and after > anchor_t:
-        earliest = min(_ends_from(state, after))
-    else:  # no fast rate: the counters moved just once since the totals appeared
-        earliest = now + FIRST_RATE_SHARE * (min(ends) - now)
-    return earliest, max(ends), seen - anchor_t
-
-
-def _ends_from(state: State, at: float) -> list[float]:
-    """When the scan ends if the counters shown were reached at `at`: by files, by bytes."""
-    stats, anchor = state.stats, state.rate_anchor
-    assert stats is not None
-    assert anchor is not None
-    anchor_t, anchor_count, anchor_bytes = anchor
-    span = at - anchor_t
-    counters = [(stats.scanned_file_count, anchor_count, stats.total_file_count)]
-    if state.total_bytes:
-        counters.append((stats.scanned_file_size, anchor_bytes, state.total_bytes))
-    ends = []
-    for scanned, at_anchor, total in counters:
-        if (left := _remaining(span, scanned - at_anchor, total - scanned)) is not None:
-            ends.append(at + left)
-    return ends
-
-
-def _remaining(span: float, done: int, left: int) -> float | None:
-    """Seconds to scan `left` more units at the rate `done` took over `span` (None: no rate)."""
-    if done <= 0 or span <= 0:
-        return None
-    return max(left, 0) * span / done
-
-
 def _backoff(state: State) -> float:
-    cfg = state.cfg
-    return min(cfg.poll_max, max(cfg.poll_min, state.last_wait * 2))
+    return backoff(state.last_wait, state.cfg.poll_min, state.cfg.poll_max)
 
 
 def _on_listing(state: State, reply: Reply, now: float) -> tuple[State, Command]:
-    if isinstance(reply, RequestFailed):
-        return _fail(state, reply.error)
-    if not isinstance(reply, InfectedListReply):
-        return _unexpected(state, reply)
-    files = tuple(dict.fromkeys((html.unescape(p), html.unescape(v)) for p, v in reply.files))
-    state = replace(state, infected=files)
-    if not files:
-        return _done(state)
-    return replace(state, phase=Phase.PLANNING), PlanActions(files)
-
-
-def _on_planning(state: State, reply: Reply, now: float) -> tuple[State, Command]:
-    if not isinstance(reply, ActionsPlanned):
-        return _unexpected(state, reply)
-    state = replace(state, planned=reply.files, limit_error=reply.limit_error)
-    if reply.limit_error is not None:
-        return _done(replace(state, error=ErrorInfo(ErrorKind.POLICY_LIMIT, reply.limit_error)))
-    actions = {f.path: f.action for f in reply.files if f.send}
-    if not actions:
-        return _done(state)
-    state = replace(state, phase=Phase.DISINFECTING)
-    return _request(state, Disinfect(actions))
-
-
-def _on_disinfecting(state: State, reply: Reply, now: float) -> tuple[State, Command]:
-    if isinstance(reply, DisinfectQueued):
-        return _wait(
-            replace(state, phase=Phase.FOLLOWING, queued_at=now, last_wait=0.0), state.cfg.poll_min
-        )
-    if isinstance(reply, RequestFailed):
-        if reply.ambiguous:
-            # Never resent: follow whatever cPanel queued, if anything.
-            following = replace(
-                state, phase=Phase.FOLLOWING, queued_at=now, disinfect_ambiguous=True
-            )
-            return _request(following, _poll_disinfection(following))
-        return _done(replace(state, error=reply.error))
+    match reply:
+        case RequestFailed(error=error):
+            return _fail(state, error)
+        case InfectedListReply(files=listed):
+            files = tuple(dict.fromkeys((html.unescape(p), html.unescape(v)) for p, v in listed))
+            state = replace(state, infected=files)
+            if not files:
+                return _done(state)
+            return replace(state, phase=Phase.PLANNING), PlanActions(files)
     return _unexpected(state, reply)
 
 
+def _on_planning(state: State, reply: Reply, now: float) -> tuple[State, Command]:
+    match reply:
+        case ActionsPlanned(files=planned, limit_error=limit_error):
+            plan = replace(state.disinfection, planned=planned, limit_error=limit_error)
+            state = replace(state, disinfection=plan)
+            if limit_error is not None:
+                return _done(replace(state, error=ErrorInfo(ErrorKind.POLICY_LIMIT, limit_error)))
+            actions = {f.path: f.action for f in planned if f.send}
+            if not actions:
+                return _done(state)
+            return _request(replace(state, phase=Phase.DISINFECTING), Disinfect(actions))
+    return _unexpected(state, reply)
+
+
+def _on_disinfecting(state: State, reply: Reply, now: float) -> tuple[State, Command]:
+    match reply:
+        case DisinfectQueued():
+            following = _following(state, queued_at=now, ambiguous=False)
+            return _wait(replace(following, last_wait=0.0), state.cfg.poll_min)
+        case RequestFailed(ambiguous=True):
+            # Never resent: follow whatever cPanel queued, if anything.
+            following = _following(state, queued_at=now, ambiguous=True)
+            return _request(following, _poll_disinfection(following))
+        case RequestFailed(error=error):
+            return _done(replace(state, error=error))
+    return _unexpected(state, reply)
+
+
+def _following(state: State, *, queued_at: float, ambiguous: bool) -> State:
+    """FOLLOWING a disinfection queued at `queued_at` (`ambiguous`: maybe queued)."""
+    task = replace(state.disinfection, queued_at=queued_at, ambiguous=ambiguous)
+    return replace(state, phase=Phase.FOLLOWING, disinfection=task)
+
+
 def _on_following(state: State, reply: Reply, now: float) -> tuple[State, Command]:
-    if isinstance(reply, Tick):
-        return _request(state, _poll_disinfection(state))
-    if isinstance(reply, RequestFailed):
-        return _done(replace(state, error=reply.error))
-    if not isinstance(reply, DisinfectionStatusReply):
-        return _unexpected(state, reply)
-    state = _absorb_records(state, reply.details)
-    if any(r.type == "done" for r in state.records):
+    match reply:
+        case Tick():
+            return _request(state, _poll_disinfection(state))
+        case RequestFailed(error=error):
+            return _done(replace(state, error=error))
+        case DisinfectionStatusReply(status=status, details=details):
+            return _follow(_absorb_records(state, details), status, now)
+    return _unexpected(state, reply)
+
+
+def _follow(state: State, status: str, now: float) -> tuple[State, Command]:
+    task = state.disinfection
+    if any(r.type == "done" for r in task.records):
         return _done(state)
-    queued_at = state.queued_at if state.queued_at is not None else now
+    queued_at = task.queued_at if task.queued_at is not None else now
     cfg = state.cfg
-    if reply.status == "none" and now - queued_at >= cfg.none_grace:
+    if status == "none" and now - queued_at >= cfg.none_grace:
         why = "disinfection state unknown after an interrupted request; not resent"
-        if not state.disinfect_ambiguous:
+        if not task.ambiguous:
             why = f"disinfection task did not start within {cfg.none_grace:g}s"
         return _done(replace(state, error=ErrorInfo(ErrorKind.API, why)))
     if now - queued_at >= cfg.disinfection_timeout:
@@ -579,17 +537,19 @@ def _on_following(state: State, reply: Reply, now: float) -> tuple[State, Comman
 
 
 def _poll_disinfection(state: State) -> GetDisinfection:
-    return GetDisinfection(state.last_id)
+    return GetDisinfection(state.disinfection.last_id)
 
 
 def _absorb_records(state: State, details: tuple[DisinfectionRecord, ...]) -> State:
-    known = {r.id for r in state.records}
+    records = state.disinfection.records
+    known = {r.id for r in records}
     fresh = tuple(r for r in details if r.id not in known)
     if not fresh:
         return state
     # The workflow ends on the done record, so it never asks past it (which answers `none`).
-    last_id = max(r.id for r in (*state.records, *fresh))
-    return replace(state, records=state.records + fresh, last_id=last_id)
+    last_id = max(r.id for r in (*records, *fresh))
+    task = replace(state.disinfection, records=records + fresh, last_id=last_id)
+    return replace(state, disinfection=task)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -625,7 +585,7 @@ def _verdict(state: State) -> Verdict:
 
 def infected_files(state: State) -> tuple[InfectedFile, ...]:
     """Every infected file with its planned action and the outcome cPanel reported."""
-    planned = {f.path: f for f in state.planned}
+    planned = {f.path: f for f in state.disinfection.planned}
     steps = _steps_by_path(state)
     out = []
     for path, virus in state.infected:
@@ -640,13 +600,14 @@ def infected_files(state: State) -> tuple[InfectedFile, ...]:
 def _file_outcome(
     state: State, plan: PlannedFile, record: DisinfectionRecord | None
 ) -> InfectedFile:
-    if not plan.send or state.limit_error is not None:
+    limit_error = state.disinfection.limit_error
+    if not plan.send or limit_error is not None:
         outcome = Outcome(plan.outcome) if plan.outcome else Outcome.NOT_REQUESTED
-        message = plan.message if state.limit_error is None else "not sent: " + state.limit_error
+        message = plan.message if limit_error is None else "not sent: " + limit_error
         return InfectedFile(plan.path, plan.virus, plan.action, outcome, message)
     if record is None:
         message = state.error.message if state.error else "cPanel reported no step for this file"
-        if state.queued_at is not None:
+        if state.disinfection.queued_at is not None:
             # Queued (or maybe queued), then not followed to the end: cPanel may still do it.
             # Never guessed as an error: the report says unknown, README says rescan.
             return InfectedFile(plan.path, plan.virus, plan.action, Outcome.UNKNOWN, message)
@@ -662,7 +623,7 @@ def _steps_by_path(state: State) -> dict[str, DisinfectionRecord]:
     """Step records keyed by our absolute path; cPanel may write home-relative paths."""
     paths = [p for p, _ in state.infected]
     out: dict[str, DisinfectionRecord] = {}
-    for record in state.records:
+    for record in state.disinfection.records:
         if record.type != "step" or not record.file:
             continue
         path = _match_path(record.file, paths, state.target.account)
@@ -693,6 +654,12 @@ def _wait(state: State, seconds: float) -> tuple[State, Command]:
     return replace(state, last_wait=seconds), Wait(seconds)
 
 
+def _with_baseline(state: State, data: StatusData | None) -> State:
+    """The status seen before start_scan: its time_started tells a stale status from ours."""
+    baseline = data.time_started if data is not None else None
+    return replace(state, start=replace(state.start, baseline=baseline))
+
+
 _HANDLERS = {
     Phase.PRECHECK: _on_precheck,
     Phase.FOREIGN: _on_foreign,
@@ -711,52 +678,10 @@ _HANDLERS = {
 
 
 def to_dict(state: State) -> dict[str, Any]:
-    data = asdict(state)
-    data["verdict"] = None  # rebuilt from the rest
-    return data
+    """The state as JSON-ready data, records nested (`codec.to_dict`)."""
+    return codec.to_dict(state)
 
 
 def from_dict(data: dict[str, Any]) -> State:
-    t = data["target"]
-    target = Target(t["server"], t["account"], ScanType(t["scan_type"]))
-    stats = ScanStats(**data["stats"]) if data.get("stats") else None
-    anchor = tuple(data["rate_anchor"]) if data.get("rate_anchor") else None
-    error = data.get("error")
-    return State(
-        target=target,
-        cfg=WorkflowConfig(**data["cfg"]),
-        phase=Phase(data["phase"]),
-        api_calls=data["api_calls"],
-        started_at=data["started_at"],
-        baseline=data["baseline"],
-        start_attempts=data["start_attempts"],
-        busy_refusals=int(data.get("busy_refusals", 0)),
-        start_sent_at=data.get("start_sent_at"),
-        scan_started_at=data["scan_started_at"],
-        seen_running=data["seen_running"],
-        stats=stats,
-        progress_at=data["progress_at"],
-        progress_after=data.get("progress_after"),
-        poll_sent_at=data.get("poll_sent_at"),
-        last_poll_sent_at=data.get("last_poll_sent_at"),
-        rate_anchor=(
-            (float(anchor[0]), int(anchor[1]), int(anchor[2]) if len(anchor) > 2 else 0)
-            if anchor
-            else None
-        ),
-        total_bytes=int(data.get("total_bytes", 0)),
-        last_wait=data["last_wait"],
-        infected=tuple((p, v) for p, v in data["infected"]),
-        planned=tuple(
-            PlannedFile(
-                f["path"], f["virus"], Action(f["action"]), f["send"], f["outcome"], f["message"]
-            )
-            for f in data["planned"]
-        ),
-        limit_error=data["limit_error"],
-        queued_at=data["queued_at"],
-        disinfect_ambiguous=data["disinfect_ambiguous"],
-        last_id=data["last_id"],
-        records=tuple(DisinfectionRecord(**r) for r in data["records"]),
-        error=ErrorInfo(ErrorKind(error["kind"]), error["message"]) if error else None,
-    )
+    """`to_dict`'s output back; `codec.DecodeError` (a ValueError) names a field that is off."""
+    return codec.from_dict(State, data)

@@ -48,7 +48,7 @@ def test_the_code_keeps_every_import_contract() -> None:
 @pytest.mark.parametrize(
     ("module", "line", "contract"),
     [
-        pytest.param("config.py", "from orchestrator import cli", "layers", id="layer-upward"),
+        pytest.param("yamlsrc.py", "from orchestrator import cli", "layers", id="layer-upward"),
         pytest.param("workflow.py", "import time", "pure-workflow", id="workflow-clock"),
         pytest.param("policy.py", "import aiohttp", "aiohttp-only-in-client", id="aiohttp"),
         pytest.param(

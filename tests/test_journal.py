@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from orchestrator import workflow
 from orchestrator.errors import ConfigError
-from orchestrator.journal import Journal
+from orchestrator.journal import FORMAT, Journal
 from orchestrator.model import (
     Action,
     ErrorInfo,
@@ -23,6 +24,8 @@ from orchestrator.model import (
     Target,
     TargetResult,
 )
+from orchestrator.report.encode import target_to_dict
+from orchestrator.report.model import normalize_result
 
 IDENTITY = {"fleet_id": "abc", "shard": "1/1", "policy": "report-only", "dry_run": "True"}
 T1 = Target("web01", "alice", ScanType.HOME)
@@ -49,7 +52,10 @@ def test_state_and_result_survive_reopening_with_resume(tmp_path: Path) -> None:
     assert journal.open(IDENTITY, resume=False) == {}
     journal.start({**IDENTITY, "run_id": "r1"})
     state = workflow.State(
-        target=T1, cfg=workflow.WorkflowConfig(), phase=workflow.Phase.SCANNING, baseline=5
+        target=T1,
+        cfg=workflow.WorkflowConfig(),
+        phase=workflow.Phase.SCANNING,
+        start=workflow.StartAttempts(baseline=5),
     )
     journal.save_state(state)
     journal.save_result(result())
@@ -127,7 +133,7 @@ def test_resume_refuses_a_journal_of_another_format_and_names_both(tmp_path: Pat
     path = tmp_path / "j.sqlite"
     interrupted_journal(path)
     set_format(path, 99)
-    with pytest.raises(ConfigError, match=r"journal format 99, this one reads format 1"):
+    with pytest.raises(ConfigError, match=rf"journal format 99, this one reads format {FORMAT}"):
         Journal(path).open(IDENTITY, resume=True)
 
 
@@ -144,14 +150,14 @@ def test_a_new_run_rebuilds_a_journal_of_another_format(tmp_path: Path) -> None:
     again.close()
 
 
-def test_a_journal_from_before_the_format_was_recorded_still_resumes(tmp_path: Path) -> None:
+def test_a_journal_from_before_the_format_was_recorded_is_read_as_format_1(tmp_path: Path) -> None:
+    """Format 1 saved states flat and results in a shape of their own: this version cannot
+    read them, so such a journal is refused like any other format, not half-read."""
     path = tmp_path / "j.sqlite"
     interrupted_journal(path)
     set_format(path, 0)
-    again = Journal(path)
-    assert again.open(IDENTITY, resume=True)["run_id"] == "r1"
-    assert again.result(T1) == result()
-    again.close()
+    with pytest.raises(ConfigError, match=rf"journal format 1, this one reads format {FORMAT}"):
+        Journal(path).open(IDENTITY, resume=True)
 
 
 def test_resume_refuses_a_saved_state_this_version_cannot_read(tmp_path: Path) -> None:
@@ -192,3 +198,22 @@ def test_a_file_that_is_not_a_journal_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("not sqlite at all " * 100)
     with pytest.raises(ConfigError, match="not a clamfleet journal"):
         Journal(path).open(IDENTITY, resume=True)
+
+
+def test_a_saved_result_reads_back_as_the_report_shows_it(tmp_path: Path) -> None:
+    """A resumed run reports a target finished before the crash exactly as an uninterrupted run
+    would: the journal keeps report.json's own target object."""
+    start = datetime(2026, 11, 28, 2, 0, 0, 700_000, tzinfo=UTC)
+    precise = replace(result(), started_at=start, finished_at=start, duration_s=1.2345)
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path)
+    journal.open(IDENTITY, resume=False)
+    journal.start({**IDENTITY, "run_id": "r1"})
+    journal.save_result(precise)
+    journal.close()
+    again = Journal(path)
+    again.open(IDENTITY, resume=True)
+    restored = again.result(T1)
+    again.close()
+    assert restored == normalize_result(precise)
+    assert restored is not None and target_to_dict(restored) == target_to_dict(precise)

@@ -1,4 +1,5 @@
-"""The scan poll schedule (`workflow.next_poll_delay`), through the pure workflow on a fake clock.
+"""The scan poll schedule (`poll_schedule.next_poll_delay`), through the pure workflow on a fake
+clock.
 
 Scans follow the simulator's model (`ScanRun`: a counting pass, then files scanned one at a time
 with the counters rewritten after each, time proportional to bytes plus a per-file overhead),
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator import workflow
+from orchestrator import poll_schedule, workflow
 from orchestrator.events import (
     GetScanStatus,
     ListInfected,
@@ -94,7 +95,7 @@ def test_a_large_file_in_progress_is_neither_hammered_nor_overslept() -> None:
     """While the counters sit still on a large file, the polls come every few percent of the
     elapsed time: not every poll_min, and not so far apart that the end is noticed late."""
     result = notice(big_file_account(), 1440.0)
-    assert result.late <= workflow.LATE_SHARE * 1440.0
+    assert result.late <= poll_schedule.LATE_SHARE * 1440.0
     assert min(result.waits[5:]) >= CFG.poll_min  # past the first blind polls
     assert sum(1 for w in result.waits if w <= CFG.poll_min) <= 2
     assert result.polls <= 35
@@ -110,7 +111,7 @@ def test_polls_come_no_faster_than_answers(duration: float) -> None:
     blind = next(i for i, w in enumerate(result.waits) if w > CFG.poll_max)
     rated = result.waits[blind:-1]
     assert rated and min(rated) >= 20
-    assert result.late <= 20 + 20 + workflow.LATE_SHARE * duration
+    assert result.late <= 20 + 20 + poll_schedule.LATE_SHARE * duration
 
 
 def scanning(round_trip: float) -> workflow.State:
@@ -128,14 +129,16 @@ def scanning(round_trip: float) -> workflow.State:
 
 def test_a_scanning_state_round_trips_through_json_and_old_journals_still_load() -> None:
     state = scanning(round_trip=1)
-    assert (state.progress_after, state.progress_at, state.poll_sent_at) == (50, 81, 80)
+    scan = state.scan
+    assert (scan.progress_after, scan.progress_at, scan.poll_sent_at) == (50, 81, 80)
     data = json.loads(json.dumps(workflow.to_dict(state)))
     assert workflow.from_dict(data) == state
     for key in ("progress_after", "poll_sent_at", "last_poll_sent_at"):
-        del data[key]  # a journal written before these existed
+        del data["scan"][key]  # a state saved before these existed
     old = workflow.from_dict(data)
-    assert old.progress_after is None
-    assert isinstance(workflow.next_poll_delay(old, 82), float)
+    assert old.scan.progress_after is None
+    delay = poll_schedule.next_poll_delay(old.scan, 82, poll_min=2, poll_max=30, last_wait=30)
+    assert isinstance(delay, float)
 
 
 def test_a_resumed_scan_does_not_take_the_time_spent_down_for_a_round_trip() -> None:
@@ -146,7 +149,7 @@ def test_a_resumed_scan_does_not_take_the_time_spent_down_for_a_round_trip() -> 
     reply = ScanStatusReply(StatusData(False, 1000, 30, 3000, 100, 10_000))
     state, cmd = workflow.step(state, reply, 3681)
     assert isinstance(cmd, Wait)
-    assert cmd.seconds <= workflow.LATE_SHARE * 3681 + 1
+    assert cmd.seconds <= poll_schedule.LATE_SHARE * 3681 + 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from orchestrator import workflow
+from orchestrator import poll_schedule, workflow
+from orchestrator.config import PollInterval, Settings, Timeouts
 from orchestrator.events import (
     ActionsPlanned,
     Disinfect,
@@ -84,7 +85,7 @@ def test_clean_scan_walks_start_poll_list_and_finishes_clean() -> None:
 def test_previous_completed_status_is_not_taken_for_this_scan() -> None:
     """The stale status of an earlier scan (same time_started, complete) is polled past."""
     state = start_scanning(previous=status(True, 100, 50, 50))
-    assert state.baseline == 100
+    assert state.start.baseline == 100
     state, cmd = workflow.step(state, Tick(), 2)
     state, cmd = workflow.step(state, status(True, 100, 50, 50), 2)  # stale: still the old scan
     assert isinstance(cmd, Wait), "a stale completed status must not end the scan"
@@ -97,7 +98,7 @@ def test_completion_counts_once_a_running_status_was_seen_even_with_same_time_st
     state = start_scanning(previous=status(True, 100, 50, 50))
     state, _ = workflow.step(state, Tick(), 2)
     state, cmd = workflow.step(state, status(False, 100, 1, 50), 2)
-    assert state.seen_running
+    assert state.scan.seen_running
     state, _ = workflow.step(state, Tick(), 4)
     state, cmd = workflow.step(state, status(True, 100, 50, 50), 4)
     assert cmd == ListInfected()
@@ -161,7 +162,7 @@ def test_a_start_that_took_but_shows_late_is_not_sent_again() -> None:
     state, cmd = workflow.step(state, Tick(), 0.1 + cmd.seconds)
     assert cmd == GetScanStatus()
     state, cmd = workflow.step(state, status(False, 101, 1, 5), 2.1)  # ours after all
-    assert state.phase is Phase.SCANNING and state.start_attempts == 1
+    assert state.phase is Phase.SCANNING and state.start.attempts == 1
 
 
 def test_a_scan_already_running_is_waited_for_not_collided_with() -> None:
@@ -172,7 +173,7 @@ def test_a_scan_already_running_is_waited_for_not_collided_with() -> None:
     state, cmd = workflow.step(state, Tick(), 2)
     state, cmd = workflow.step(state, status(True, 90, 10, 10), 2)
     assert cmd == StartScan(ScanType.HOME)
-    assert state.baseline == 90
+    assert state.start.baseline == 90
 
 
 def test_stall_and_deadline_fail_with_their_kinds() -> None:
@@ -226,7 +227,7 @@ def test_a_prediction_far_beyond_its_measured_span_is_checked_early() -> None:
     state, _ = workflow.step(state, Tick(), 42)
     state, cmd = workflow.step(state, status(False, 100, 50, 1000), 42)
     assert isinstance(cmd, Wait)  # 950 files at 40 per 40 s: 950 s, still far: 3 x 40 s
-    assert cmd.seconds == pytest.approx(workflow.SPAN_REACH * 40)
+    assert cmd.seconds == pytest.approx(poll_schedule.SPAN_REACH * 40)
     assert cmd.seconds < 950 / 2
 
 
@@ -252,8 +253,8 @@ def test_the_nearer_of_the_file_and_byte_predictions_is_used(
     state, _ = workflow.step(state, Tick(), 102)
     state, cmd = workflow.step(state, at(files, scanned_bytes), 102)
     assert isinstance(cmd, Wait)
-    slack = workflow.LATE_SHARE * 102
-    assert workflow.FIRST_RATE_SHARE * seconds_left <= cmd.seconds <= seconds_left + slack
+    slack = poll_schedule.LATE_SHARE * 102
+    assert poll_schedule.FIRST_RATE_SHARE * seconds_left <= cmd.seconds <= seconds_left + slack
     assert cmd.seconds > CFG.poll_min
 
 
@@ -266,7 +267,7 @@ def test_a_first_rate_is_followed_part_way_and_a_confirmed_one_to_the_end() -> N
     state, _ = workflow.step(state, Tick(), 202)
     state, cmd = workflow.step(state, status(False, 100, 700, 1000), 202)
     assert isinstance(cmd, Wait)
-    assert workflow.FIRST_RATE_SHARE * 100 <= cmd.seconds < 100
+    assert poll_schedule.FIRST_RATE_SHARE * 100 <= cmd.seconds < 100
 
     state = start_scanning()
     for now, scanned in ((2, 100), (192, 670), (202, 700)):
@@ -407,7 +408,9 @@ def test_unexpected_reply_fails_and_failure_is_sticky() -> None:
     ],
 )
 def test_resume_never_resends_a_request_of_unknown_fate(phase: Phase, expected: object) -> None:
-    state = workflow.State(target=TARGET, cfg=CFG, phase=phase, baseline=100)
+    state = workflow.State(
+        target=TARGET, cfg=CFG, phase=phase, start=workflow.StartAttempts(baseline=100)
+    )
     restored = workflow.from_dict(json.loads(json.dumps(workflow.to_dict(state))))
     resumed, cmd = workflow.resume(restored, 10)
     assert cmd == expected
@@ -424,3 +427,27 @@ def test_state_round_trips_through_json() -> None:
     state, _ = workflow.step(state, DisinfectionStatusReply("running", (record,)), 4)
     restored = workflow.from_dict(json.loads(json.dumps(workflow.to_dict(state))))
     assert restored == state
+
+
+@pytest.mark.parametrize(
+    ("poll", "disinfection", "graces"),
+    [
+        # (none_grace, start_grace, reset_grace)
+        (PollInterval(2, 30), 3600, (120, 20, 150)),  # the defaults: 4 slow polls, 10 fast
+        (PollInterval(10, 60), 3600, (300, 100, 300)),  # 30 fast polls are the longer wait
+        (PollInterval(0.05, 0.5), 1.0, (1.0, 2.0, 2.5)),  # capped at the deadline; 2-s floor
+    ],
+)
+def test_the_graces_follow_the_poll_interval_and_never_outlast_the_disinfection_deadline(
+    poll: PollInterval, disinfection: float, graces: tuple[float, float, float]
+) -> None:
+    timeouts = Timeouts(scan=900, stall=300, disinfection=disinfection)
+    cfg = WorkflowConfig.from_settings(Settings(poll_interval=poll, timeouts=timeouts))
+    assert (cfg.poll_min, cfg.poll_max) == (poll.min, poll.max)
+    assert (cfg.scan_timeout, cfg.stall_timeout, cfg.disinfection_timeout) == (
+        900,
+        300,
+        disinfection,
+    )
+    assert (cfg.none_grace, cfg.start_grace, cfg.reset_grace) == pytest.approx(graces)
+    assert (cfg.max_start_attempts, cfg.max_busy_refusals) == (2, 3)

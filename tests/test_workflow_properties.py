@@ -4,6 +4,7 @@ policy's first matching rule carried through the workflow to disinfect_files."""
 from __future__ import annotations
 
 import html
+import json
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -27,6 +28,7 @@ from orchestrator.events import (
     PlannedFile,
     Reply,
     RequestFailed,
+    ScanBusy,
     ScanStarted,
     ScanStatusReply,
     StartScan,
@@ -37,7 +39,7 @@ from orchestrator.events import (
 from orchestrator.model import Action, ErrorInfo, ErrorKind, Outcome, ScanType, Target
 from orchestrator.policy import DestructiveBudget, in_mail
 from orchestrator.runner import RunOptions
-from orchestrator.workflow import TERMINAL, Phase, WorkflowConfig
+from orchestrator.workflow import ACCEPTS, TERMINAL, Phase, WorkflowConfig
 
 PATH = "/home/bob/public_html/x.php"
 
@@ -247,3 +249,83 @@ def test_a_dry_run_never_reaches_disinfect_files_whatever_the_policy(
     for f in cmd.verdict.files:
         assert f.outcome is Outcome.NOT_REQUESTED
         assert f.action is first_match(policy, f.path, f.virus)
+
+
+# ---------------------------------------------------------------------------------------------
+# Property: any state the workflow reaches survives the journal's JSON round trip unchanged
+
+REPLY_TYPES = st.sampled_from(
+    [
+        ScanStatusReply,
+        ScanStarted,
+        ScanBusy,
+        InfectedListReply,
+        ActionsPlanned,
+        DisinfectQueued,
+        DisinfectionStatusReply,
+        RequestFailed,
+        Tick,
+    ]
+)
+FAILURES = st.builds(
+    RequestFailed,
+    st.builds(ErrorInfo, st.sampled_from(list(ErrorKind)), st.text(max_size=5)),
+    st.booleans(),
+    st.none() | st.floats(0, 100),
+)
+BY_TYPE: dict[type, st.SearchStrategy[Reply]] = {
+    ScanStatusReply: st.builds(
+        lambda complete, started, scanned, total, size: ScanStatusReply(
+            StatusData(complete, started, scanned, scanned * 7, total, size)
+        ),
+        st.booleans(),
+        st.none() | st.integers(99, 102),
+        st.integers(0, 50),
+        st.integers(0, 50),
+        st.integers(0, 5000),
+    )
+    | st.just(ScanStatusReply(None)),
+    ScanStarted: st.just(ScanStarted()),
+    ScanBusy: st.just(ScanBusy("A virus scan is already in progress!")),
+    InfectedListReply: st.lists(
+        st.tuples(PATHS, VIRUSES), max_size=3, unique_by=lambda f: f[0]
+    ).map(lambda files: InfectedListReply(tuple(files))),
+    ActionsPlanned: st.builds(
+        lambda action, limit, outcome: ActionsPlanned(
+            (PlannedFile(PATH, "Php.Webshell-1", action, action.sent, outcome, "m"),), limit
+        ),
+        st.sampled_from(list(Action)),
+        st.sampled_from([None, "cap"]),
+        st.none() | st.sampled_from([str(o) for o in Outcome]),
+    ),
+    DisinfectQueued: st.just(DisinfectQueued("t")),
+    DisinfectionStatusReply: st.builds(
+        DisinfectionStatusReply, st.sampled_from(["none", "queued", "running", "done"]), records
+    ),
+    RequestFailed: FAILURES,
+    Tick: st.just(Tick()),
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), steps=st.integers(1, 60))
+def test_any_state_reached_by_legal_replies_survives_the_journals_json_round_trip(
+    data: st.DataObject, steps: int
+) -> None:
+    cfg = WorkflowConfig(poll_min=1, poll_max=5, scan_timeout=500, stall_timeout=100)
+    state, _ = workflow.begin(Target("s", "bob", ScanType.HOME), cfg, 0.0)
+    now = 0.0
+    for _ in range(steps):
+        saved = json.loads(json.dumps(workflow.to_dict(state)))
+        assert workflow.from_dict(saved) == state
+        if state.phase in TERMINAL:
+            break
+        # failures end most sequences early: drawn one time in ~five, the later phases are reached
+        accepted = [t for t in BY_TYPE if issubclass(t, ACCEPTS[state.phase])]
+        weighted = [t for t in accepted for _ in range(1 if t is RequestFailed else 4)]
+        reply = data.draw(st.sampled_from(weighted).flatmap(lambda t: BY_TYPE[t]))
+        now += data.draw(st.floats(0, 60))
+        phase = state.phase
+        state, _ = workflow.step(state, reply, now)
+        unexpected = f"unexpected {type(reply).__name__}"
+        assert state.error is None or state.error.message != f"{unexpected} in phase {phase}"

@@ -68,7 +68,7 @@ def test_a_start_refused_by_someone_elses_scan_follows_it_to_its_end_then_starts
         assert cmd == GetScanStatus()
         state, cmd = workflow.step(state, reply, now)
     assert cmd == StartScan(ScanType.HOME)
-    assert state.baseline == 200  # its completed status is stale from now on
+    assert state.start.baseline == 200  # its completed status is stale from now on
     state, cmd = workflow.step(state, ScanStarted(), now)
     assert state.phase is Phase.SCANNING
     assert state.stats is None

@@ -220,6 +220,11 @@ def _sample(r: _Reader, value: Any, where: str) -> PacingSample:
     )
 
 
+def target_from_dict(value: Any, source: str) -> TargetResult:
+    """One target object of report.json (`encode.target_to_dict`'s output) on its own."""
+    return _target(_Reader(source), value, "")
+
+
 def _target(r: _Reader, value: Any, where: str) -> TargetResult:
     obj = r.obj(value, where)
 
