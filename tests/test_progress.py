@@ -22,7 +22,7 @@ import structlog
 from rich.console import Console
 
 from orchestrator import log
-from orchestrator.config import Credentials, Inventory, Server, Settings
+from orchestrator.config import AuthMethod, Credentials, Inventory, Server, Settings
 from orchestrator.model import (
     ErrorInfo,
     ErrorKind,
@@ -52,7 +52,7 @@ class FakeClock:
 
 
 def server(name: str, accounts: tuple[str, ...] | None, **kw: object) -> Server:
-    auth = Credentials("whm_token", "root", Secret("t0ken"))  # type: ignore[arg-type]
+    auth = Credentials(AuthMethod.WHM_TOKEN, "root", Secret("t0ken"))
     return Server(name, f"http://127.0.0.1:1/{name}", auth, accounts=accounts, **kw)  # type: ignore[arg-type]
 
 
