@@ -116,6 +116,7 @@ class FleetRun:
         self.sent: dict[tuple[str, str], dict[str, ScanType]] = {}
 
     async def run(self) -> None:
+        self._restore_remediation()
         self.limits.bind_loop_clock()
         async with self.http, anyio.create_task_group() as tg:
             for server in self.inventory.servers:
@@ -138,6 +139,25 @@ class FleetRun:
                     self.results_by_target[target] = result
                 out.append(result)
         return out
+
+    def _restore_remediation(self) -> None:
+        """--resume: what the interrupted process already sent still counts, for the
+        destructive caps and for disinfect-once (a sibling scan type must not send it again)."""
+        if self.journal is None:
+            return
+        for server in self.inventory.servers:
+            for target in self.journal.server_targets(server.name) or ():
+                state = self.journal.state(target)
+                if state is None or state.disinfection.limit_error is not None:
+                    continue
+                sent = [f for f in state.disinfection.planned if f.send]
+                if not sent:
+                    continue
+                destructive = sum(1 for f in sent if f.action.destructive)
+                self.budget.reserve(target.server, target.account, destructive)
+                paths = self.sent.setdefault((target.server, target.account), {})
+                for f in sent:
+                    paths.setdefault(f.path, target.scan_type)
 
     def pacing(self) -> dict[str, ServerPacing]:
         """What load-aware pacing did, per server whose concurrency followed its load."""
