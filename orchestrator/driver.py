@@ -120,6 +120,8 @@ class Fleet(Protocol):
     #: per (server, account): paths whose action this run has sent, and with which scan type
     sent: dict[tuple[str, str], dict[str, ScanType]]
     results_by_target: dict[Target, TargetResult]
+    #: (server, account) whose last finished target may have left a disinfection running
+    pending_disinfection: set[tuple[str, str]]
 
     @property
     def options(self) -> Options: ...
@@ -175,7 +177,8 @@ class Driver:
             )
             state, command = workflow.resume(saved, run.clock())
         else:
-            state, command = workflow.begin(target, run.cfg, run.clock())
+            settle = (target.server, target.account) in run.pending_disinfection
+            state, command = workflow.begin(target, run.cfg, run.clock(), settle=settle)
         # a resumed target's clock is the whole target's, not the resumed part's
         started = datetime.fromtimestamp(state.started_at, UTC)
         slot = Slot(target, state, command, started)
@@ -192,6 +195,11 @@ class Driver:
         result = _result(slot.state, command, slot.started)
         if result.scan is not None and result.duration_s and slot.target.scan_type is ScanType.HOME:
             self.throughput.observe(result.scan.scanned_file_size, result.duration_s)
+        account = (target.server, target.account)
+        if workflow.leaves_disinfection_pending(slot.state):
+            self.run.pending_disinfection.add(account)  # the account's next target settles
+        else:
+            self.run.pending_disinfection.discard(account)
         self.run.record(result)
         return None
 

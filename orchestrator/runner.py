@@ -114,6 +114,9 @@ class FleetRun:
         #: per (server, account): paths whose action this run has sent, and with which scan type
         #: (a file found by `home` and `mail` alike is one file: disinfected once)
         self.sent: dict[tuple[str, str], dict[str, ScanType]] = {}
+        #: (server, account) whose last finished target may have left a disinfection running:
+        #: the account's next target waits for it first (a task's end deletes the infected list)
+        self.pending_disinfection: set[tuple[str, str]] = set()
 
     async def run(self) -> None:
         self._restore_remediation()
@@ -142,13 +145,18 @@ class FleetRun:
 
     def _restore_remediation(self) -> None:
         """--resume: what the interrupted process already sent still counts, for the
-        destructive caps and for disinfect-once (a sibling scan type must not send it again)."""
+        destructive caps and for disinfect-once (a sibling scan type must not send it again),
+        and a disinfection it may have left running is still waited for by the next sibling."""
         if self.journal is None:
             return
         for server in self.inventory.servers:
             for target in self.journal.server_targets(server.name) or ():
                 state = self.journal.state(target)
-                if state is None or state.disinfection.limit_error is not None:
+                if state is None:
+                    continue
+                if state.phase in workflow.TERMINAL and workflow.leaves_disinfection_pending(state):
+                    self.pending_disinfection.add((target.server, target.account))
+                if state.disinfection.limit_error is not None:
                     continue
                 sent = [f for f in state.disinfection.planned if f.send]
                 if not sent:

@@ -74,6 +74,7 @@ from orchestrator.poll_schedule import ScanProgress, backoff, next_poll_delay
 
 
 class Phase(StrEnum):
+    SETTLING = "settling"
     PRECHECK = "precheck"
     FOREIGN = "foreign"
     STARTING = "starting"
@@ -92,6 +93,7 @@ TERMINAL = frozenset({Phase.DONE, Phase.FAILED})
 #: The replies each live phase takes; any other reply is a driver bug (sticky FAILED, internal).
 #: Tick: the wait the phase asked for is over. RequestFailed: its request failed for good.
 ACCEPTS: dict[Phase, tuple[type, ...]] = {
+    Phase.SETTLING: (DisinfectionStatusReply, RequestFailed, Tick),
     Phase.PRECHECK: (ScanStatusReply, RequestFailed, Tick),
     Phase.FOREIGN: (ScanStatusReply, RequestFailed, Tick),
     Phase.STARTING: (ScanStarted, ScanBusy, RequestFailed),
@@ -189,6 +191,8 @@ class State:
     disinfection: Disinfection = field(default_factory=Disinfection)
     error: ErrorInfo | None = None
     verdict: Verdict | None = None
+    #: SETTLING since then: a sibling target's disinfection may still run (None: never settled)
+    settle_since: float | None = None
 
     @property
     def stats(self) -> ScanStats | None:
@@ -200,8 +204,15 @@ class State:
 # Entry points
 
 
-def begin(target: Target, cfg: WorkflowConfig, now: float) -> tuple[State, Command]:
+def begin(
+    target: Target, cfg: WorkflowConfig, now: float, *, settle: bool = False
+) -> tuple[State, Command]:
+    """A target's first command. `settle`: a sibling target of the account stopped following
+    a disinfection that may still run: wait for it before anything else (see `_on_settling`)."""
     state = State(target=target, cfg=cfg, started_at=now)
+    if settle:
+        settling = replace(state, phase=Phase.SETTLING, settle_since=now)
+        return _request(settling, GetDisinfection(None))
     return _request(state, GetScanStatus())
 
 
@@ -218,6 +229,8 @@ def resume(state: State, now: float) -> tuple[State, Command]:
     match state.phase:
         case Phase.DONE | Phase.FAILED:
             return state, Finish(_verdict(state))
+        case Phase.SETTLING:
+            return _request(state, GetDisinfection(None))
         case Phase.STARTING | Phase.VERIFY_START:
             return _request(replace(state, phase=Phase.VERIFY_START), GetScanStatus())
         case Phase.PRECHECK | Phase.FOREIGN:
@@ -241,6 +254,52 @@ def resume(state: State, now: float) -> tuple[State, Command]:
 # Phase handlers: each gets only the replies ACCEPTS lists for its phase. The `_unexpected`
 # after each `match` is reached only if the table and a handler disagree: a FAILED verdict
 # then too, never a crash (tests/test_workflow_replies.py keeps them in step).
+
+
+def _on_settling(state: State, reply: Reply, now: float) -> tuple[State, Command]:
+    """Wait for a disinfection a sibling target left running before starting a scan.
+
+    cPanel keeps one infected list per account, and a disinfection task deletes it when it
+    ends (cpanel-api.md 3.5): a scan started while a sibling's task may still run could have
+    its own list deleted under it and read as clean. So: `done` (a done record in the log)
+    or `none` for the whole `none_grace` (nothing queued, or a task that never started) lets
+    the scan go; still queued or running after `disinfection_timeout` fails the target (kind
+    `api`: not scanned, rather than a result that cannot be trusted)."""
+    since = state.settle_since if state.settle_since is not None else now
+    cfg = state.cfg
+    match reply:
+        case Tick():
+            return _request(state, GetDisinfection(None))
+        case DisinfectionStatusReply(status=status, details=details):
+            if status == "done" or any(r.type == "done" for r in details):
+                return _settled(state)
+            if status == "none" and now - since >= cfg.none_grace:
+                return _settled(state)
+        case RequestFailed():
+            pass  # lost reads are why the sibling stopped following: keep asking
+        case _:
+            return _unexpected(state, reply)
+    if now - since >= cfg.disinfection_timeout:
+        message = (
+            f"not scanned: a disinfection of this account was still not done after "
+            f"{cfg.disinfection_timeout:g}s (it would delete this scan's infected list)"
+        )
+        return _fail(state, ErrorInfo(ErrorKind.API, message))
+    delay = min(cfg.poll_max, max(cfg.poll_min, state.last_wait * 1.5))
+    return _wait(state, min(delay, since + cfg.disinfection_timeout - now))
+
+
+def _settled(state: State) -> tuple[State, Command]:
+    return _request(replace(state, phase=Phase.PRECHECK, settle_since=None), GetScanStatus())
+
+
+def leaves_disinfection_pending(state: State) -> bool:
+    """Whether a finished target may have left a disinfection running at the server: queued
+    (or maybe queued) and never seen done, or a settle that ended before the sibling's did."""
+    if state.settle_since is not None:  # still settling when it ended
+        return True
+    task = state.disinfection
+    return task.queued_at is not None and not any(r.type == "done" for r in task.records)
 
 
 def _on_precheck(state: State, reply: Reply, now: float) -> tuple[State, Command]:
@@ -661,6 +720,7 @@ def _with_baseline(state: State, data: StatusData | None) -> State:
 
 
 _HANDLERS = {
+    Phase.SETTLING: _on_settling,
     Phase.PRECHECK: _on_precheck,
     Phase.FOREIGN: _on_foreign,
     Phase.STARTING: _on_starting,
