@@ -459,9 +459,15 @@ def _is_ours(state: State, data: StatusData | None) -> bool:
     """Whether a status belongs to the scan this run started (not an earlier scan's leftovers)."""
     if data is None:
         return False
-    if state.scan.seen_running or not data.scan_complete:
+    if state.scan.seen_running:
         return True
-    return data.time_started is not None and data.time_started != state.start.baseline
+    same = data.time_started is not None and data.time_started == state.start.baseline
+    if not data.scan_complete:
+        # Only one scan per account, so a running one after our start took is ours; but the
+        # reset status read before the start (a refused start's leftover: all zero, the same
+        # time_started) is not a scan at all, e.g. when our start's request never ran.
+        return not (same and _looks_reset(data))
+    return data.time_started is not None and not same
 
 
 def _track_progress(state: State, data: StatusData, now: float) -> State:

@@ -167,3 +167,24 @@ def test_a_disinfection_past_its_deadline_reports_its_files_unknown_not_error() 
     assert verdict.error is not None and verdict.error.kind is ErrorKind.TIMEOUT
     assert verdict.files
     assert {f.outcome for f in verdict.files} == {Outcome.UNKNOWN}
+
+
+def test_a_lost_start_over_a_reset_status_is_not_taken_for_our_scan() -> None:
+    # the account's status was left reset by an earlier refused start (time_started 500)
+    state, cmd = workflow.begin(TARGET, CFG, 0)
+    state, cmd = workflow.step(state, RESET, 0)
+    now = 0.0
+    while not isinstance(cmd, StartScan):
+        state, cmd, now = until_request(state, cmd, now)
+        if cmd == GetScanStatus():
+            state, cmd = workflow.step(state, RESET, now)
+    lost = RequestFailed(ErrorInfo(ErrorKind.UNREACHABLE, "connection reset"), ambiguous=True)
+    state, cmd = workflow.step(state, lost, now)
+    assert state.phase is Phase.VERIFY_START
+    state, cmd = workflow.step(state, RESET, now)  # the same reset: our start never ran
+    assert state.phase is Phase.VERIFY_START, "a leftover reset status is not our scan"
+    while not isinstance(cmd, StartScan):
+        state, cmd, now = until_request(state, cmd, now)
+        if cmd == GetScanStatus():
+            state, cmd = workflow.step(state, RESET, now)
+    assert state.start.attempts == 2  # sent again once the stale window has passed
