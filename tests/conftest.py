@@ -31,6 +31,7 @@ from orchestrator.simulator import (
     SimulatorThread,
 )
 from orchestrator.simulator.referee import RULES, Violation
+from orchestrator.simulator.spec import QUARANTINE_DIR
 
 #: Settings that keep simulated runs short: fast polls, short deadlines, generous rates.
 FAST_SETTINGS: dict[str, Any] = {
@@ -274,19 +275,30 @@ def one_server(*accounts: AccountSpec, faults: Faults | None = None, seed: int =
     return FleetSpec(servers=(server,), scan_seconds=0.3, seed=seed)
 
 
-def assert_outcomes_are_what_the_server_did(sim: Sim, report: dict[str, Any]) -> None:
-    """Each reported outcome matches the file's state on the simulated server."""
+def assert_outcomes_are_what_the_server_did(
+    sim: Sim, report: dict[str, Any], server_of: Callable[[str], str] = lambda name: name
+) -> None:
+    """Each reported outcome matches the file's state on the simulated server: quarantined
+    files moved into the quarantine, deleted ones gone, cleansed mailboxes clean, every other
+    outcome but `unknown` (which claims nothing) left the file as it was. `server_of`: the
+    simulated server of a report's server name (inventory entry)."""
     for target in report["targets"]:
         user = target["account"]
-        state = sim.fleet.account_state(target["server"], user)
+        state = sim.fleet.account_state(server_of(target["server"]), user)
         for f in target["infected_files"]:
             rel = f["path"].removeprefix(f"/home/{user}/")
+            where = (target["server"], rel, f["outcome"])
             if f["outcome"] == "quarantined":
-                assert rel not in state.files
+                assert rel not in state.files, where
+                moved = state.files[f"{QUARANTINE_DIR}/{rel.replace('/', '_')}"]
+                assert moved.infected_by == f["virus"], where
+            elif f["outcome"] == "deleted":
+                assert rel not in state.files, where
+                assert f"{QUARANTINE_DIR}/{rel.replace('/', '_')}" not in state.files, where
             elif f["outcome"] == "mailbox-cleansed":
-                assert state.files[rel].infected_by is None
-            else:
-                assert state.files[rel].infected_by == f["virus"], (rel, f["outcome"])
+                assert state.files[rel].infected_by is None, where
+            elif f["outcome"] != "unknown":
+                assert state.files[rel].infected_by == f["virus"], where
 
 
 def with_targets(report: Report, targets: Sequence[TargetResult]) -> Report:
