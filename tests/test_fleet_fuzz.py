@@ -42,7 +42,8 @@ from hypothesis import strategies as st
 
 from orchestrator import execute
 from orchestrator.cli import main
-from orchestrator.model import EXIT_INTERNAL
+from orchestrator.model import EXIT_INTERNAL, TargetResult
+from orchestrator.policy import MAIL_ONLY
 from orchestrator.report import validate_report_dict
 from orchestrator.runner import FleetRun
 from orchestrator.simulator import (
@@ -133,13 +134,15 @@ class Example:
     max_concurrent_scans: int
     before: tuple[Before, ...]
     policy: PolicyPlan | None
-    kill_after: float | None  # stop the run after this many seconds, then --resume
+    #: stop the run part-way, then --resume: ("seconds", s) after s seconds, ("results", n)
+    #: once n targets finished without error; None: run to the end
+    stop: tuple[str, float] | None
 
     def summary(self) -> str:
         """The example in a few lines (no secrets: the specs' reprs carry the accounts')."""
         lines = [
             f"auth={self.auth} cap={self.max_concurrent_scans} scan_seconds="
-            f"{self.spec.scan_seconds} kill_after={self.kill_after} policy={self.policy}",
+            f"{self.spec.scan_seconds} stop={self.stop} policy={self.policy}",
             f"scan_types={self.scan_types}",
             f"before={[(b.server, b.user, b.kind, b.scan_type) for b in self.before]}",
         ]
@@ -220,6 +223,17 @@ def policies(draw: st.DrawFn) -> PolicyPlan | None:
     )
 
 
+stops = st.sampled_from(("none", "none", "seconds", "results")).flatmap(
+    lambda how: (
+        st.none()
+        if how == "none"
+        else st.tuples(
+            st.just(how), st.sampled_from((0.3, 0.8, 1.5) if how == "seconds" else (1, 2))
+        )
+    )
+)
+
+
 @st.composite
 def examples(draw: st.DrawFn) -> Example:
     servers, before = [], []
@@ -243,7 +257,7 @@ def examples(draw: st.DrawFn) -> Example:
         max_concurrent_scans=draw(st.integers(1, 4)),
         before=tuple(before),
         policy=draw(policies()),
-        kill_after=draw(st.sampled_from((None, None, 0.3, 0.8, 1.5))),
+        stop=draw(stops),
     )
 
 
@@ -255,15 +269,24 @@ class Killed(Exception):
     """The run was stopped part-way (as a kill would), its journal left unfinished."""
 
 
-def stopped_after(seconds: float) -> type[FleetRun]:
-    """FleetRun stopped after `seconds`: what a kill leaves is in the journal, nothing more."""
+def stopped(how: str, when: float) -> type[FleetRun]:
+    """FleetRun stopped part-way: after `when` seconds, or once `when` targets finished without
+    error. What a kill would leave is in the journal, nothing more."""
 
     class StoppedFleetRun(FleetRun):
         async def run(self) -> None:
-            with anyio.move_on_after(seconds) as scope:
+            with anyio.CancelScope() as self.stop:
+                if how == "seconds":
+                    self.stop.deadline = anyio.current_time() + when
                 await super().run()
-            if scope.cancelled_caught:
-                raise Killed(f"stopped after {seconds}s")
+            if self.stop.cancel_called:
+                raise Killed(f"stopped ({how} {when})")
+
+        def _record(self, result: TargetResult) -> None:
+            super()._record(result)
+            done = sum(1 for r in self.results_by_target.values() if r.error is None)
+            if how == "results" and done >= when:
+                self.stop.cancel()
 
     return StoppedFleetRun
 
@@ -302,11 +325,11 @@ def run_cli(ex: Example, inventory: Path, work: Path) -> Ran:
         policy = work / "policy.yaml"
         policy.write_text(ex.policy.text())
         args += ["--policy", str(policy)] + (["--dry-run"] if ex.policy.dry_run else [])
-    if ex.kill_after is None:
+    if ex.stop is None:
         code = main([*args, "--out", str(work / "out")])
         return Ran(code, read_report(work / "out"), killed=False)
     args += ["--journal", str(work / "journal.sqlite")]
-    with mock.patch.object(execute, "FleetRun", stopped_after(ex.kill_after)):
+    with mock.patch.object(execute, "FleetRun", stopped(*ex.stop)):
         first = main([*args, "--out", str(work / "first")])
     if first != EXIT_INTERNAL:  # it finished before the stop: nothing to resume
         return Ran(first, read_report(work / "first"), killed=False)
@@ -355,6 +378,8 @@ def check(ex: Example, sim: SimulatorThread, ran: Ran) -> None:
         )
 
     check_verdict(report, ran.code)
+    check_sent_once(report)
+    check_destructive_cap(ex, sim)
     for server in ex.spec.servers:
         runs = {r.run for r in sim.request_log(server.name)}
         assert runs <= {run_id}, f"requests of another run at {server.name}: {runs}"
@@ -383,6 +408,34 @@ def check_target(ex: Example, t: dict[str, Any], found: list[tuple[str, str]] | 
             assert f["outcome"] == "not-requested", (who, f)
 
 
+def check_sent_once(report: dict[str, Any]) -> None:
+    """A file that two scan types of an account found is one file: its action sent once."""
+    sent: Counter[tuple[str, str, str]] = Counter()
+    for t in report["targets"]:
+        for f in t["infected_files"]:
+            local = f["outcome"] == "error" and f["message"] == MAIL_ONLY  # refused, not sent
+            if f["outcome"] != "not-requested" and not local:
+                sent[(t["server"], t["account"], f["path"])] += 1
+    twice = [key for key, n in sent.items() if n > 1]
+    assert twice == [], f"actions sent more than once for {twice}"
+
+
+def check_destructive_cap(ex: Example, sim: SimulatorThread) -> None:
+    """No account lost more files (quarantined, deleted, cleansed) than the policy's cap."""
+    cap = ex.policy.max_per_account if ex.policy is not None else None
+    if cap is None:
+        return
+    for server in ex.spec.servers:
+        for account in server.accounts:
+            now = sim.account_state(server.name, account.user).files
+            changed = [
+                f.relpath
+                for f in account.files
+                if f.relpath not in now or (f.infected_by and not now[f.relpath].infected_by)
+            ]
+            assert len(changed) <= cap, (server.name, account.user, cap, changed)
+
+
 def check_verdict(report: dict[str, Any], code: int) -> None:
     targets, summary = report["targets"], report["summary"]
     incomplete = any(
@@ -409,7 +462,7 @@ def check_verdict(report: dict[str, Any], code: int) -> None:
 # The fuzz
 
 FUZZ = settings(
-    max_examples=400 if LONG else 24,
+    max_examples=400 if LONG else 20,
     derandomize=not LONG,
     deadline=None,
     database=None,
