@@ -111,7 +111,7 @@ class ServerRuntime:
             refused = answer["errors"] == [ALREADY_RUNNING]
             took = answer["status"] == 1
             scan_type = str(args.get("scan_type"))
-            self.referee.start_scan(req, scan_type, refused, took)
+            self.referee.start_scan(req, scan_type, refused, took, facts.disinfecting)
             if took and account.run is not None:
                 self.started[(req.run, user, scan_type)] = account.run
         elif function in uapi.HANDLERS:
