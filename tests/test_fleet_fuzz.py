@@ -462,7 +462,7 @@ def check_verdict(report: dict[str, Any], code: int) -> None:
 # The fuzz
 
 FUZZ = settings(
-    max_examples=400 if LONG else 20,
+    max_examples=400 if LONG else 16,
     derandomize=not LONG,
     deadline=None,
     database=None,
