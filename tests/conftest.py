@@ -31,6 +31,7 @@ from orchestrator.simulator import (
     SimulatorThread,
 )
 from orchestrator.simulator.referee import RULES, Violation
+from orchestrator.simulator.spec import QUARANTINE_DIR
 
 #: Settings that keep simulated runs short: fast polls, short deadlines, generous rates.
 FAST_SETTINGS: dict[str, Any] = {
@@ -274,19 +275,42 @@ def one_server(*accounts: AccountSpec, faults: Faults | None = None, seed: int =
     return FleetSpec(servers=(server,), scan_seconds=0.3, seed=seed)
 
 
-def assert_outcomes_are_what_the_server_did(sim: Sim, report: dict[str, Any]) -> None:
-    """Each reported outcome matches the file's state on the simulated server."""
+def assert_outcomes_are_what_the_server_did(
+    sim: Sim, report: dict[str, Any], server_of: Callable[[str], str] = lambda name: name
+) -> None:
+    """Each reported outcome matches the file's state on the simulated server: quarantined
+    files moved into the quarantine, deleted ones gone, cleansed mailboxes clean, every other
+    outcome but `unknown` (which claims nothing) left the file as it was; `not-requested` only
+    where no sibling scan type of the account acted on the file. `server_of`: the simulated
+    server of a report's server name (inventory entry)."""
+    acted = {
+        (t["server"], t["account"], f["path"])
+        for t in report["targets"]
+        for f in t["infected_files"]
+        if f["outcome"] in ("quarantined", "deleted", "mailbox-cleansed", "unknown")
+    }
     for target in report["targets"]:
         user = target["account"]
-        state = sim.fleet.account_state(target["server"], user)
+        state = sim.fleet.account_state(server_of(target["server"]), user)
         for f in target["infected_files"]:
             rel = f["path"].removeprefix(f"/home/{user}/")
+            where = (target["server"], user, target["scan_type"], rel, f["outcome"], f["message"])
             if f["outcome"] == "quarantined":
-                assert rel not in state.files
+                assert rel not in state.files, where
+                moved = state.files[f"{QUARANTINE_DIR}/{rel.replace('/', '_')}"]
+                assert moved.infected_by == f["virus"], where
+            elif f["outcome"] == "deleted":
+                assert rel not in state.files, where
+                assert f"{QUARANTINE_DIR}/{rel.replace('/', '_')}" not in state.files, where
             elif f["outcome"] == "mailbox-cleansed":
-                assert state.files[rel].infected_by is None
+                assert state.files[rel].infected_by is None, where
+            elif f["outcome"] == "unknown":
+                pass  # sent, never confirmed: it may or may not be done
+            elif f["outcome"] == "not-requested" and (target["server"], user, f["path"]) in acted:
+                pass  # a sibling scan type of the account sent an action for it
             else:
-                assert state.files[rel].infected_by == f["virus"], (rel, f["outcome"])
+                left = state.files.get(rel)
+                assert left is not None and left.infected_by == f["virus"], where
 
 
 def with_targets(report: Report, targets: Sequence[TargetResult]) -> Report:

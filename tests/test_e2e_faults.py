@@ -327,3 +327,30 @@ def test_https_trusted_untrusted_and_unverified_servers_in_one_run(
     warnings = [line for line in result.stderr.splitlines() if "verify_disabled" in line]
     assert len(warnings) == 1 and "sim03" in warnings[0]
     assert result.code == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "client bug found by the fleet fuzz: after a start_scan whose answer was lost, "
+        "VERIFY_START takes any not-complete status as its scan (workflow._is_ours), even the "
+        "reset one read before the start (same time_started): a start that never ran is "
+        "polled as a scan and reported `stalled` after the stall timeout"
+    ),
+)
+def test_a_lost_start_over_a_reset_status_is_not_taken_for_a_running_scan(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome]
+) -> None:
+    # cPanel's UI left the status reset (a start refused while clamd was down), and every
+    # start_scan of this run is dropped before it runs: no scan is ever started
+    faults = Faults(reset_every=1, functions=frozenset({"start_scan"}))
+    sim = simulate(
+        one_server(infected_account("alice"), faults=faults),
+        settings={"timeouts": {"request": 5, "scan": 60, "stall": 2, "disinfection": 30}},
+    )
+    sim.fleet.fail_start_as_ui("sim01", "alice")
+    result = cli("run", sim.inventory)
+    [target] = result.report["targets"]
+    assert sim.fleet.scans_started("sim01") == {}  # the setup holds: nothing ever scanned
+    assert target["status"] == "failed"
+    assert target["error"]["kind"] != "stalled", target["error"]  # no scan ever ran to stall

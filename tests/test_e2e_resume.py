@@ -10,9 +10,23 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
+import anyio
+import pytest
+
+from orchestrator import execute
 from orchestrator.journal import Journal
-from orchestrator.simulator import Faults, SimulatorThread, generate_fleet
+from orchestrator.model import EXIT_INTERNAL, TargetResult
+from orchestrator.runner import FleetRun
+from orchestrator.simulator import (
+    AccountSpec,
+    Faults,
+    FleetSpec,
+    SimFile,
+    SimulatorThread,
+    generate_fleet,
+)
 
 from .conftest import (
     FAST_SERVER,
@@ -265,3 +279,96 @@ def test_resume_of_a_finished_run_with_a_new_policy_is_refused_and_disinfects_no
     assert "already finished: nothing to resume" in line
     assert sim.fleet.calls("sim01") == calls, "a refused resume sends nothing"
     assert sim.fleet.calls("sim01", function="disinfect_files") == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# What a resumed run must still remember of the part before the stop
+
+
+class Stopped(Exception):
+    """The run stopped (as a kill would): its journal is left unfinished."""
+
+
+def stopping_after_results(count: int) -> type[FleetRun]:
+    """FleetRun that stops as soon as `count` targets have finished (deterministic kill)."""
+
+    class StoppingFleetRun(FleetRun):
+        async def run(self) -> None:
+            with anyio.CancelScope() as self.stop:
+                await super().run()
+            if self.stop.cancel_called:
+                raise Stopped(f"stopped after {count} finished target(s)")
+
+        def _record(self, result: TargetResult) -> None:
+            super()._record(result)
+            done = [r for r in self.results_by_target.values() if r.error is None]
+            if len(done) >= count:
+                self.stop.cancel()
+
+    return StoppingFleetRun
+
+
+def stop_then_resume(sim: Sim, cli: Callable[..., Outcome], args: list[str | Path]) -> Outcome:
+    with mock.patch.object(execute, "FleetRun", stopping_after_results(1)):
+        stopped = cli(*args)
+    assert stopped.code == EXIT_INTERNAL, stopped.stderr  # stopped part-way: nothing finished
+    return cli(*args, "--resume")
+
+
+def two_scan_types_one_file_each(tmp_path: Path, policy: str) -> tuple[FleetSpec, Path]:
+    account = AccountSpec(
+        "alice",
+        files=(
+            SimFile("public_html/shell.php", 900, "Php.Webshell-1"),
+            SimFile("mail/example.com/info/cur/1.eml", 800, "Email.Trojan.Agent-7"),
+        ),
+    )
+    return one_server(account), write_policy(tmp_path, policy)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "client bug found by the fleet fuzz: FleetRun's DestructiveBudget starts empty on "
+        "--resume, so actions granted before the stop are forgotten and the cap is exceeded"
+    ),
+)
+def test_a_resumed_run_keeps_max_destructive_per_account_across_the_stop(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    spec, policy = two_scan_types_one_file_each(
+        tmp_path, "default: quarantine\nlimits: {max_destructive_per_account: 1}\n"
+    )
+    sim = simulate(spec, server_keys={"scan_types": ["home", "public_html", "mail"]})
+    args: list[str | Path] = ["run", sim.inventory, "--policy", policy]
+    resumed = stop_then_resume(sim, cli, [*args, "--journal", tmp_path / "journal.sqlite"])
+    files = sim.fleet.account_state("sim01", "alice").files
+    moved = [p for p in files if p.startswith("quarantine_clamavconnector/")]
+    kinds = [(t["error"] or {}).get("kind") for t in resumed.report["targets"]]
+    assert "policy_limit" in kinds, kinds
+    assert len(moved) <= 1, f"max_destructive_per_account=1, yet quarantined: {moved}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "client bug found by the fleet fuzz: FleetRun.sent (files whose action a sibling scan "
+        "type already sent) starts empty on --resume, so a file is sent a second time"
+    ),
+)
+def test_a_resumed_run_sends_no_file_an_action_twice(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    spec, policy = two_scan_types_one_file_each(tmp_path, "default: ignore\n")
+    sim = simulate(spec, server_keys={"scan_types": ["home", "public_html"]})
+    args: list[str | Path] = ["run", sim.inventory, "--policy", policy]
+    resumed = stop_then_resume(sim, cli, [*args, "--journal", tmp_path / "journal.sqlite"])
+    targets = resumed.targets()
+    web = "/home/alice/public_html/shell.php"
+    outcomes = [
+        f["outcome"]
+        for key in (("sim01", "alice", "home"), ("sim01", "alice", "public_html"))
+        for f in targets[key]["infected_files"]
+        if f["path"] == web
+    ]
+    assert sorted(outcomes) == ["no-action", "not-requested"], "the web shell sent once"

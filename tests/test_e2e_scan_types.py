@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from orchestrator.simulator import generate_fleet
+from orchestrator.simulator import (
+    AccountSpec,
+    Faults,
+    FleetSpec,
+    ServerSpec,
+    SimFile,
+    generate_fleet,
+)
 from orchestrator.simulator.scan import SCOPES
 
 from .conftest import Outcome, Sim
@@ -120,3 +127,44 @@ def test_a_file_found_by_two_scan_types_is_disinfected_once(
     assert sim.fleet.calls("sim01", function="disinfect_files") == with_files
     summary: dict[str, Any] = result.report["summary"]
     assert summary["outcomes"] == {"no-action": summary["infected_files"]}
+
+
+@pytest.mark.expect_violations("scan-during-disinfection")
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "client bug found by the fleet fuzz: a target that stops following its disinfection "
+        "(a failed check_disinfection_status ends it with outcome unknown) frees its account, "
+        "so the sibling scan type starts while cPanel's task still runs; the task then deletes "
+        "the infected list (cpanel-api.md 3.5), and the sibling reports its scan clean"
+    ),
+)
+def test_a_sibling_scan_type_never_starts_while_the_accounts_disinfection_may_still_run(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    # every disinfection poll is lost: the first target gives up following its (queued) task
+    faults = Faults(reset_every=1, functions=frozenset({"check_disinfection_status"}))
+    account = AccountSpec(
+        "alice",
+        files=(
+            SimFile("public_html/shell.php", 900, "Php.Webshell-1"),
+            SimFile("tmp/a.out", 500, "Unix.Trojan.Mirai-9"),  # only `home` sees it
+        ),
+    )
+    spec = FleetSpec(
+        servers=(ServerSpec("sim01", accounts=(account,), faults=faults),), scan_seconds=1.0
+    )
+    sim = simulate(spec, server_keys={"scan_types": ["public_html", "home"]})
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("default: quarantine\n")
+    result = cli("run", sim.inventory, "--policy", policy)
+    targets = result.targets()
+    first = targets[("sim01", "alice", "public_html")]
+    assert [f["outcome"] for f in first["infected_files"]] == ["unknown"]  # the setup holds
+    run_id = result.report["run"]["id"]
+    found = sim.fleet.scans_started("sim01")[(run_id, "alice", "home")]
+    assert ("tmp/a.out", "Unix.Trojan.Mirai-9") in found  # home's own scan found the trojan
+    home = targets[("sim01", "alice", "home")]
+    assert ("/home/alice/tmp/a.out", "Unix.Trojan.Mirai-9") in {
+        (f["path"], f["virus"]) for f in home["infected_files"]
+    }, f"home reported {home['status']}: its infected list was deleted under it"

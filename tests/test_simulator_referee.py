@@ -180,6 +180,25 @@ async def test_disinfecting_again_before_the_previous_disinfection_is_done_is_re
     ]
 
 
+@pytest.mark.expect_violations("scan-during-disinfection")
+@pytest.mark.asyncio
+async def test_a_scan_started_while_the_accounts_disinfection_is_pending_is_recorded() -> None:
+    async with refereed(fleet_of(alice())) as api:
+        await api.scan_to_completion("alice", "public_html")
+        await api.disinfect("alice", {SHELL.relpath: "quarantine"})
+        await api.uapi("alice", "start_scan", scan_type="home")  # the task is still queued
+        [violation] = api.fleet.violations()
+        await wait_disinfection_done(api)
+        api.clock.advance(1000)  # the home scan ends too
+        await api.scan_to_completion("alice", "mail")  # no disinfection pending: fine
+    assert (violation.rule, violation.account, violation.function) == (
+        "scan-during-disinfection",
+        "alice",
+        "start_scan",
+    )
+    assert [v.rule for v in api.fleet.violations()] == ["scan-during-disinfection"]
+
+
 # -- logins and accounts ----------------------------------------------------------------------
 
 

@@ -31,6 +31,8 @@ reading that is safer for the client, i.e. the stricter one:
 - After a finished disinfection the infected list is gone: any path named is unlisted.
 - Queueing a disinfection while the previous one is queued or running is a violation (4: "no
   guard was found ... avoid doing this").
+- Starting a scan while the account's disinfection is queued or running is a violation (3.5:
+  the task's end deletes the infected list, which is then the new scan's: a false "clean").
 - A refused login is a 403 for bad credentials or a cPHulk block. cPHulk blocks by IP, so from
   then on every request of that run to that server counts, for any account or credentials.
   The 403 a suspended account's own credentials get is not one (cPHulk does not count it);

@@ -87,7 +87,7 @@ class AccountState:
         self._stale = None
         if self.scan_running(now):
             return ALREADY_RUNNING
-        if faults.clamd_down:
+        if faults.clamd_down or self.spec.user in faults.clamd_down_accounts:
             return CLAMD_DOWN
         plan = self.plan(scan_type)
         duration = self._duration(plan)

@@ -184,6 +184,22 @@ class SimulatedFleet:
         with rt.lock:
             return rt.loadavg(rt.now())
 
+    def scans_started(self, name: str) -> dict[tuple[str, str, str], list[tuple[str, str]]]:
+        """(run id, account, scan type) -> what the scan that run's start_scan created found
+        ((relpath, virus), in walk order): the latest scan per key; never a scan started by
+        cPanel's UI (`start_scan_as_ui`). Run id as the referee reads it from the User-Agent."""
+        return self._rt(name).scans_started()
+
+    def start_scan_as_ui(self, name: str, user: str, scan_type: str = "home") -> str | None:
+        """Start a scan as someone in cPanel's UI would (not a request: no referee, no log).
+        Returns cPanel's error (a scan already runs, clamd is down...) or None."""
+        return self._rt(name).start_as_ui(user, scan_type)
+
+    def fail_start_as_ui(self, name: str, user: str, scan_type: str = "home") -> str | None:
+        """A start_scan from cPanel's UI refused while clamd was down: it leaves the status file
+        reset (`scan_complete: 0`, zero counters) with no scan behind it. Returns the error."""
+        return self._rt(name).start_as_ui(user, scan_type, clamd_down=True)
+
     def running_scans(self, name: str) -> int:
         """Scans whose child is alive on the server now."""
         rt = self._rt(name)

@@ -41,6 +41,10 @@ SESSION_TOKEN = re.compile(r"/cpsess\d+")
 RULES: dict[str, str] = {
     "scan-overlap": "start_scan while that account's scan runs (any scan type)",
     "scan-restarted": "a second start_scan for one target within one run after one took",
+    "scan-during-disinfection": (
+        "start_scan while the account's disinfection is queued or running (its end deletes "
+        "the infected list the new scan writes)"
+    ),
     "results-before-complete": (
         "list_infected_files or disinfect_files while the account's scan is not complete"
     ),
@@ -186,11 +190,18 @@ def judge_call(
     return out
 
 
-def judge_start(scan_type: str, refused_running: bool, took_before: bool) -> list[tuple[str, str]]:
-    """(rule, message) for one start_scan; `took_before`: this run already started it."""
+def judge_start(
+    scan_type: str, refused_running: bool, took_before: bool, disinfecting: bool = False
+) -> list[tuple[str, str]]:
+    """(rule, message) for one start_scan; `took_before`: this run already started it;
+    `disinfecting`: the account's disinfection task is queued or running."""
     out: list[tuple[str, str]] = []
     if refused_running:
         out.append(("scan-overlap", f"start_scan {scan_type} while a scan of the account runs"))
+    if disinfecting:
+        out.append(
+            ("scan-during-disinfection", f"start_scan {scan_type} while a disinfection is pending")
+        )
     if took_before:
         out.append(("scan-restarted", f"start_scan {scan_type} again in the same run"))
     return out
@@ -251,9 +262,13 @@ class ServerReferee:
         if req.account is not None:
             self._denied.add((req.run, req.account))
 
-    def start_scan(self, req: Request, scan_type: str, refused_running: bool, took: bool) -> None:
+    def start_scan(
+        self, req: Request, scan_type: str, refused_running: bool, took: bool,
+        disinfecting: bool = False,
+    ) -> None:  # fmt: skip
         key = (req.run, req.account or "", scan_type)
-        for rule, message in judge_start(scan_type, refused_running, key in self._took):
+        judged = judge_start(scan_type, refused_running, key in self._took, disinfecting)
+        for rule, message in judged:
             self.flag(req, rule, message)
         if took:
             self._took.add(key)

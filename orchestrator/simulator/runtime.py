@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.simulator import uapi
@@ -19,7 +19,11 @@ from orchestrator.simulator.clock import Clock
 from orchestrator.simulator.faults import FaultState
 from orchestrator.simulator.load import LoadModel
 from orchestrator.simulator.referee import FleetWindow, Request, ServerReferee, Violation
+from orchestrator.simulator.scan import ScanRun
 from orchestrator.simulator.spec import Faults, FleetSpec, ServerSpec
+
+#: (run id, account, scan type): who started a scan, as the referee tells runs apart
+ScanKey = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,9 @@ class ServerRuntime:
         self.base_url = ""
         suspended = frozenset(a.user for a in spec.accounts if a.suspended)
         self.referee = ServerReferee(spec.name, window or FleetWindow(), suspended)
+        #: the scan each start_scan request that took created (the latest one per key): the
+        #: oracle of what a target must report, its own scan's findings and no other's
+        self.started: dict[ScanKey, ScanRun] = {}
 
     @property
     def faults(self) -> Faults:
@@ -103,7 +110,28 @@ class ServerRuntime:
         if function == "start_scan":
             refused = answer["errors"] == [ALREADY_RUNNING]
             took = answer["status"] == 1
-            self.referee.start_scan(req, str(args.get("scan_type")), refused, took)
+            scan_type = str(args.get("scan_type"))
+            self.referee.start_scan(req, scan_type, refused, took, facts.disinfecting)
+            if took and account.run is not None:
+                self.started[(req.run, user, scan_type)] = account.run
         elif function in uapi.HANDLERS:
             self.referee.call(req, function, args, facts, account.relpath)
         return answer
+
+    def scans_started(self) -> dict[ScanKey, list[tuple[str, str]]]:
+        """What each scan a request started found: (relpath, virus), all of it once complete
+        (a scan that never completes: what it found so far)."""
+        with self.lock:
+            now = self.now()
+            return {key: run.infected(now) for key, run in self.started.items()}
+
+    def start_as_ui(self, user: str, scan_type: str, *, clamd_down: bool = False) -> str | None:
+        """start_scan as cPanel's own UI would run it: no request, not refereed, not logged.
+        `clamd_down`: it fails as while clamd was down (the status file is left reset).
+        Returns cPanel's error, or None when a scan started."""
+        with self.lock:
+            now = self.now()
+            account = self.accounts[user]
+            account.advance(now)
+            faults = replace(self.faults, clamd_down=True) if clamd_down else self.faults
+            return account.begin_scan(now, scan_type, faults)

@@ -40,6 +40,7 @@ class Faults:
     fail_next: int = 0  # the next N matching requests get 503
     stall_accounts: frozenset[str] = frozenset()  # scans die at ~40% and never complete
     clamd_down: bool = False  # start_scan: "failed to connect to the ClamAV service"
+    clamd_down_accounts: frozenset[str] = frozenset()  # the same, for these accounts only
     lockout_failures: int = 5  # cPHulk: failed logins per IP within lockout_window
     lockout_window: float = 900.0
     lockout_seconds: float = 600.0

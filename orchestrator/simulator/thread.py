@@ -126,6 +126,15 @@ class SimulatorThread:
     def running_scans(self, name: str) -> int:
         return self.fleet.running_scans(name)
 
+    def scans_started(self, name: str) -> dict[tuple[str, str, str], list[tuple[str, str]]]:
+        return self.fleet.scans_started(name)
+
+    def start_scan_as_ui(self, name: str, user: str, scan_type: str = "home") -> str | None:
+        return self.fleet.start_scan_as_ui(name, user, scan_type)
+
+    def fail_start_as_ui(self, name: str, user: str, scan_type: str = "home") -> str | None:
+        return self.fleet.fail_start_as_ui(name, user, scan_type)
+
     def stop_server(self, name: str) -> None:
         """Take one server down (blocking until its port is closed)."""
         assert self._loop is not None
