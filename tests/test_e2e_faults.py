@@ -329,15 +329,6 @@ def test_https_trusted_untrusted_and_unverified_servers_in_one_run(
     assert result.code == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "client bug found by the fleet fuzz: after a start_scan whose answer was lost, "
-        "VERIFY_START takes any not-complete status as its scan (workflow._is_ours), even the "
-        "reset one read before the start (same time_started): a start that never ran is "
-        "polled as a scan and reported `stalled` after the stall timeout"
-    ),
-)
 def test_a_lost_start_over_a_reset_status_is_not_taken_for_a_running_scan(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome]
 ) -> None:

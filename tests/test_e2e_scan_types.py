@@ -129,21 +129,7 @@ def test_a_file_found_by_two_scan_types_is_disinfected_once(
     assert summary["outcomes"] == {"no-action": summary["infected_files"]}
 
 
-@pytest.mark.expect_violations("scan-during-disinfection")
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "client bug found by the fleet fuzz: a target that stops following its disinfection "
-        "(a failed check_disinfection_status ends it with outcome unknown) frees its account, "
-        "so the sibling scan type starts while cPanel's task still runs; the task then deletes "
-        "the infected list (cpanel-api.md 3.5), and the sibling reports its scan clean"
-    ),
-)
-def test_a_sibling_scan_type_never_starts_while_the_accounts_disinfection_may_still_run(
-    simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
-) -> None:
-    # every disinfection poll is lost: the first target gives up following its (queued) task
-    faults = Faults(reset_every=1, functions=frozenset({"check_disinfection_status"}))
+def sibling_fleet(faults: Faults) -> FleetSpec:
     account = AccountSpec(
         "alice",
         files=(
@@ -151,10 +137,18 @@ def test_a_sibling_scan_type_never_starts_while_the_accounts_disinfection_may_st
             SimFile("tmp/a.out", 500, "Unix.Trojan.Mirai-9"),  # only `home` sees it
         ),
     )
-    spec = FleetSpec(
+    return FleetSpec(
         servers=(ServerSpec("sim01", accounts=(account,), faults=faults),), scan_seconds=1.0
     )
-    sim = simulate(spec, server_keys={"scan_types": ["public_html", "home"]})
+
+
+def test_a_sibling_scan_type_waits_for_a_disinfection_its_sibling_stopped_following(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    # the first target's disinfection polls fail (3 attempts): it stops following its task,
+    # which cPanel still runs; its end would delete the infected list of a scan started now
+    faults = Faults(fail_next=3, functions=frozenset({"check_disinfection_status"}))
+    sim = simulate(sibling_fleet(faults), server_keys={"scan_types": ["public_html", "home"]})
     policy = tmp_path / "policy.yaml"
     policy.write_text("default: quarantine\n")
     result = cli("run", sim.inventory, "--policy", policy)
@@ -168,3 +162,29 @@ def test_a_sibling_scan_type_never_starts_while_the_accounts_disinfection_may_st
     assert ("/home/alice/tmp/a.out", "Unix.Trojan.Mirai-9") in {
         (f["path"], f["virus"]) for f in home["infected_files"]
     }, f"home reported {home['status']}: its infected list was deleted under it"
+    # (the referee fixture: no start_scan while the disinfection was pending)
+
+
+def test_a_sibling_is_not_scanned_rather_than_read_clean_while_a_disinfection_may_run(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    # every disinfection poll is lost: nobody can know when the task ends
+    faults = Faults(reset_every=1, functions=frozenset({"check_disinfection_status"}))
+    sim = simulate(
+        sibling_fleet(faults),
+        server_keys={"scan_types": ["public_html", "home"]},
+        settings={"timeouts": {"request": 5, "scan": 60, "stall": 10, "disinfection": 2}},
+    )
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("default: quarantine\n")
+    result = cli("run", sim.inventory, "--policy", policy)
+    home = result.targets()[("sim01", "alice", "home")]
+    assert home["status"] == "failed"
+    assert home["error"]["kind"] == "api"
+    assert "not scanned" in home["error"]["message"]
+    assert sim.fleet.scans_started("sim01") == {
+        (result.report["run"]["id"], "alice", "public_html"): [
+            ("public_html/shell.php", "Php.Webshell-1")
+        ]
+    }
+    assert result.code == 1  # the web shell: infected wins over the incomplete sibling

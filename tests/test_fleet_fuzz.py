@@ -282,8 +282,8 @@ def stopped(how: str, when: float) -> type[FleetRun]:
             if self.stop.cancel_called:
                 raise Killed(f"stopped ({how} {when})")
 
-        def _record(self, result: TargetResult) -> None:
-            super()._record(result)
+        def record(self, result: TargetResult) -> None:
+            super().record(result)
             done = sum(1 for r in self.results_by_target.values() if r.error is None)
             if how == "results" and done >= when:
                 self.stop.cancel()
