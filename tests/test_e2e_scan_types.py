@@ -188,3 +188,28 @@ def test_a_sibling_is_not_scanned_rather_than_read_clean_while_a_disinfection_ma
         ]
     }
     assert result.code == 1  # the web shell: infected wins over the incomplete sibling
+
+
+@pytest.mark.expect_violations("scan-overlap")  # the refused start: the race is the point
+def test_a_start_refused_by_a_scan_started_from_cpanels_ui_follows_it_then_scans_its_own(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome]
+) -> None:
+    # someone starts a scan in cPanel's UI between our status read and our start_scan
+    # seed 1: a web shell in public_html, and a backup outside it that only home would see
+    spec = generate_fleet(servers=1, accounts=1, infected_ratio=1.0, scan_seconds=1.0, seed=1)
+    user = spec.servers[0].accounts[0].user
+    spec = spec.with_faults("sim01", ui_race_accounts=frozenset({user}))
+    sim = simulate(spec, server_keys={"scan_types": ["public_html"]})
+    result = cli("run", sim.inventory)
+    (target,) = result.report["targets"]
+    assert target["error"] is None, target["error"]
+    starts = [r.status for r in sim.fleet.request_log("sim01") if r.function == "start_scan"]
+    assert len(starts) == 2  # refused ("already in progress"), then ours after theirs ended
+    run_id = result.report["run"]["id"]
+    own = sim.fleet.scans_started("sim01")[(run_id, user, "public_html")]
+    assert own, "the account has infected web files"
+    view = sim.fleet.account_state("sim01", user)
+    assert {(f["path"], f["virus"]) for f in target["infected_files"]} == {
+        (f"{view.home}/{rel}", virus) for rel, virus in own
+    }  # its own public_html scan's files, never the UI's home scan's
+    assert all("public_html/" in f["path"] for f in target["infected_files"])

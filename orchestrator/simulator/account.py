@@ -52,6 +52,7 @@ class AccountState:
         self.task: DisinfectTask | None = None
         self._last_started = 0
         self._tasks = 0
+        self.ui_raced = False  # Faults.ui_race_accounts: the UI's scan was started already
 
     # -- scans ---------------------------------------------------------------------------------
 

@@ -41,6 +41,9 @@ class Faults:
     stall_accounts: frozenset[str] = frozenset()  # scans die at ~40% and never complete
     clamd_down: bool = False  # start_scan: "failed to connect to the ClamAV service"
     clamd_down_accounts: frozenset[str] = frozenset()  # the same, for these accounts only
+    #: someone starts a `home` scan from cPanel's UI just before the first start_scan for
+    #: these accounts arrives (the race between a client's status read and its start)
+    ui_race_accounts: frozenset[str] = frozenset()
     lockout_failures: int = 5  # cPHulk: failed logins per IP within lockout_window
     lockout_window: float = 900.0
     lockout_seconds: float = 600.0

@@ -91,6 +91,9 @@ def _scan_type_error(account: AccountState, args: Args) -> str | None:
 
 
 def start_scan(account: AccountState, args: Args, now: float, faults: Faults) -> dict[str, Any]:
+    if account.spec.user in faults.ui_race_accounts and not account.ui_raced:
+        account.ui_raced = True
+        account.begin_scan(now, "home", faults)  # someone else's, from cPanel's UI
     error = _scan_type_error(account, args) or account.begin_scan(now, args["scan_type"], faults)
     return failure(error) if error else result()
 
