@@ -8,16 +8,18 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 import stamina
 import yaml
 
 from orchestrator.cli import main
+from orchestrator.client import Http
 from orchestrator.model import TargetResult
 from orchestrator.report import Report, load_report, validate_report_dict, write_report
 from orchestrator.report.model import summarize
@@ -86,6 +88,13 @@ def _referee_message(unexpected: list[Violation], missing: set[str]) -> str:
     if missing:
         lines.append(f"expected but not recorded: {', '.join(sorted(missing))}")
     return "\n".join(lines)
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[Http]:
+    """The run's one HTTP session, for client tests (aioresponses or the simulator behind it)."""
+    async with Http(request_timeout=5) as h:
+        yield h
 
 
 @dataclass

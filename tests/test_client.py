@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-import pytest_asyncio
 import stamina
 from aiohttp import web
 from aioresponses import aioresponses
@@ -54,19 +52,6 @@ def whm(data: object, status: int = 1) -> dict[str, object]:
 
 def server(method: AuthMethod = AuthMethod.WHM_TOKEN, base: str = BASE) -> Server:
     return Server(name="web01", base_url=base, auth=Credentials(method, "root", Secret(CANARY)))
-
-
-@pytest.fixture(autouse=True)
-def no_retry_waits() -> object:
-    stamina.set_testing(True, attempts=3)
-    yield
-    stamina.set_testing(False)
-
-
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[Http]:
-    async with Http(request_timeout=5) as h:
-        yield h
 
 
 def uapi_url(function: str) -> re.Pattern[str]:

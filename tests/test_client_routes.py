@@ -4,11 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import pytest
-import pytest_asyncio
-import stamina
 from aioresponses import aioresponses
 
 from orchestrator.client import Http, ServerClient
@@ -26,19 +22,6 @@ BASE = "https://web01.test:2087"
 
 def server(method: AuthMethod, base: str = BASE) -> Server:
     return Server(name="web01", base_url=base, auth=Credentials(method, "root", Secret("t0ken")))
-
-
-@pytest.fixture(autouse=True)
-def no_retry_waits() -> Iterator[None]:
-    stamina.set_testing(True, attempts=3)
-    yield
-    stamina.set_testing(False)
-
-
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[Http]:
-    async with Http(request_timeout=5) as h:
-        yield h
 
 
 @pytest.mark.asyncio

@@ -52,6 +52,18 @@ def until_request(
     return state, cmd, now
 
 
+def reset_until_start() -> tuple[workflow.State, Command, float]:
+    """From the first read of a reset status that never moves, until start_scan is tried."""
+    state, cmd = workflow.begin(TARGET, CFG, 0)
+    state, cmd = workflow.step(state, RESET, 0)
+    now = 0.0
+    while not isinstance(cmd, StartScan):
+        state, cmd, now = until_request(state, cmd, now)
+        if cmd == GetScanStatus():
+            state, cmd = workflow.step(state, RESET, now)
+    return state, cmd, now
+
+
 def test_a_start_refused_by_someone_elses_scan_follows_it_to_its_end_then_starts_ours() -> None:
     state, _ = to_start()
     state, cmd = workflow.step(state, BUSY, 1)
@@ -109,13 +121,7 @@ def test_a_reset_status_that_never_moves_is_not_polled_until_the_stall_timeout()
 
 
 def test_a_scan_in_its_counting_pass_is_followed_when_the_start_is_refused() -> None:
-    state, cmd = workflow.begin(TARGET, CFG, 0)
-    state, cmd = workflow.step(state, RESET, 0)
-    now = 0.0
-    while not isinstance(cmd, StartScan):
-        state, cmd, now = until_request(state, cmd, now)
-        if cmd == GetScanStatus():
-            state, cmd = workflow.step(state, RESET, now)
+    state, cmd, now = reset_until_start()
     state, cmd = workflow.step(state, BUSY, now)  # a real scan after all: follow it
     assert state.phase is Phase.FOREIGN
     state, cmd, now = until_request(state, cmd, now)
@@ -171,13 +177,7 @@ def test_a_disinfection_past_its_deadline_reports_its_files_unknown_not_error() 
 
 def test_a_lost_start_over_a_reset_status_is_not_taken_for_our_scan() -> None:
     # the account's status was left reset by an earlier refused start (time_started 500)
-    state, cmd = workflow.begin(TARGET, CFG, 0)
-    state, cmd = workflow.step(state, RESET, 0)
-    now = 0.0
-    while not isinstance(cmd, StartScan):
-        state, cmd, now = until_request(state, cmd, now)
-        if cmd == GetScanStatus():
-            state, cmd = workflow.step(state, RESET, now)
+    state, cmd, now = reset_until_start()
     lost = RequestFailed(ErrorInfo(ErrorKind.UNREACHABLE, "connection reset"), ambiguous=True)
     state, cmd = workflow.step(state, lost, now)
     assert state.phase is Phase.VERIFY_START
