@@ -239,7 +239,9 @@ def validate(args: argparse.Namespace) -> int:
 
         _register_secrets(inventory, None)
         return check_connectivity(inventory)
-    print(f"{args.inventory}: OK, {len(inventory.servers)} servers (secrets not read)")
+    count = len(inventory.servers)
+    plural = "" if count == 1 else "s"
+    print(f"{args.inventory}: OK, {count} server{plural} (secrets not read)")
     for server in inventory.servers:
         print("\n".join(lint.server_lines(server)))
     warnings = list(lint.inventory_warnings(inventory))

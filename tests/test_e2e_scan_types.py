@@ -79,6 +79,9 @@ def test_two_scan_types_per_account_find_every_infected_file_whatever_the_scan_c
     # a file that home and mail both found is one infected file of the account
     assert result.report["summary"]["infected_files"] == unique_per_account(truth)
     assert unique_per_account(truth) < sum(len(v) for v in truth.values())  # the case is real
+    # the printed table agrees with the summary: its server rows add up to its total row
+    table = [line.split() for line in result.stdout.splitlines() if line[:5] in ("sim01", "total")]
+    assert [row[-1] for row in table] == [str(unique_per_account(truth))] * 2
 
 
 def test_password_logins_with_home_and_public_html_scan_both_types_of_every_account(

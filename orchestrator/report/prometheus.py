@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from orchestrator.model import Status, TargetResult
-from orchestrator.report.model import Report
+from orchestrator.report.model import Report, account_files
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +114,10 @@ def _fleet_lines(report: Report) -> Iterator[str]:
 
 def _server_lines(report: Report) -> Iterator[str]:
     by_status: dict[str, Counter[str]] = {}
-    files: Counter[str] = Counter()
     for t in report.targets:  # servers in report order (inventory order)
         by_status.setdefault(t.server, Counter())[str(t.status)] += 1
-        files[t.server] += len(t.infected_files)
+    # once per account, as summary.infected_files: the per-server series add up to the total
+    files = Counter(server for server, _, _, _ in account_files(report.targets))
     yield from _header("clamfleet_server_targets", "Targets of the server by status.")
     for server, counts in by_status.items():
         for status in STATUSES:

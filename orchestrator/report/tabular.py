@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from orchestrator.model import Status, TargetResult
-from orchestrator.report.model import Report
+from orchestrator.report.model import Report, account_files
 
 TARGET_COLUMNS = [
     "server",
@@ -124,7 +124,7 @@ def _server_summary(server: str, targets: Sequence[TargetResult]) -> ServerSumma
         infected=count(Status.INFECTED),
         failed=count(Status.FAILED),
         skipped=count(Status.SKIPPED),
-        infected_files=sum(len(t.infected_files) for t in targets),
+        infected_files=len(account_files(targets)),  # once per account, as the summary
         durations=tuple(t.duration_s for t in targets if t.duration_s is not None),
     )
 
