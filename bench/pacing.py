@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.pacing import LoadController, LoadReading  # noqa: E402
+from orchestrator.workflow.pacing import LoadController, LoadReading  # noqa: E402
 from orchestrator.simulator import FleetSpec, LoadSpec, SimulatorThread, generate_fleet  # noqa: E402
 from orchestrator.simulator.load import LoadModel  # noqa: E402
 

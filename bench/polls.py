@@ -60,7 +60,7 @@ from bound import Limits, fleet_bound  # noqa: E402
 from run import SIZES, Size  # noqa: E402
 
 from orchestrator import workflow  # noqa: E402
-from orchestrator.events import (  # noqa: E402
+from orchestrator.workflow.events import (  # noqa: E402
     ActionsPlanned,
     Command,
     Finish,
@@ -77,7 +77,7 @@ from orchestrator.events import (  # noqa: E402
     Wait,
 )
 from orchestrator.model import Action, Outcome, ScanType, Target  # noqa: E402
-from orchestrator.parse import parse_infected, parse_status, parse_uapi  # noqa: E402
+from orchestrator.client.parse import parse_infected, parse_status, parse_uapi  # noqa: E402
 from orchestrator.simulator import AccountSpec, Faults, generate_fleet  # noqa: E402
 from orchestrator.simulator.account import AccountState  # noqa: E402
 from orchestrator.simulator.uapi import call  # noqa: E402

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from orchestrator.cli import UsageError, build_parser
-from orchestrator.commands import parse_formats
-from orchestrator.shard import parse_shard
+from orchestrator.cli.commands import parse_formats
+from orchestrator.engine.shard import parse_shard
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from orchestrator.client.transport import Http, Raw, Url, parse_url
 from orchestrator.config import AuthMethod, Server
 from orchestrator.errors import TlsError, TransportError
-from orchestrator.parse import Answer, check_answer, is_login_page, parse_uapi
+from orchestrator.client.parse import Answer, check_answer, is_login_page, parse_uapi
 
 
 class Acquire(Protocol):

@@ -16,7 +16,7 @@ from orchestrator.client.channel import Channel
 from orchestrator.client.retry import RetryPolicy, with_retries
 from orchestrator.config import AuthMethod
 from orchestrator.errors import AuthError, ProtocolError, TargetError
-from orchestrator.parse import check_status, parse_uapi, parse_whm
+from orchestrator.client.parse import check_status, parse_uapi, parse_whm
 
 MODULE = "ClamScanner"
 DISINFECT = "disinfect_files"

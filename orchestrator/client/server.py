@@ -16,10 +16,10 @@ from orchestrator.client.retry import RetryPolicy, with_retries
 from orchestrator.client.route import route_for
 from orchestrator.client.transport import Http
 from orchestrator.config import AuthMethod, Server
-from orchestrator.events import DisinfectionStatusReply, StatusData
+from orchestrator.workflow.events import DisinfectionStatusReply, StatusData
 from orchestrator.model import Action, ScanType
-from orchestrator.pacing import LoadReading
-from orchestrator.parse import (
+from orchestrator.workflow.pacing import LoadReading
+from orchestrator.client.parse import (
     Account,
     parse_accounts,
     parse_disinfection,

@@ -19,7 +19,7 @@ from yarl import URL
 from orchestrator import __version__
 from orchestrator.config import TlsConfig
 from orchestrator.errors import RequestTimeout, TargetError, TlsError, TransportError
-from orchestrator.health import Hosts
+from orchestrator.client.health import Hosts
 
 #: A parsed URL: what the layers above pass back to `send` without importing yarl themselves.
 Url = URL

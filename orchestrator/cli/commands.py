@@ -1,0 +1,406 @@
+"""What each subcommand does. cli.py parses; these load, run, report and pick the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+import structlog
+
+from orchestrator import __version__, log
+from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Limits, Policy, Rule
+from orchestrator.errors import ConfigError
+from orchestrator.cli.execute import ScanJob, arun, scan_and_report
+from orchestrator.config.inventory import load_inventory, select_servers
+from orchestrator.engine.journal import Journal
+from orchestrator.model import (
+    EXIT_INTERNAL,
+    Action,
+    RunInfo,
+    ScanType,
+    Target,
+)
+from orchestrator.cli.notify import notify, webhook_url
+from orchestrator.workflow.pacing import Window
+from orchestrator.config.pacing_keys import with_finish_by
+from orchestrator.engine.policy import load_policy
+from orchestrator.report import (
+    FORMATS,
+    Report,
+    load_report,
+    merge_reports,
+    prepare_out_dir,
+    summary_table,
+    writable_dir,
+    write_report,
+)
+from orchestrator.report.model import incomplete
+from orchestrator.engine.runner import NullObserver, Observer, RunOptions
+from orchestrator.engine.shard import ignored_env, resolve_shard, servers_in_shard
+
+logger = structlog.get_logger("clamfleet")
+_arun = arun  # the name it had here before execute.py (tests and callers use it)
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+
+
+def run(args: argparse.Namespace) -> int:
+    log.configure(args.log_format, args.log_level)
+    inventory = with_finish_by(load_inventory(args.inventory), args.finish_by)
+    if args.servers:
+        inventory = select_servers(inventory, args.servers)
+    shard_index, shard_total = resolve_shard(args.shard, os.environ)
+    all_servers = tuple(s.name for s in inventory.servers)
+    fleet_id = inventory.fleet_id
+    inventory = servers_in_shard(inventory, shard_index, shard_total)
+    policy = load_policy(args.policy) if args.policy else REPORT_ONLY
+    formats = parse_formats(args.formats)
+    baseline = load_report(args.baseline) if args.baseline else None
+    previous = load_report(args.only_failed) if args.only_failed else None
+    webhook = webhook_url(args.notify_webhook)
+    _register_secrets(inventory, webhook)
+    options = RunOptions(
+        policy=policy,
+        dry_run=args.dry_run or args.policy is None,
+        scan_types=tuple(ScanType(s) for s in args.scan_types) if args.scan_types else None,
+        only=_failed_targets(previous) if previous else None,
+    )
+    # Every input is valid: now the places the run writes to, still before the first request.
+    prepare_out_dir(args.out)
+    if args.journal is not None:
+        _check_journal_path(args.journal)
+    shard = f"{shard_index}/{shard_total}"
+    journal, meta = _open_journal(args, fleet_id, shard, policy, options.dry_run)
+    run_id = meta.get("run_id") or uuid.uuid4().hex  # --resume: the resumed run's identity
+    started_at = datetime.fromisoformat(meta["started_at"]) if meta else datetime.now(UTC)
+    # --resume: the window is the interrupted run's (06:00 after *its* start, not this one's)
+    window = Window.resolve(inventory.settings.window, started_at)
+    options = dataclasses.replace(options, run_id=run_id, window=window)
+    if journal is not None and not meta:
+        journal.start({"run_id": run_id, "started_at": started_at.isoformat()})
+    # After every check of the input: a bad invocation stays a one-line error, no log line.
+    _announce_shard(args.shard, shard_index, shard_total, inventory, len(all_servers))
+    info = RunInfo(
+        id=run_id,
+        tool_version=__version__,
+        started_at=started_at,
+        finished_at=None,
+        inventory=str(args.inventory),
+        shard=shard,
+        dry_run=options.dry_run,
+        servers=all_servers,
+        fleet_id=fleet_id,
+        rerun_of=previous.run.id if previous else None,
+        shard_servers=tuple(s.name for s in inventory.servers),
+    )
+    job = ScanJob(
+        inventory,
+        options,
+        info,
+        args.out,
+        formats,
+        observer=_observer(args, inventory),
+        journal=journal,
+        baseline=baseline,
+        prometheus_per_target=args.prometheus_per_target,
+    )
+    try:
+        outcome = scan_and_report(job)
+        if journal is not None and not outcome.interrupted:
+            journal.finish()
+    finally:
+        if journal is not None:
+            journal.close()
+    report = outcome.report
+    _print_outcome(report, outcome.paths, outcome.interrupted)
+    if webhook:
+        notify(webhook, report, args.notify_on, _arun)
+    return int(report.summary.exit_code)
+
+
+def _check_journal_path(path: Path) -> None:
+    """The journal's folder must exist and be writable (SQLite adds files beside the journal)."""
+    writable_dir(path.parent, field="--journal")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path}: not a file", field="--journal")
+
+
+def _announce_shard(
+    arg: str | None, index: int, total: int, inventory: Inventory, fleet: int
+) -> None:
+    """The run's first log line: which shard this process scans (and why)."""
+    names = [s.name for s in inventory.servers]
+    logger.info("run.shard", shard=f"{index}/{total}", servers=len(names), server_names=names)
+    if hint := ignored_env(arg, os.environ):
+        logger.warning("run.shard_env_ignored", hint=hint)
+    if not names:
+        # Correct, not a failure (exit 0): there are fewer servers than shards, and the other
+        # shards' reports cover all of them; `merge` still names any shard that is missing.
+        print(f"shard {index}/{total} has no server to scan ({fleet} servers for {total} shards)")
+        logger.warning(
+            "run.shard_empty",
+            shard=f"{index}/{total}",
+            fleet_servers=fleet,
+            hint=f"{fleet} servers for {total} shards: this shard has nothing to scan",
+        )
+
+
+def _open_journal(
+    args: argparse.Namespace, fleet_id: str, shard: str, policy: Policy, dry_run: bool
+) -> tuple[Journal | None, dict[str, str]]:
+    if args.journal is None:
+        if args.resume:
+            raise ConfigError("--resume needs --journal FILE", field="--resume")
+        return None, {}
+    identity = {
+        "fleet_id": fleet_id,
+        "shard": shard,
+        "policy": str(policy.source or "report-only"),
+        "dry_run": str(dry_run),
+    }
+    journal = Journal(args.journal)
+    meta = journal.open(identity, resume=args.resume)
+    if not meta:
+        journal.start(identity)
+    else:
+        logger.info("run.resumed", run_id=meta.get("run_id"), started_at=meta.get("started_at"))
+    return journal, meta
+
+
+def _observer(args: argparse.Namespace, inventory: Inventory) -> Observer:
+    # JSON logs are for a collector: no live area redrawn among them.
+    if args.no_progress or not sys.stdout.isatty() or args.log_format == "json":
+        return NullObserver()
+    try:
+        from orchestrator.cli.progress import LiveProgress
+    except ImportError:  # pragma: no cover - progress display is optional
+        return NullObserver()
+    return LiveProgress(inventory)
+
+
+def _failed_targets(report: Report) -> frozenset[Target]:
+    # deferred targets (the window closed before they started) were never scanned either
+    return frozenset(t.target for t in report.targets if incomplete(t))
+
+
+def parse_formats(text: str | None) -> set[str]:
+    from orchestrator.report import DEFAULT_FORMATS
+
+    if not text:
+        return set(DEFAULT_FORMATS)
+    wanted = {f.strip() for f in text.split(",") if f.strip()}
+    unknown = wanted - set(FORMATS)
+    if unknown:
+        allowed = ", ".join(sorted(FORMATS))
+        raise ConfigError(
+            f"unknown format {', '.join(sorted(unknown))} (allowed: {allowed})", field="--format"
+        )
+    return wanted | {"json", "csv"}  # README "Report": report.json and both CSVs, always
+
+
+def _register_secrets(inventory: Inventory, webhook: str | None) -> None:
+    log.register_secrets(s.auth.secret.reveal() for s in inventory.servers)
+    if webhook:
+        log.register_secret(webhook)
+
+
+def _print_outcome(report: Report, paths: list[Path], interrupted: bool) -> None:
+    print(summary_table(report))
+    if interrupted:
+        print("run interrupted: partial report written")
+    folder = paths[0].parent if paths else None
+    print(f"report: {folder}  (exit code {report.summary.exit_code})")
+
+
+# ---------------------------------------------------------------------------------------------
+# validate
+
+
+def validate(args: argparse.Namespace) -> int:
+    """Offline by default: no request, no secret read (so CI can lint without the tokens)."""
+    from orchestrator.cli import lint
+
+    log.configure(args.log_format, args.log_level)
+    online = bool(args.check_connectivity)
+    inventory = load_inventory(args.inventory, secrets=online)
+    policy = load_policy(args.policy) if args.policy else None
+    if online:
+        from orchestrator.cli.preflight import check_connectivity
+
+        _register_secrets(inventory, None)
+        return check_connectivity(inventory)
+    count = len(inventory.servers)
+    plural = "" if count == 1 else "s"
+    print(f"{args.inventory}: OK, {count} server{plural} (secrets not read)")
+    for server in inventory.servers:
+        print("\n".join(lint.server_lines(server)))
+    warnings = list(lint.inventory_warnings(inventory))
+    for line in pacing_lines(inventory):
+        print(line)
+    if policy is not None:
+        print(f"{args.policy}: OK, {len(policy.rules)} rules, default {policy.default}")
+        warnings += [f"{args.policy}: {w}" for w in lint.policy_warnings(policy)]
+    for warning in warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
+def pacing_lines(inventory: Inventory) -> list[str]:
+    """What `validate` says about load-aware pacing and the window."""
+    lines = []
+    paced = [s for s in inventory.servers if s.load.max is not None]
+    if paced:
+        lines.append("load-aware: " + ", ".join(f"{s.name} (max {s.load.max:g})" for s in paced))
+    blind = [s.name for s in inventory.servers if s.auth.method is not AuthMethod.WHM_TOKEN]
+    if blind:
+        lines.append(
+            "no load reading (cPanel login, fixed max_concurrent_scans): " + ", ".join(blind)
+        )
+    window = inventory.settings.window
+    if window.end is not None:
+        lines.append(f"window: no new scan after {window.end:%H:%M} ({window.timezone})")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# merge
+
+
+def merge(args: argparse.Namespace) -> int:
+    formats = parse_formats(args.formats)
+    reports = [load_report(p) for p in args.reports]
+    merged = merge_reports(reports, sources=[str(p) for p in args.reports])
+    prepare_out_dir(args.out)
+    paths = write_report(
+        merged.report, args.out, formats, prometheus_per_target=args.prometheus_per_target
+    )
+    print(summary_table(merged.report))
+    code = int(merged.report.summary.exit_code)  # 2 when shards or servers are missing
+    if merged.missing_shards:
+        print(f"missing shards: {', '.join(str(i) for i in merged.missing_shards)}")
+    if merged.missing_servers:
+        print(f"servers in no report: {', '.join(merged.missing_servers)}")
+    print(f"report: {paths[0].parent}  (exit code {code})")
+    return code
+
+
+# ---------------------------------------------------------------------------------------------
+# simulate and demo
+
+
+def simulate(args: argparse.Namespace) -> int:
+    from orchestrator.simulator import generate_fleet, serve
+    from orchestrator.simulator.knobs import load_spec, with_fault_args
+
+    try:
+        load = load_spec(args.cores, args.background, args.time_scale)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="--cores") from None
+    spec = generate_fleet(
+        servers=args.servers,
+        accounts=args.accounts,
+        infected_ratio=args.infected_ratio,
+        seed=args.seed,
+        scan_seconds=args.scan_seconds,
+        suspended_ratio=args.suspended_ratio,
+        load=load,
+        time_scale=args.time_scale,
+    )
+    try:
+        spec = with_fault_args(spec, args.fault)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="--fault") from None
+    settings = _given(requests_per_second=args.fleet_requests_per_second)
+    server_keys = _given(requests_per_second=args.requests_per_second)
+    violations = anyio.run(
+        lambda: serve(
+            spec,
+            tls=args.tls,
+            write_inventory=args.write_inventory,
+            auth=args.auth,
+            announce=_say,
+            settings=settings,
+            server_keys=server_keys,
+        )
+    )
+    return 1 if violations else 0  # a client broke cPanel's rules: see the printed list
+
+
+def _given(**values: float | None) -> dict[str, float] | None:
+    kept = {k: v for k, v in values.items() if v is not None}
+    return kept or None
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+DEMO_POLICY = Policy(
+    default=Action.QUARANTINE,
+    rules=(
+        Rule(action=Action.IGNORE, name="test-signatures", virus="Eicar-*"),
+        Rule(action=Action.CLEANSE_MAILBOX, name="mail", path="*/mail/*"),
+    ),
+    limits=Limits(max_destructive_per_account=10, max_destructive_per_run=100),
+    source="demo (cPanel's own UI default)",
+)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Scan an embedded fleet end to end; exit 0 when the demo itself worked."""
+    from orchestrator.simulator import SimulatorThread, generate_fleet
+    from orchestrator.simulator.referee import summary_lines
+
+    log.configure(args.log_format, args.log_level)
+    prepare_out_dir(args.out)
+    spec = generate_fleet(
+        servers=3, accounts=6, infected_ratio=0.35, seed=7, scan_seconds=1.0, suspended_ratio=0.1
+    )
+    settings = {"poll_interval": {"min": 0.1, "max": 1.0}, "requests_per_second": 200}
+    print("starting a simulated fleet of 3 cPanel servers on 127.0.0.1 ...")
+    with (
+        tempfile.TemporaryDirectory(prefix="clamfleet-demo-") as tmp,
+        SimulatorThread(spec) as fleet,
+    ):
+        inventory_path = Path(tmp) / "inventory.yaml"
+        env: Mapping[str, str] = fleet.write_inventory(
+            inventory_path, auth="whm", settings=settings
+        )
+        inventory = load_inventory(inventory_path, env={**os.environ, **env})
+        _register_secrets(inventory, None)
+        run_id = uuid.uuid4().hex
+        info = RunInfo(
+            id=run_id,
+            tool_version=__version__,
+            started_at=datetime.now(UTC),
+            finished_at=None,
+            inventory="demo (embedded simulator)",
+            dry_run=True,
+            servers=tuple(s.name for s in inventory.servers),
+            fleet_id=inventory.fleet_id,
+            shard_servers=tuple(s.name for s in inventory.servers),
+        )
+        options = RunOptions(policy=DEMO_POLICY, dry_run=True, run_id=run_id)
+        job = ScanJob(inventory, options, info, args.out, parse_formats(None))
+        outcome = scan_and_report(job)
+    report, paths = outcome.report, outcome.paths
+    print(summary_table(report))
+    print("dry run: the policy's planned actions are in the report; nothing was disinfected")
+    print(f"report: {paths[0].parent.resolve()}")
+    print(f"a real run would have exited with code {report.summary.exit_code}")
+    violations = fleet.violations()
+    for line in summary_lines(violations)[:-1]:
+        print(line)
+    print(f"{len(violations)} protocol violations")
+    # clamfleet's own client broke a cPanel rule: a bug, so the internal-error code
+    return EXIT_INTERNAL if violations else 0

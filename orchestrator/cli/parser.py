@@ -1,0 +1,379 @@
+"""Command line: argparse wiring and exit codes. `main(argv) -> int`.
+
+Exit codes (README "Exit codes"): 0 clean, 1 infected (wins over 2), 2 some target not fully
+scanned, 3 invalid invocation/inventory/policy (argparse's own usage errors included), 70 an
+internal error: any exception that is not a bad input, reported in one line, never as 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+import structlog
+
+from orchestrator import __version__, log
+from orchestrator.errors import ConfigError
+from orchestrator.cli.helptext import EPILOG, Formatter, fault_knobs
+from orchestrator.model import EXIT_INTERNAL, EXIT_INVALID, ScanType
+from orchestrator.report.writers import DEFAULT_FORMATS, FORMATS
+
+DEFAULT_OUT = "clamfleet-report"
+
+
+class UsageError(Exception):
+    """argparse found the command line wrong."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        # The usage line first, as argparse prints it, then the one-line error; main exits 3.
+        raise UsageError(f"{self.format_usage()}{self.prog}: error: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="clamfleet",
+        description="Scan a fleet of cPanel accounts with ClamScanner and merge the results.",
+        epilog=EPILOG,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"clamfleet {__version__}",
+        help="print the version and exit",
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
+    )
+    _add_run(sub.add_parser("run", help="scan every target of an inventory", epilog=EPILOG))
+    _add_validate(
+        sub.add_parser("validate", help="check an inventory (and policy); offline by default")
+    )
+    _add_merge(
+        sub.add_parser("merge", help="merge shard reports (or fold a rerun) into one report")
+    )
+    _add_simulate(sub.add_parser("simulate", help="serve a simulated cPanel fleet on 127.0.0.1"))
+    _add_demo(sub.add_parser("demo", help="scan an embedded simulated fleet end to end"))
+    topics = sub.add_parser("help", help="print the whole manual, or one command's help")
+    topics.add_argument(
+        "topic",
+        nargs="?",
+        choices=COMMANDS,
+        help="a command (default: the whole manual: every command's options)",
+    )
+    return parser
+
+
+COMMANDS = ("run", "validate", "merge", "simulate", "demo")
+
+
+def _add_logging(p: argparse.ArgumentParser, level: str = "info") -> None:
+    p.add_argument(
+        "--log-format",
+        choices=("console", "json"),
+        default="console",
+        help="console: human-readable lines on stderr; json: one JSON object per line",
+    )
+    p.add_argument(
+        "--log-level",
+        default=level,
+        choices=("debug", "info", "warning", "error"),
+        help="the least severe log level shown",
+    )
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "inventory",
+        type=Path,
+        metavar="INVENTORY",
+        help="the inventory YAML (see inventory.example.yaml)",
+    )
+    p.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="remediation policy YAML (default: none: report only, nothing is disinfected)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path(DEFAULT_OUT), metavar="DIR", help="report directory"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="send no disinfection whatever the policy; the report shows the planned actions"
+        " (default: off; always on without --policy)",
+    )
+    p.add_argument(
+        "--scan-type",
+        action="append",
+        choices=[str(s) for s in ScanType],
+        dest="scan_types",
+        help="scan only this type; repeatable (default: each server's scan_types)",
+    )
+    p.add_argument(
+        "--servers",
+        action="append",
+        metavar="GLOB",
+        help="only servers whose name matches; repeatable (default: every server)",
+    )
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run shard I of N, I from 1; auto/N takes I from JOB_COMPLETION_INDEX or"
+        " CI_NODE_INDEX (default: 1/1, the whole inventory; CI variables alone never shard)",
+    )
+    p.add_argument(
+        "--journal",
+        type=Path,
+        metavar="FILE",
+        help="SQLite journal of every step, for --resume (default: none)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the journal's unfinished run (default: off; needs --journal)",
+    )
+    p.add_argument(
+        "--format",
+        dest="formats",
+        metavar="LIST",
+        help=f"report formats, comma-separated, from {', '.join(FORMATS)}; json and csv are"
+        f" always written (default: {','.join(DEFAULT_FORMATS)})",
+    )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="REPORT",
+        help="previous report.json: mark infected files new or resolved (default: none)",
+    )
+    p.add_argument(
+        "--only-failed",
+        type=Path,
+        metavar="REPORT",
+        help="rescan only that report's failed targets (default: none: every target)",
+    )
+    p.add_argument(
+        "--notify-webhook",
+        metavar="ENV_VAR",
+        help="name of the environment variable holding a webhook URL (default: none)",
+    )
+    p.add_argument(
+        "--notify-on",
+        choices=("new", "infected", "always"),
+        default="infected",
+        help="when to call the webhook",
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no live progress display (default: off; none anyway unless stdout is a terminal)",
+    )
+    _add_per_target(p)
+    p.add_argument(
+        "--finish-by",
+        metavar="HH:MM",
+        help="start no new scan after this time (default: settings.window.end, none if unset);"
+        " later targets are reported skipped/deferred",
+    )
+    _add_logging(p)
+
+
+def _add_per_target(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--prometheus-per-target",
+        action="store_true",
+        help="also write per-target series to clamfleet.prom, 6 per target (default: off: fleet"
+        " totals and per-server series only)",
+    )
+
+
+def _add_validate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inventory", type=Path, metavar="INVENTORY", help="the inventory YAML to check")
+    p.add_argument(
+        "--policy", type=Path, metavar="FILE", help="also check this policy YAML (default: none)"
+    )
+    p.add_argument(
+        "--check-connectivity",
+        action="store_true",
+        help="read the secrets and make read-only calls to every server and account; exit 2"
+        " unless every server passes (default: off: offline, no secret read)",
+    )
+    _add_logging(p)
+
+
+def _add_merge(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "reports",
+        nargs="+",
+        type=Path,
+        metavar="REPORT.json",
+        help="shard reports of one run, or a report and its --only-failed rerun",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="directory for the merged report"
+    )
+    p.add_argument(
+        "--format",
+        dest="formats",
+        metavar="LIST",
+        help=f"report formats, comma-separated (default: {','.join(DEFAULT_FORMATS)})",
+    )
+    _add_per_target(p)
+
+
+def _add_simulate(p: argparse.ArgumentParser) -> None:
+    from orchestrator.simulator.spec import Faults
+
+    p.epilog = fault_knobs(Faults)
+    p.add_argument("--servers", type=int, default=3, help="number of simulated servers")
+    p.add_argument("--accounts", type=int, default=5, help="accounts per server")
+    p.add_argument(
+        "--infected-ratio", type=float, default=0.2, help="share of accounts with infected files"
+    )
+    p.add_argument("--suspended-ratio", type=float, default=0.0, help="share of suspended accounts")
+    p.add_argument("--seed", type=int, default=1, help="the same seed gives the same fleet")
+    p.add_argument(
+        "--scan-seconds", type=float, default=5.0, help="how long a typical account's scan takes"
+    )
+    p.add_argument(
+        "--write-inventory",
+        type=Path,
+        metavar="FILE",
+        help="write a matching inventory here and print the token variables (default: none)",
+    )
+    p.add_argument(
+        "--auth",
+        choices=("whm", "cpanel_token", "cpanel_password"),
+        default="whm",
+        help="the auth method of the written inventory",
+    )
+    p.add_argument(
+        "--tls", action="store_true", help="serve HTTPS with a generated certificate (default: off)"
+    )
+    p.add_argument(
+        "--requests-per-second",
+        type=float,
+        metavar="R",
+        help="each server's limit: written into the inventory and enforced by the referee"
+        " (default: the inventory's own default, 5)",
+    )
+    p.add_argument(
+        "--fleet-requests-per-second",
+        type=float,
+        metavar="R",
+        help="the fleet-wide limit (settings.requests_per_second), likewise (default: the"
+        " inventory's own default, 100)",
+    )
+    p.add_argument(
+        "--cores",
+        type=int,
+        help="model server load: cores per server (scans share them; systemloadavg follows)"
+        " (default: no load model: scans keep fixed durations)",
+    )
+    p.add_argument(
+        "--background", type=float, default=0.0, help="with --cores: load besides the scans"
+    )
+    p.add_argument(
+        "--time-scale", type=float, default=1.0, help="with --cores: simulated s per real s"
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SERVER:KNOB=VALUE",
+        help="a fault knob (listed below) for one simulated server, e.g. sim02:status_5xx_every=3;"
+        " repeatable (default: none)",
+    )
+
+
+def _add_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=DEFAULT_OUT, type=Path, metavar="DIR", help="report directory")
+    _add_logging(p, level="warning")  # the demo's own output is its summary table
+
+
+def print_manual(topic: str | None, out: TextIO | None = None) -> int:
+    """`clamfleet help [COMMAND]`: the manual from the parser itself, so it cannot go stale."""
+    stream = out or sys.stdout
+    parser = build_parser()
+    commands = _subparsers(parser)
+    if topic is not None:
+        stream.write(commands[topic].format_help())
+        return 0
+    stream.write(parser.format_help())
+    for name in COMMANDS:
+        title = f"clamfleet {name}"
+        stream.write(f"\n{title}\n{'=' * len(title)}\n{commands[name].format_help()}")
+    return 0
+
+
+def _help(args: argparse.Namespace) -> int:
+    return print_manual(args.topic)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:  # argparse keeps no public handle on its subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    raise AssertionError("clamfleet's parser has no subcommands")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("clamfleet: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        error = _leaf(exc)  # a task group's ExceptionGroup of one error: that error
+        if isinstance(error, ConfigError):
+            print(f"clamfleet: error: {error.render()}", file=sys.stderr)
+            return EXIT_INVALID
+        return _internal_error(args, error)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _internal_error(args: argparse.Namespace, exc: BaseException) -> int:
+    """A bug (or an environment no check foresaw): one line, the traceback at debug only."""
+    message = " ".join(log.redact_text(str(exc)).split())
+    detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    print(
+        f"clamfleet: internal error: {detail}; rerun with --log-level debug for the traceback",
+        file=sys.stderr,
+    )
+    # The command may have configured another level (demo forces warning): use the user's.
+    log.configure(getattr(args, "log_format", "console"), getattr(args, "log_level", "info"))
+    structlog.get_logger("clamfleet").debug("internal_error", exc_info=exc)
+    return EXIT_INTERNAL
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from orchestrator.cli import commands
+
+    handlers = {
+        "run": commands.run,
+        "validate": commands.validate,
+        "merge": commands.merge,
+        "simulate": commands.simulate,
+        "demo": commands.demo,
+        "help": _help,
+    }
+    return handlers[args.command](args)

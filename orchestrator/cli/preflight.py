@@ -1,0 +1,253 @@
+"""`clamfleet validate INVENTORY --check-connectivity`: would every server be fully scanned?
+
+Read-only calls only, through the same client, limits and error mapping as a run:
+
+    whm_token                        listaccts (reachability, TLS, credentials, the account list),
+                                     then get_scan_paths per account to be scanned
+    cpanel_token / cpanel_password   get_scan_paths for the account
+
+An auth or TLS failure ends a server's checks after that one request (the client never retries
+them; cPHulk locks out an address that keeps trying), and an auth failure ends the checks of
+every other entry on the same host too: cPHulk counts refusals per host, not per entry, so the
+client sends nothing more there (health.py) and those rows say "not attempted". Every failure
+becomes the row's verdict, never a traceback. Exit 0 only when every server passes, else 2 (as
+a run that could not fully scan some target).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import anyio
+
+from orchestrator.client import Http, RetryPolicy, ServerClient
+from orchestrator.config import AuthMethod, Inventory, Server
+from orchestrator.errors import (
+    ApiError,
+    AuthError,
+    HostRefused,
+    RequestTimeout,
+    TargetError,
+    TlsError,
+    TransportError,
+)
+from orchestrator.engine.limiter import FleetLimits
+from orchestrator.log import redact_text
+from orchestrator.model import EXIT_CLEAN, EXIT_INCOMPLETE, ErrorInfo, ErrorKind, Status
+from orchestrator.engine.targets import account_skip, expected_accounts
+
+#: Fewer and shorter retries than a run's: a pre-flight answers in seconds, not minutes.
+PREFLIGHT_RETRY = RetryPolicy(attempts=3, total=20.0, initial=0.5, max=4.0)
+
+#: Account problems listed in a row before "(+N more)".
+MAX_LISTED = 3
+
+
+@dataclass(slots=True)
+class ServerCheck:
+    """What the pre-flight found out about one server. None: not known (never got that far)."""
+
+    server: Server
+    reachable: bool | None = None
+    tls_ok: bool | None = None
+    auth_ok: bool | None = None
+    accounts_checked: int = 0
+    #: `account: missing types` or `account: why it cannot be scanned`.
+    problems: list[str] = field(default_factory=list)
+    error: ErrorInfo | None = None
+
+    @property
+    def https(self) -> bool:
+        return self.server.base_url.startswith("https")
+
+    @property
+    def unverified(self) -> bool:
+        return self.https and not self.server.tls.verify
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and not self.problems
+
+    def answered(self) -> None:
+        """The server sent an authenticated answer: reachable, TLS and credentials are fine."""
+        self.reachable = self.auth_ok = True
+        self.tls_ok = True if self.https else None
+
+    def failed(self, exc: TargetError) -> None:
+        self.error = ErrorInfo(exc.kind, str(exc))
+        if isinstance(exc, HostRefused):
+            return  # nothing was sent: reachability and these credentials are still unknown
+        if isinstance(exc, TlsError):
+            self.reachable, self.tls_ok = True, False
+        elif isinstance(exc, TransportError):
+            # A 5xx or a reset is an answer of sorts; "cannot connect" and timeouts are not.
+            self.reachable = exc.maybe_sent and not isinstance(exc, RequestTimeout)
+        else:  # the server answered: the connection and its TLS worked
+            self.reachable = True
+            self.tls_ok = True if self.https else None
+            if isinstance(exc, AuthError):
+                self.auth_ok = False
+            elif isinstance(exc, ApiError):  # the call ran: the credentials were accepted
+                self.auth_ok = True
+
+
+def check_connectivity(
+    inventory: Inventory, *, out: TextIO | None = None, retry: RetryPolicy | None = None
+) -> int:
+    """Check every server, print one table row per server; 0 when all pass, else 2."""
+    checks = anyio.run(check_fleet, inventory, retry or PREFLIGHT_RETRY)
+    stream = out or sys.stdout
+    stream.write(render_table(checks) + "\n")
+    passed = sum(c.passed for c in checks)
+    stream.write(f"{passed} of {len(checks)} servers pass\n")
+    return EXIT_CLEAN if passed == len(checks) else EXIT_INCOMPLETE
+
+
+async def check_fleet(inventory: Inventory, retry: RetryPolicy) -> list[ServerCheck]:
+    """Every server concurrently, at most max_concurrent_servers at once, within its rate."""
+    limits = FleetLimits(inventory.settings)
+    checks = [ServerCheck(server) for server in inventory.servers]
+    http = Http(request_timeout=inventory.settings.timeouts.request)
+    async with http, anyio.create_task_group() as tg:
+        for check in checks:
+            tg.start_soon(_check_server, http, limits, check, retry)
+    return checks
+
+
+async def _check_server(
+    http: Http, limits: FleetLimits, check: ServerCheck, retry: RetryPolicy
+) -> None:
+    server = check.server
+    async with limits.servers:
+        client = ServerClient(http, server, limits.gate_for(server), retry)
+        try:
+            accounts = iter(await _accounts(client, check))
+        except Exception as exc:
+            _record(check, exc)
+            return
+        async with anyio.create_task_group() as tg:
+            for _ in range(max(server.max_concurrent_scans, 1)):
+                tg.start_soon(_lane, client, check, accounts, tg.cancel_scope)
+
+
+async def _lane(
+    client: ServerClient, check: ServerCheck, accounts: Iterator[str], scope: anyio.CancelScope
+) -> None:
+    """Lanes share the iterator; the first fatal error stops them all (no further requests)."""
+    try:
+        await _check_accounts(client, check, accounts)
+    except Exception as exc:
+        _record(check, exc)
+        scope.cancel()
+
+
+def _record(check: ServerCheck, exc: Exception) -> None:
+    if check.error is not None:
+        return
+    if isinstance(exc, TargetError):
+        check.failed(exc)
+    else:  # a bug here is one row's verdict, not a traceback
+        check.error = ErrorInfo(ErrorKind.INTERNAL, _describe(exc))
+
+
+async def _accounts(client: ServerClient, check: ServerCheck) -> list[str]:
+    """The accounts a run would scan on this server (listaccts for whm_token)."""
+    server = check.server
+    if server.auth.method is not AuthMethod.WHM_TOKEN:
+        return list(expected_accounts(server) or ())  # excluded ones are skipped by a run too
+    listed = {a.user: a for a in await client.list_accounts()}
+    check.answered()
+    names = list(listed) if server.accounts is None else list(server.accounts)
+    wanted = []
+    for name in names:
+        skip = account_skip(server, name, listed)  # the run's own rule (targets.py)
+        if skip is None:
+            wanted.append(name)
+        elif skip.status is Status.FAILED:
+            check.problems.append(f"{name}: no such account")
+    return wanted
+
+
+async def _check_accounts(
+    client: ServerClient, check: ServerCheck, accounts: Iterator[str]
+) -> None:
+    """Check each account's allowed scan types; fatal errors propagate to `_lane`."""
+    for account in accounts:
+        try:
+            allowed = set(await client.get_scan_paths(account))
+        except ApiError as exc:  # this account cannot scan (feature off, ClamAV disabled)
+            check.answered()
+            check.problems.append(f"{account}: {exc}")
+            continue
+        check.answered()
+        check.accounts_checked += 1
+        missing = [str(t) for t in check.server.scan_types if str(t) not in allowed]
+        if missing:
+            check.problems.append(f"{account}: {', '.join(missing)} not allowed")
+
+
+def _describe(exc: BaseException) -> str:
+    return redact_text(f"{type(exc).__name__}: {exc}")[:200]
+
+
+# ---------------------------------------------------------------------------------------------
+# The table
+
+HEADER = ("server", "url", "reachable", "TLS", "auth", "accounts", "missing scan types", "verdict")
+
+
+def render_table(checks: list[ServerCheck]) -> str:
+    """One row per server, plain text (it goes to logs and CI output as often as to a TTY)."""
+    rows = [HEADER, *(_row(c) for c in checks)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER) - 1)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def _row(check: ServerCheck) -> tuple[str, ...]:
+    return (
+        check.server.name,
+        check.server.base_url,
+        _yes_no(check.reachable),
+        _tls(check),
+        {True: "ok", False: "refused", None: "?"}[check.auth_ok],
+        str(check.accounts_checked),
+        _problems(check.problems),
+        _verdict(check),
+    )
+
+
+def _yes_no(value: bool | None) -> str:
+    return {True: "yes", False: "no", None: "?"}[value]
+
+
+def _tls(check: ServerCheck) -> str:
+    if not check.https:
+        return "-"  # plain http: nothing to verify (loopback, labs)
+    if check.unverified:
+        return "UNVERIFIED"
+    return {True: "ok", False: "failed", None: "?"}[check.tls_ok]
+
+
+def _problems(problems: list[str]) -> str:
+    if not problems:
+        return "-"
+    shown = "; ".join(sorted(problems)[:MAX_LISTED])
+    more = len(problems) - MAX_LISTED
+    return f"{shown} (+{more} more)" if more > 0 else shown
+
+
+def _verdict(check: ServerCheck) -> str:
+    if check.error is not None:
+        return f"FAIL {check.error.kind}: {check.error.message}"
+    if check.problems:
+        return "FAIL some accounts cannot run every configured scan type"
+    if check.unverified:
+        return "OK (TLS verification off: verify: false)"
+    return "OK"
