@@ -26,24 +26,25 @@ load readings per target. Numbers belong in RESULTS.md, never in tests.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.workflow.pacing import LoadController, LoadReading  # noqa: E402
+from fleet import work_dir  # noqa: E402
+
+from orchestrator.model import LoadReading  # noqa: E402
 from orchestrator.simulator import FleetSpec, LoadSpec, SimulatorThread, generate_fleet  # noqa: E402
 from orchestrator.simulator.load import LoadModel  # noqa: E402
+from orchestrator.workflow.pacing import LoadController  # noqa: E402
 
 #: (cores, background, profile): the spike server jumps from 3 to 5.5 at minute 20 for 10 min.
 SERVERS: tuple[tuple[int, float, tuple[tuple[float, float], ...]], ...] = (
@@ -266,16 +267,6 @@ def table(title: str, rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def _work_dir(path: Path | None) -> Iterator[Path]:
-    if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="clamfleet-pacing-") as tmp:
-        yield Path(tmp)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--offline-only", action="store_true")
@@ -292,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["offline"] = [_as_dict(r) for r in rows]
     if not args.offline_only:
         fleet = scenario(args.time_scale)
-        with _work_dir(args.work_dir) as work:
+        with work_dir(args.work_dir) as work:
             rows = [end_to_end(p, fleet, work, args.timeout) for p in chosen]
         print()
         print(table(f"end to end (K={args.time_scale:g})", rows))

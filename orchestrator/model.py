@@ -220,3 +220,53 @@ class ServerPacing:
     readings: int = 0
     failed_readings: int = 0
     history: tuple[PacingSample, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------
+# What the client parses from cPanel's answers and the workflow reads (shared by both)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusData:
+    """`get_scan_status` data. `None` in ScanStatusReply means "No active scans" (never scanned)."""
+
+    scan_complete: bool
+    time_started: int | None
+    scanned_file_count: int = 0
+    scanned_file_size: int = 0
+    total_file_count: int = 0
+    # `total_file_size_MiB`, misnamed: the byte total once the first file is scanned (before
+    # that, MiB). 0 while it cannot be read as bytes. Scan time follows bytes, not file counts.
+    total_bytes: int = 0
+
+    def stats(self) -> ScanStats:
+        return ScanStats(
+            self.time_started,
+            self.scanned_file_count,
+            self.scanned_file_size,
+            self.total_file_count,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DisinfectionRecord:
+    id: int
+    type: str  # step | issue | done
+    state: str
+    file: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DisinfectionStatusReply:
+    status: str  # done | running | queued | none
+    details: tuple[DisinfectionRecord, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReading:
+    """WHM `systemloadavg`: the 1, 5 and 15 minute load averages."""
+
+    one: float
+    five: float
+    fifteen: float

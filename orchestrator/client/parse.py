@@ -21,8 +21,7 @@ from orchestrator.errors import (
     TransportError,
     http_status_text,
 )
-from orchestrator.workflow.events import DisinfectionRecord, DisinfectionStatusReply, StatusData
-from orchestrator.workflow.pacing import LoadReading
+from orchestrator.model import DisinfectionRecord, DisinfectionStatusReply, LoadReading, StatusData
 
 Answer = dict[str, Any]
 

@@ -12,13 +12,6 @@ from functools import partial
 from typing import Any
 
 from orchestrator.client.channel import Acquire, Channel
-from orchestrator.client.retry import RetryPolicy, with_retries
-from orchestrator.client.route import route_for
-from orchestrator.client.transport import Http
-from orchestrator.config import AuthMethod, Server
-from orchestrator.workflow.events import DisinfectionStatusReply, StatusData
-from orchestrator.model import Action, ScanType
-from orchestrator.workflow.pacing import LoadReading
 from orchestrator.client.parse import (
     Account,
     parse_accounts,
@@ -30,6 +23,11 @@ from orchestrator.client.parse import (
     parse_task_id,
     parse_whm,
 )
+from orchestrator.client.retry import RetryPolicy, with_retries
+from orchestrator.client.route import route_for
+from orchestrator.client.transport import Http
+from orchestrator.config import AuthMethod, Server
+from orchestrator.model import Action, DisinfectionStatusReply, LoadReading, ScanType, StatusData
 
 
 class ServerClient:

@@ -18,8 +18,11 @@ from typing import Protocol
 import structlog
 
 from orchestrator.errors import TargetError
-from orchestrator.model import ErrorInfo, ErrorKind, Status, Target, TargetResult
-from orchestrator.workflow.pacing import LoadController, LoadReading, Window
+from orchestrator.model import ErrorInfo, ErrorKind, LoadReading, Status, Target, TargetResult
+from orchestrator.workflow.pacing import (
+    LoadController,
+    Window,
+)
 
 log = structlog.get_logger("clamfleet")
 

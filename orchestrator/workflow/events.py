@@ -7,9 +7,18 @@ Replies come back in: what the client parsed from cPanel's answer, or what went 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from orchestrator.model import Action, ErrorInfo, InfectedFile, ScanStats, ScanType, Status
+from orchestrator.model import (
+    Action,
+    DisinfectionStatusReply,
+    ErrorInfo,
+    InfectedFile,
+    ScanStats,
+    ScanType,
+    Status,
+    StatusData,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Commands (workflow -> runner)
@@ -73,28 +82,6 @@ Command = Request | PlanActions | Wait | Finish
 
 
 @dataclass(frozen=True, slots=True)
-class StatusData:
-    """`get_scan_status` data. `None` in ScanStatusReply means "No active scans" (never scanned)."""
-
-    scan_complete: bool
-    time_started: int | None
-    scanned_file_count: int = 0
-    scanned_file_size: int = 0
-    total_file_count: int = 0
-    # `total_file_size_MiB`, misnamed: the byte total once the first file is scanned (before
-    # that, MiB). 0 while it cannot be read as bytes. Scan time follows bytes, not file counts.
-    total_bytes: int = 0
-
-    def stats(self) -> ScanStats:
-        return ScanStats(
-            self.time_started,
-            self.scanned_file_count,
-            self.scanned_file_size,
-            self.total_file_count,
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class ScanStatusReply:
     data: StatusData | None
 
@@ -139,21 +126,6 @@ class ActionsPlanned:
 @dataclass(frozen=True, slots=True)
 class DisinfectQueued:
     task_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class DisinfectionRecord:
-    id: int
-    type: str  # step | issue | done
-    state: str
-    file: str | None = None
-    message: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DisinfectionStatusReply:
-    status: str  # done | running | queued | none
-    details: tuple[DisinfectionRecord, ...] = field(default=())
 
 
 @dataclass(frozen=True, slots=True)

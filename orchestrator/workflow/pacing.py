@@ -35,27 +35,17 @@ The control law (why each part is there):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from orchestrator.config import WindowSetting
-from orchestrator.model import PacingSample, ServerPacing
+from orchestrator.model import LoadReading, PacingSample, ServerPacing
 
 HYSTERESIS = 0.1  # increase only below max * (1 - HYSTERESIS)
 BACKOFF = 0.75  # an overload cuts the limit to at most this share of what was in use
 STRETCH = 4  # a steady load is read at most this many check_intervals apart
 HISTORY = 240  # samples kept per server (older ones are thinned out, never the whole run lost)
-
-
-@dataclass(frozen=True, slots=True)
-class LoadReading:
-    """WHM `systemloadavg`: the 1, 5 and 15 minute load averages."""
-
-    one: float
-    five: float
-    fifteen: float
 
 
 class PacingObserver(Protocol):

@@ -6,9 +6,6 @@ import json
 
 import pytest
 
-from orchestrator.errors import ApiError, AuthError, FeatureMissing, ProtocolError, TransportError
-from orchestrator.workflow.events import StatusData
-from orchestrator.workflow.pacing import LoadReading
 from orchestrator.client.parse import (
     check_answer,
     parse_accounts,
@@ -20,6 +17,8 @@ from orchestrator.client.parse import (
     parse_uapi,
     parse_whm,
 )
+from orchestrator.errors import ApiError, AuthError, FeatureMissing, ProtocolError, TransportError
+from orchestrator.model import LoadReading, StatusData
 
 
 def body(obj: object) -> bytes:

@@ -7,13 +7,23 @@ import json
 import pytest
 
 from orchestrator import workflow
-from orchestrator.workflow import poll_schedule
 from orchestrator.config import PollInterval, Settings, Timeouts
+from orchestrator.model import (
+    Action,
+    DisinfectionRecord,
+    DisinfectionStatusReply,
+    ErrorInfo,
+    ErrorKind,
+    Outcome,
+    ScanType,
+    Status,
+    StatusData,
+    Target,
+)
+from orchestrator.workflow import Phase, WorkflowConfig, poll_schedule
 from orchestrator.workflow.events import (
     ActionsPlanned,
     Disinfect,
-    DisinfectionRecord,
-    DisinfectionStatusReply,
     DisinfectQueued,
     Finish,
     GetDisinfection,
@@ -26,13 +36,10 @@ from orchestrator.workflow.events import (
     ScanStarted,
     ScanStatusReply,
     StartScan,
-    StatusData,
     Tick,
     Verdict,
     Wait,
 )
-from orchestrator.model import Action, ErrorInfo, ErrorKind, Outcome, ScanType, Status, Target
-from orchestrator.workflow import Phase, WorkflowConfig
 
 TARGET = Target("web01", "alice", ScanType.HOME)
 CFG = WorkflowConfig(

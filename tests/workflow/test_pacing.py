@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.config import WindowSetting
+from orchestrator.model import LoadReading
 from orchestrator.workflow.pacing import (
     HISTORY,
     LoadController,
-    LoadReading,
     Throughput,
     Window,
     predicted_seconds,

@@ -18,22 +18,20 @@ from typing import Any
 import pytest
 
 from orchestrator import workflow
+from orchestrator.client.parse import parse_status
+from orchestrator.model import ScanType, StatusData, Target
+from orchestrator.simulator import SimFile, generate_fleet
+from orchestrator.simulator.scan import ScanRun, build_plan
 from orchestrator.workflow import poll_schedule
 from orchestrator.workflow.events import (
     GetScanStatus,
     ListInfected,
     ScanStarted,
     ScanStatusReply,
-    StatusData,
     Tick,
     Wait,
 )
-from orchestrator.model import ScanType, Target
-from orchestrator.client.parse import parse_status
-from orchestrator.simulator import SimFile, generate_fleet
-from orchestrator.simulator.scan import ScanRun, build_plan
-
-from .conftest import skewed_account
+from tests.support import skewed_account
 
 CFG = workflow.WorkflowConfig(poll_min=2, poll_max=30, stall_timeout=1800)
 TARGET = Target("s", "u", ScanType.HOME)

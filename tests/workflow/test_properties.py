@@ -15,11 +15,23 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from orchestrator import workflow
 from orchestrator.config import Policy, Rule
 from orchestrator.engine.driver import plan_actions as _plan
+from orchestrator.engine.policy import DestructiveBudget, in_mail
+from orchestrator.engine.runner import RunOptions
+from orchestrator.model import (
+    Action,
+    DisinfectionRecord,
+    DisinfectionStatusReply,
+    ErrorInfo,
+    ErrorKind,
+    Outcome,
+    ScanType,
+    StatusData,
+    Target,
+)
+from orchestrator.workflow import ACCEPTS, TERMINAL, Phase, WorkflowConfig
 from orchestrator.workflow.events import (
     ActionsPlanned,
     Disinfect,
-    DisinfectionRecord,
-    DisinfectionStatusReply,
     DisinfectQueued,
     Finish,
     InfectedListReply,
@@ -32,14 +44,9 @@ from orchestrator.workflow.events import (
     ScanStarted,
     ScanStatusReply,
     StartScan,
-    StatusData,
     Tick,
     Verdict,
 )
-from orchestrator.model import Action, ErrorInfo, ErrorKind, Outcome, ScanType, Target
-from orchestrator.engine.policy import DestructiveBudget, in_mail
-from orchestrator.engine.runner import RunOptions
-from orchestrator.workflow import ACCEPTS, TERMINAL, Phase, WorkflowConfig
 
 PATH = "/home/bob/public_html/x.php"
 

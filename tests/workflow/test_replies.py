@@ -6,9 +6,19 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import workflow
+from orchestrator.model import (
+    Action,
+    DisinfectionStatusReply,
+    ErrorInfo,
+    ErrorKind,
+    ScanType,
+    Status,
+    StatusData,
+    Target,
+)
+from orchestrator.workflow import ACCEPTS, TERMINAL, Phase, WorkflowConfig
 from orchestrator.workflow.events import (
     ActionsPlanned,
-    DisinfectionStatusReply,
     DisinfectQueued,
     Finish,
     InfectedListReply,
@@ -18,11 +28,8 @@ from orchestrator.workflow.events import (
     ScanBusy,
     ScanStarted,
     ScanStatusReply,
-    StatusData,
     Tick,
 )
-from orchestrator.model import Action, ErrorInfo, ErrorKind, ScanType, Status, Target
-from orchestrator.workflow import ACCEPTS, TERMINAL, Phase, WorkflowConfig
 
 TARGET = Target("web01", "alice", ScanType.HOME)
 CFG = WorkflowConfig(poll_min=2, poll_max=30)

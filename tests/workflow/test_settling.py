@@ -4,9 +4,18 @@ deletes the account's infected list, so no scan starts before it is known to be 
 from __future__ import annotations
 
 from orchestrator import workflow
-from orchestrator.workflow.events import (
+from orchestrator.model import (
+    Action,
     DisinfectionRecord,
     DisinfectionStatusReply,
+    ErrorInfo,
+    ErrorKind,
+    ScanType,
+    Status,
+    Target,
+)
+from orchestrator.workflow import Phase, WorkflowConfig
+from orchestrator.workflow.events import (
     DisinfectQueued,
     Finish,
     GetDisinfection,
@@ -15,10 +24,7 @@ from orchestrator.workflow.events import (
     Tick,
     Wait,
 )
-from orchestrator.model import Action, ErrorInfo, ErrorKind, ScanType, Status, Target
-from orchestrator.workflow import Phase, WorkflowConfig
-
-from .test_workflow import infected_state, plan_all
+from tests.workflow.test_machine import infected_state, plan_all
 
 MAIL = Target("web01", "alice", ScanType.MAIL)
 CFG = WorkflowConfig(poll_min=2, poll_max=30, none_grace=60, disinfection_timeout=600)

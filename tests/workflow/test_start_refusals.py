@@ -4,9 +4,20 @@ reset status a refused start leaves behind, and an HTTP error answer."""
 from __future__ import annotations
 
 from orchestrator import workflow
+from orchestrator.model import (
+    Action,
+    DisinfectionStatusReply,
+    ErrorInfo,
+    ErrorKind,
+    Outcome,
+    ScanType,
+    Status,
+    StatusData,
+    Target,
+)
+from orchestrator.workflow import Phase, WorkflowConfig
 from orchestrator.workflow.events import (
     Command,
-    DisinfectionStatusReply,
     DisinfectQueued,
     Finish,
     GetDisinfection,
@@ -16,14 +27,10 @@ from orchestrator.workflow.events import (
     ScanStarted,
     ScanStatusReply,
     StartScan,
-    StatusData,
     Tick,
     Wait,
 )
-from orchestrator.model import Action, ErrorInfo, ErrorKind, Outcome, ScanType, Status, Target
-from orchestrator.workflow import Phase, WorkflowConfig
-
-from .test_workflow import infected_state, plan_all
+from tests.workflow.test_machine import infected_state, plan_all
 
 TARGET = Target("web01", "alice", ScanType.HOME)
 CFG = WorkflowConfig(poll_min=2, poll_max=30, scan_timeout=3600, stall_timeout=600, reset_grace=60)

@@ -1,0 +1,108 @@
+"""The remedy phases: PLANNING (the policy's plan for the infected files), DISINFECTING
+(disinfect_files sent once) and FOLLOWING (check_disinfection_status until done)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from orchestrator.model import DisinfectionRecord, DisinfectionStatusReply, ErrorInfo, ErrorKind
+from orchestrator.workflow.events import (
+    ActionsPlanned,
+    Command,
+    Disinfect,
+    DisinfectQueued,
+    GetDisinfection,
+    Reply,
+    RequestFailed,
+    Tick,
+)
+from orchestrator.workflow.moves import done, request, unexpected, wait
+from orchestrator.workflow.state import Phase, State
+
+
+def on_planning(state: State, reply: Reply, now: float) -> tuple[State, Command]:
+    match reply:
+        case ActionsPlanned(files=planned, limit_error=limit_error):
+            plan = replace(state.disinfection, planned=planned, limit_error=limit_error)
+            state = replace(state, disinfection=plan)
+            if limit_error is not None:
+                return done(replace(state, error=ErrorInfo(ErrorKind.POLICY_LIMIT, limit_error)))
+            actions = {f.path: f.action for f in planned if f.send}
+            if not actions:
+                return done(state)
+            return request(replace(state, phase=Phase.DISINFECTING), Disinfect(actions))
+    return unexpected(state, reply)
+
+
+def on_disinfecting(state: State, reply: Reply, now: float) -> tuple[State, Command]:
+    match reply:
+        case DisinfectQueued():
+            following = start_following(state, queued_at=now, ambiguous=False)
+            return wait(replace(following, last_wait=0.0), state.cfg.poll_min)
+        case RequestFailed(ambiguous=True):
+            # Never resent: follow whatever cPanel queued, if anything.
+            following = start_following(state, queued_at=now, ambiguous=True)
+            return request(following, poll_disinfection(following))
+        case RequestFailed(error=error):
+            return done(replace(state, error=error))
+    return unexpected(state, reply)
+
+
+def start_following(state: State, *, queued_at: float, ambiguous: bool) -> State:
+    """FOLLOWING a disinfection queued at `queued_at` (`ambiguous`: maybe queued)."""
+    task = replace(state.disinfection, queued_at=queued_at, ambiguous=ambiguous)
+    return replace(state, phase=Phase.FOLLOWING, disinfection=task)
+
+
+def on_following(state: State, reply: Reply, now: float) -> tuple[State, Command]:
+    match reply:
+        case Tick():
+            return request(state, poll_disinfection(state))
+        case RequestFailed(error=error):
+            return done(replace(state, error=error))
+        case DisinfectionStatusReply(status=status, details=details):
+            return _follow(_absorb_records(state, details), status, now)
+    return unexpected(state, reply)
+
+
+def _follow(state: State, status: str, now: float) -> tuple[State, Command]:
+    task = state.disinfection
+    if any(r.type == "done" for r in task.records):
+        return done(state)
+    queued_at = task.queued_at if task.queued_at is not None else now
+    cfg = state.cfg
+    if status == "none" and now - queued_at >= cfg.none_grace:
+        why = "disinfection state unknown after an interrupted request; not resent"
+        if not task.ambiguous:
+            why = f"disinfection task did not start within {cfg.none_grace:g}s"
+        return done(replace(state, error=ErrorInfo(ErrorKind.API, why)))
+    if now - queued_at >= cfg.disinfection_timeout:
+        message = f"disinfection not done after {cfg.disinfection_timeout:g}s"
+        return done(replace(state, error=ErrorInfo(ErrorKind.TIMEOUT, message)))
+    delay = min(cfg.poll_max, max(cfg.poll_min, state.last_wait * 1.5))
+    return wait(state, min(delay, queued_at + cfg.disinfection_timeout - now))
+
+
+def poll_disinfection(state: State) -> GetDisinfection:
+    return GetDisinfection(state.disinfection.last_id)
+
+
+def _absorb_records(state: State, details: tuple[DisinfectionRecord, ...]) -> State:
+    records = state.disinfection.records
+    known = {r.id for r in records}
+    fresh = tuple(r for r in details if r.id not in known)
+    if not fresh:
+        return state
+    # The workflow ends on the done record, so it never asks past it (which answers `none`).
+    last_id = max(r.id for r in (*records, *fresh))
+    task = replace(state.disinfection, records=records + fresh, last_id=last_id)
+    return replace(state, disinfection=task)
+
+
+def leaves_disinfection_pending(state: State) -> bool:
+    """Whether a finished target may have left a disinfection running at the server: queued
+    (or maybe queued) and never seen done, or a settle that ended before the sibling's did."""
+    if state.settle_since is not None:  # still settling when it ended
+        return True
+    task = state.disinfection
+    return task.queued_at is not None and not any(r.type == "done" for r in task.records)
