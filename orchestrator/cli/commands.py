@@ -16,11 +16,16 @@ import anyio
 import structlog
 
 from orchestrator import __version__, log
-from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Limits, Policy, Rule
-from orchestrator.errors import ConfigError
 from orchestrator.cli.execute import ScanJob, arun, scan_and_report
+from orchestrator.cli.notify import notify, webhook_url
+from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Limits, Policy, Rule
 from orchestrator.config.inventory import load_inventory, select_servers
+from orchestrator.config.pacing_keys import with_finish_by
+from orchestrator.config.policy import load_policy
 from orchestrator.engine.journal import Journal
+from orchestrator.engine.runner import NullObserver, Observer, RunOptions
+from orchestrator.engine.shard import ignored_env, resolve_shard, servers_in_shard
+from orchestrator.errors import ConfigError
 from orchestrator.model import (
     EXIT_INTERNAL,
     Action,
@@ -28,10 +33,6 @@ from orchestrator.model import (
     ScanType,
     Target,
 )
-from orchestrator.cli.notify import notify, webhook_url
-from orchestrator.workflow.pacing import Window
-from orchestrator.config.pacing_keys import with_finish_by
-from orchestrator.engine.policy import load_policy
 from orchestrator.report import (
     FORMATS,
     Report,
@@ -43,8 +44,7 @@ from orchestrator.report import (
     write_report,
 )
 from orchestrator.report.model import incomplete
-from orchestrator.engine.runner import NullObserver, Observer, RunOptions
-from orchestrator.engine.shard import ignored_env, resolve_shard, servers_in_shard
+from orchestrator.workflow.pacing import Window
 
 logger = structlog.get_logger("clamfleet")
 _arun = arun  # the name it had here before execute.py (tests and callers use it)

@@ -10,8 +10,8 @@ from collections.abc import Iterable, Iterator
 from fnmatch import fnmatchcase
 
 from orchestrator.config import Inventory, Policy, Rule, Server
+from orchestrator.config.policy import WHEN_GLOBS
 from orchestrator.model import Action, ScanType
-from orchestrator.engine.policy import WHEN_GLOBS
 
 #: Where cPanel keeps mail (README "Remediation policy": cleanse_mailbox only under the
 #: account's mail/). A path glob that names no `mail` and matches none of these cannot be

@@ -1,93 +1,19 @@
-"""Disinfection policy (README "Remediation policy"): YAML -> `Policy`, and what to do per file.
+"""What to do with each infected file (README "Remediation policy"): first-match decisions, the
+plan of one target, and the run-wide destructive budget.
 
-Pure: no I/O besides reading the policy file, no logging. The runner asks `plan()` what to send
-for one target, then `DestructiveBudget.reserve()` whether the limits allow it.
+Pure: no I/O, no logging. The driver asks `plan()` what to send for one target, then
+`DestructiveBudget.reserve()` whether the limits allow it. The policy file is read by
+`orchestrator.config.policy`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
-from pathlib import Path
 
-from orchestrator.config import Limits, Policy, Rule
-from orchestrator.errors import ConfigError
-from orchestrator.model import Action, Outcome, ScanType, Target
-from orchestrator.config.yamlsrc import Value, read_document
-
-TOP_KEYS = ("default", "rules", "limits")
-RULE_KEYS = ("name", "when", "action")
-WHEN_GLOBS = ("virus", "path", "account", "server")
-WHEN_KEYS = (*WHEN_GLOBS, "scan_type")
-LIMIT_KEYS = ("max_destructive_per_account", "max_destructive_per_run")
-GLOB_CHARS = re.compile(r"[*?\[]")
-MAIL_ONLY = "cleanse_mailbox applies only to files under the account's mail/"
-
-
-# -- loading -----------------------------------------------------------------------------------
-
-
-def load_policy(path: str | Path) -> Policy:
-    """Read and validate a policy file; raises ConfigError naming file, line and field."""
-    root = read_document(path, "policy")
-    if root is None:
-        raise ConfigError("the policy is empty: write at least `default: report`", file=str(path))
-    top = root.mapping(TOP_KEYS)
-    return Policy(
-        default=top["default"].choice(Action) if "default" in top else Action.REPORT,
-        rules=_rules(top["rules"]) if "rules" in top else (),
-        limits=_limits(top["limits"]) if "limits" in top else Limits(),
-        source=str(path),
-    )
-
-
-def _rules(value: Value) -> tuple[Rule, ...]:
-    if value.is_null:
-        return ()
-    rules: list[Rule] = []
-    names: dict[str, int] = {}
-    for item in value.items():
-        rule = _rule(item)
-        if rule.name is not None:
-            where = item.mapping()["name"]
-            if rule.name in names:
-                raise where.error(f"duplicate rule name (first at line {names[rule.name]})")
-            names[rule.name] = where.line
-        rules.append(rule)
-    return tuple(rules)
-
-
-def _rule(item: Value) -> Rule:
-    entries = item.mapping(RULE_KEYS)
-    if "action" not in entries:
-        field = f"{item.field}.action"
-        raise ConfigError("is required", file=item.file, line=item.line, field=field)
-    action = entries["action"].choice(Action)
-    when = entries["when"].mapping(WHEN_KEYS, null_ok=True) if "when" in entries else {}
-    globs = {key: when[key].text() for key in WHEN_GLOBS if key in when}
-    if action is Action.CLEANSE_MAILBOX and "path" in globs:
-        _check_mail_path(when["path"], globs["path"])
-    return Rule(
-        action=action,
-        name=entries["name"].text() if "name" in entries else None,
-        scan_type=when["scan_type"].choice(ScanType) if "scan_type" in when else None,
-        **globs,
-    )
-
-
-def _check_mail_path(value: Value, path: str) -> None:
-    # Only a literal path can be judged now; a glob may still match mail files.
-    if not GLOB_CHARS.search(path) and "/mail/" not in path and not path.startswith("mail/"):
-        raise value.error(f"{MAIL_ONLY}, and this path is not under a mail/ directory")
-
-
-def _limits(value: Value) -> Limits:
-    entries = value.mapping(LIMIT_KEYS, null_ok=True)
-    counts = {k: None if v.is_null else v.integer(minimum=0) for k, v in entries.items()}
-    return Limits(**counts)
-
+from orchestrator.config import Limits, Policy
+from orchestrator.config.policy import MAIL_ONLY, matches
+from orchestrator.model import Action, Outcome, Target
 
 # -- deciding ----------------------------------------------------------------------------------
 
@@ -95,21 +21,9 @@ def _limits(value: Value) -> Limits:
 def decide(policy: Policy, target: Target, path: str, virus: str) -> Action:
     """The action of the first rule that matches, else the policy's default."""
     for rule in policy.rules:
-        if _matches(rule, target, path, virus):
+        if matches(rule, target, path, virus):
             return rule.action
     return policy.default
-
-
-def _matches(rule: Rule, target: Target, path: str, virus: str) -> bool:
-    pairs = (
-        (rule.virus, virus),
-        (rule.path, path),
-        (rule.account, target.account),
-        (rule.server, target.server),
-    )
-    if any(glob is not None and not fnmatchcase(text, glob) for glob, text in pairs):
-        return False
-    return rule.scan_type is None or rule.scan_type is target.scan_type
 
 
 def in_mail(account: str, path: str) -> bool:

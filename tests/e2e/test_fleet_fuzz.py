@@ -40,12 +40,11 @@ import yaml
 from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 
-from orchestrator.cli import execute
-from orchestrator.cli import main
-from orchestrator.model import EXIT_INTERNAL, TargetResult
-from orchestrator.engine.policy import MAIL_ONLY
-from orchestrator.report import validate_report_dict
+from orchestrator.cli import execute, main
+from orchestrator.config.policy import MAIL_ONLY
 from orchestrator.engine.runner import FleetRun
+from orchestrator.model import EXIT_INTERNAL, TargetResult
+from orchestrator.report import validate_report_dict
 from orchestrator.simulator import (
     AccountSpec,
     Faults,
@@ -55,8 +54,7 @@ from orchestrator.simulator import (
     SimulatorThread,
 )
 from orchestrator.simulator.spec import SCAN_TYPES
-
-from .conftest import FAST_SERVER, Sim, assert_outcomes_are_what_the_server_did
+from tests.support import FAST_SERVER, Sim, assert_outcomes_are_what_the_server_did
 
 LONG = os.environ.get("CLAMFLEET_FUZZ", "").strip().lower() == "long"
 

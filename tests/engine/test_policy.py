@@ -11,20 +11,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.config import REPORT_ONLY, Limits, Policy, Rule
-from orchestrator.errors import ConfigError
-from orchestrator.model import Action, Outcome, ScanType, Target
+from orchestrator.config.policy import MAIL_ONLY, load_policy
 from orchestrator.engine.policy import (
-    MAIL_ONLY,
     DestructiveBudget,
     Plan,
     PlannedFile,
     decide,
     in_mail,
-    load_policy,
     plan,
 )
+from orchestrator.errors import ConfigError
+from orchestrator.model import Action, Outcome, ScanType, Target
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ALICE = Target("web01", "alice", ScanType.HOME)
 SHELL = "/home/alice/public_html/x.php"
 INBOX = "/home/alice/mail/example.com/alice/inbox"
