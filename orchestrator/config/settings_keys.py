@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from orchestrator.config.types import PollInterval, Settings, Timeouts
 from orchestrator.config.pacing_keys import read_window
+from orchestrator.config.types import PollInterval, Settings, Timeouts
 from orchestrator.config.yamlsrc import Value
 
 SETTINGS_KEYS = (
@@ -64,5 +64,5 @@ def _timeouts(value: Value) -> Timeouts:
     keys = ("request", "scan", "stall", "disinfection")
     entries = value.mapping(keys)
     base = Timeouts()
-    values = {k: _get(entries, k, Value.positive, getattr(base, k)) for k in keys}
+    values = {k: _get(entries, k, Value.duration, getattr(base, k)) for k in keys}
     return Timeouts(**values)

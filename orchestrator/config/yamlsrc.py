@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import yaml
 
+from orchestrator.config.durations import parse_duration
 from orchestrator.errors import ConfigError
 from orchestrator.secretref import NOT_SHOWN, is_secret_field
 
@@ -32,6 +33,9 @@ _KINDS = {
     "timestamp": "a date",
 }
 _PLAIN_TAGS = frozenset(("str", "int", "float", "bool", "null", "map", "seq", "merge", "timestamp"))
+
+
+DURATION = "seconds > 0 or a duration such as 45s, 90m, 6h, 1h30m"
 
 
 def read_document(path: str | Path, what: str) -> Value | None:
@@ -227,6 +231,20 @@ class Value:
         if number is None or not math.isfinite(number) or number <= 0:
             raise self.expected("a number > 0")
         return float(number)
+
+    def duration(self) -> float:
+        """Seconds > 0: a number (decimals allowed) or a duration string (`15m`, `1h30m`)."""
+        number = self._number(integer=False)
+        if number is not None:
+            if not math.isfinite(number) or number <= 0:
+                raise self.expected(DURATION)
+            return float(number)
+        if isinstance(self.node, yaml.ScalarNode) and self.node.tag in _TEXT_TAGS:
+            try:
+                return parse_duration(str(self.node.value))
+            except ValueError:
+                pass
+        raise self.expected(DURATION)
 
     def _number(self, *, integer: bool) -> float | None:
         if not isinstance(self.node, yaml.ScalarNode):

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import AuthMethod, Inventory, PollInterval, Settings, TlsConfig
-from orchestrator.errors import ConfigError
 from orchestrator.config.inventory import load_inventory, select_servers
+from orchestrator.errors import ConfigError
 from orchestrator.model import ScanType, Secret
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {"WHM_TOKEN": "whm-secret", "ALICE_TOKEN": "alice-secret", "SHOP_PASSWORD": "pw"}
 WHM = "auth: {method: whm_token, user: root, token_env: WHM_TOKEN}"
 
@@ -440,8 +440,8 @@ def test_select_servers_by_glob_keeps_inventory_order() -> None:
         ),
         pytest.param(
             one_server("settings:\n  timeouts: {scan: .nan}\n"),
-            "inventory.yaml:6: settings.timeouts.scan: expected a number > 0,"
-            " got .nan (a decimal number)",
+            "inventory.yaml:6: settings.timeouts.scan: expected seconds > 0 or a duration such as"
+            " 45s, 90m, 6h, 1h30m, got .nan (a decimal number)",
             id="nan-timeout",
         ),
         pytest.param(
