@@ -28,7 +28,11 @@ def lint_imports(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 CONTRACTS = (
     "layers",
+    "cli-layers",
+    "engine-layers",
     "client-layers",
+    "workflow-layers",
+    "config-layers",
     "pure-workflow",
     "aiohttp-only-in-client",
     "concurrency",
@@ -48,11 +52,20 @@ def test_the_code_keeps_every_import_contract() -> None:
 @pytest.mark.parametrize(
     ("module", "line", "contract"),
     [
-        pytest.param("yamlsrc.py", "from orchestrator import cli", "layers", id="layer-upward"),
-        pytest.param("workflow.py", "import time", "pure-workflow", id="workflow-clock"),
-        pytest.param("policy.py", "import aiohttp", "aiohttp-only-in-client", id="aiohttp"),
         pytest.param(
-            "client/channel.py", "import aiohttp", "aiohttp-only-in-client", id="aiohttp-in-client"
+            "report/html.py", "from orchestrator.engine import shard", "layers", id="layer-upward"
+        ),
+        pytest.param(
+            "cli/progress_model.py",
+            "from orchestrator.cli import commands",
+            "cli-layers",
+            id="cli-layer-upward",
+        ),
+        pytest.param(
+            "engine/lanes.py",
+            "from orchestrator.engine import runner",
+            "engine-layers",
+            id="engine-layer-upward",
         ),
         pytest.param(
             "client/transport.py",
@@ -60,7 +73,24 @@ def test_the_code_keeps_every_import_contract() -> None:
             "client-layers",
             id="client-layer-upward",
         ),
-        pytest.param("journal.py", "import anyio", "concurrency", id="anyio-outside"),
+        pytest.param(
+            "workflow/state.py",
+            "from orchestrator.workflow import machine",
+            "workflow-layers",
+            id="workflow-layer-upward",
+        ),
+        pytest.param(
+            "config/types.py",
+            "from orchestrator.config import yamlsrc",
+            "config-layers",
+            id="config-layer-upward",
+        ),
+        pytest.param("workflow/scan.py", "import time", "pure-workflow", id="workflow-clock"),
+        pytest.param("engine/policy.py", "import aiohttp", "aiohttp-only-in-client", id="aiohttp"),
+        pytest.param(
+            "client/channel.py", "import aiohttp", "aiohttp-only-in-client", id="aiohttp-in-client"
+        ),
+        pytest.param("report/html.py", "import anyio", "concurrency", id="anyio-outside"),
         pytest.param(
             "simulator/scan.py",
             "from orchestrator import model",
@@ -68,6 +98,7 @@ def test_the_code_keeps_every_import_contract() -> None:
             id="simulator-uses-client-code",
         ),
         pytest.param("unplaced.py", "", "layers", id="module-in-no-layer"),
+        pytest.param("engine/unplaced.py", "", "engine-layers", id="engine-module-in-no-layer"),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(

@@ -22,9 +22,9 @@ import structlog
 
 from orchestrator.config import Inventory
 from orchestrator.engine.journal import Journal
+from orchestrator.engine.runner import FleetRun, NullObserver, Observer, RunOptions
 from orchestrator.model import EXIT_INTERNAL, RunInfo, ServerPacing, TargetResult
 from orchestrator.report import Report, apply_baseline, build_report, write_report
-from orchestrator.engine.runner import FleetRun, NullObserver, Observer, RunOptions
 
 T = TypeVar("T")
 logger = structlog.get_logger("clamfleet")

@@ -16,8 +16,8 @@ from typing import Any, NoReturn, TextIO
 import structlog
 
 from orchestrator import __version__, log
-from orchestrator.errors import ConfigError
 from orchestrator.cli.helptext import EPILOG, Formatter, fault_knobs
+from orchestrator.errors import ConfigError
 from orchestrator.model import EXIT_INTERNAL, EXIT_INVALID, ScanType
 from orchestrator.report.writers import DEFAULT_FORMATS, FORMATS
 

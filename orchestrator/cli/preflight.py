@@ -25,6 +25,8 @@ import anyio
 
 from orchestrator.client import Http, RetryPolicy, ServerClient
 from orchestrator.config import AuthMethod, Inventory, Server
+from orchestrator.engine.limiter import FleetLimits
+from orchestrator.engine.targets import account_skip, expected_accounts
 from orchestrator.errors import (
     ApiError,
     AuthError,
@@ -34,10 +36,8 @@ from orchestrator.errors import (
     TlsError,
     TransportError,
 )
-from orchestrator.engine.limiter import FleetLimits
 from orchestrator.log import redact_text
 from orchestrator.model import EXIT_CLEAN, EXIT_INCOMPLETE, ErrorInfo, ErrorKind, Status
-from orchestrator.engine.targets import account_skip, expected_accounts
 
 #: Fewer and shorter retries than a run's: a pre-flight answers in seconds, not minutes.
 PREFLIGHT_RETRY = RetryPolicy(attempts=3, total=20.0, initial=0.5, max=4.0)

@@ -30,9 +30,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.cli.progress_model import Clock, Estimate, FleetProgress, ServerProgress
 from orchestrator.config import Inventory
 from orchestrator.model import ScanStats, Target, TargetResult
-from orchestrator.cli.progress_model import Clock, Estimate, FleetProgress, ServerProgress
 
 # The model's names stay importable from here, where the CLI and older callers look for them.
 __all__ = ["Estimate", "FleetProgress", "LiveProgress", "ServerProgress"]

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from orchestrator.config import Inventory, Server
-from orchestrator.model import ErrorKind, ScanStats, Status, Target, TargetResult
 from orchestrator.engine.targets import expected_accounts
+from orchestrator.model import ErrorKind, ScanStats, Status, Target, TargetResult
 
 Clock = Callable[[], float]
 

@@ -1,4 +1,6 @@
-"""UAPI / WHM API 1 client: the only part of clamfleet that talks HTTP to cPanel.
+"""UAPI / WHM API 1 client: the only part of clamfleet that talks HTTP to cPanel or knows its
+wire format. May import the configuration and the shared vocabulary only (never the workflow,
+whose replies it produces as plain values of `orchestrator.model`).
 
 Layers, top down, one per module (each imports only the ones below it; `.importlinter` checks):
 
@@ -11,8 +13,8 @@ Layers, top down, one per module (each imports only the ones below it; `.importl
     retry.py      RetryPolicy, which failures retry, and the first attempt made outside stamina
     transport.py  Http: the one ClientSession, SSL contexts, one request; every aiohttp
                   exception translated at this one boundary. The only importer of aiohttp/yarl.
-
-Envelope parsing is pure and lives in `parse.py`, shared with tests.
+    health.py     per-host login verdicts (cPHulk budget) and the per-server breaker
+    parse.py      cPanel's answers -> values or typed errors (pure, shared with tests)
 """
 
 from orchestrator.client.channel import Acquire

@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
+from orchestrator.client.parse import Answer, check_answer, is_login_page, parse_uapi
 from orchestrator.client.transport import Http, Raw, Url, parse_url
 from orchestrator.config import AuthMethod, Server
 from orchestrator.errors import TlsError, TransportError
-from orchestrator.client.parse import Answer, check_answer, is_login_page, parse_uapi
 
 
 class Acquire(Protocol):

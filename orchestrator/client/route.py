@@ -13,10 +13,10 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from orchestrator.client.channel import Channel
+from orchestrator.client.parse import check_status, parse_uapi, parse_whm
 from orchestrator.client.retry import RetryPolicy, with_retries
 from orchestrator.config import AuthMethod
 from orchestrator.errors import AuthError, ProtocolError, TargetError
-from orchestrator.client.parse import check_status, parse_uapi, parse_whm
 
 MODULE = "ClamScanner"
 DISINFECT = "disinfect_files"

@@ -17,9 +17,9 @@ import aiohttp
 from yarl import URL
 
 from orchestrator import __version__
+from orchestrator.client.health import Hosts
 from orchestrator.config import TlsConfig
 from orchestrator.errors import RequestTimeout, TargetError, TlsError, TransportError
-from orchestrator.client.health import Hosts
 
 #: A parsed URL: what the layers above pass back to `send` without importing yarl themselves.
 Url = URL

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config.types import AuthMethod, Credentials
+from orchestrator.config.yamlsrc import Value
 from orchestrator.errors import ConfigError
 from orchestrator.model import Secret
 from orchestrator.secretref import NOT_SHOWN, shown_env_name
-from orchestrator.config.yamlsrc import Value
 
 AUTH_KEYS = ("method", "user", "token_env", "token_file", "password_env", "password_file")
 INLINE_SECRETS = {"token": "token_env or token_file", "password": "password_env or password_file"}

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 from yaml import MappingNode
 
-from orchestrator.config.types import AuthMethod, Credentials, Inventory, Server, Settings, TlsConfig
 from orchestrator.config.credentials import (
     ALL_REFS,
     Sources,
@@ -31,11 +30,19 @@ from orchestrator.config.credentials import (
     env_name,
     missing,
 )
-from orchestrator.errors import ConfigError
-from orchestrator.model import ScanType
 from orchestrator.config.pacing_keys import check_max, load_entries, load_limit
 from orchestrator.config.settings_keys import read_settings
+from orchestrator.config.types import (
+    AuthMethod,
+    Credentials,
+    Inventory,
+    Server,
+    Settings,
+    TlsConfig,
+)
 from orchestrator.config.yamlsrc import Value, read_document
+from orchestrator.errors import ConfigError
+from orchestrator.model import ScanType
 
 TOP_KEYS = ("defaults", "groups", "servers", "settings")
 SERVER_ONLY = ("name", "host", "url", "groups")

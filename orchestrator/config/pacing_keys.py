@@ -18,8 +18,8 @@ from datetime import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestrator.config.types import AuthMethod, Inventory, LoadLimit, WindowSetting
-from orchestrator.errors import ConfigError
 from orchestrator.config.yamlsrc import Value
+from orchestrator.errors import ConfigError
 
 LOAD_KEYS = ("max", "check_interval")
 WINDOW_KEYS = ("end", "timezone")

@@ -19,11 +19,24 @@ from typing import Protocol
 
 import structlog
 
-from orchestrator.engine import policy as policy_mod
 from orchestrator import workflow
 from orchestrator.client import ServerClient
+from orchestrator.client.health import ServerHealth
+from orchestrator.client.parse import scan_in_progress
 from orchestrator.config import Policy
+from orchestrator.engine import policy as policy_mod
+from orchestrator.engine.pacer import deferred_result
+from orchestrator.engine.policy import DestructiveBudget, plan
 from orchestrator.errors import ApiError, ProtocolError, TargetError, TransportError
+from orchestrator.model import (
+    ErrorInfo,
+    ErrorKind,
+    ScanStats,
+    ScanType,
+    Status,
+    Target,
+    TargetResult,
+)
 from orchestrator.workflow.events import (
     ActionsPlanned,
     Command,
@@ -45,20 +58,7 @@ from orchestrator.workflow.events import (
     Tick,
     Wait,
 )
-from orchestrator.client.health import ServerHealth
-from orchestrator.model import (
-    ErrorInfo,
-    ErrorKind,
-    ScanStats,
-    ScanType,
-    Status,
-    Target,
-    TargetResult,
-)
-from orchestrator.engine.pacer import deferred_result
 from orchestrator.workflow.pacing import Throughput, Window, predicted_seconds
-from orchestrator.client.parse import scan_in_progress
-from orchestrator.engine.policy import DestructiveBudget, plan
 
 log = structlog.get_logger("clamfleet")
 

@@ -28,18 +28,23 @@ from datetime import UTC, datetime
 import anyio
 import structlog
 
-from orchestrator.engine import targets as targets_mod
 from orchestrator import workflow
 from orchestrator.client import Http, RetryPolicy, ServerClient
+from orchestrator.client.health import (
+    BREAKER_THRESHOLD as BREAKER_THRESHOLD,  # tests import it here
+)
+from orchestrator.client.health import ServerHealth
+from orchestrator.client.parse import Account
 from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Policy, Server
+from orchestrator.engine import targets as targets_mod
 from orchestrator.engine.driver import Driver, Journal, Slot
 from orchestrator.engine.driver import NullObserver as NullObserver  # the seams, where callers look
 from orchestrator.engine.driver import Observer as Observer
-from orchestrator.errors import TargetError
-from orchestrator.client.health import BREAKER_THRESHOLD as BREAKER_THRESHOLD  # tests import it here
-from orchestrator.client.health import ServerHealth
 from orchestrator.engine.lanes import AccountQueue, Lanes
 from orchestrator.engine.limiter import FleetLimits
+from orchestrator.engine.pacer import take_reading
+from orchestrator.engine.policy import DestructiveBudget
+from orchestrator.errors import TargetError
 from orchestrator.model import (
     ErrorInfo,
     ErrorKind,
@@ -49,10 +54,7 @@ from orchestrator.model import (
     Target,
     TargetResult,
 )
-from orchestrator.engine.pacer import take_reading
 from orchestrator.workflow.pacing import LoadController, Window
-from orchestrator.client.parse import Account
-from orchestrator.engine.policy import DestructiveBudget
 
 log = structlog.get_logger("clamfleet")
 

@@ -18,9 +18,9 @@ import fnmatch
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from orchestrator.client.parse import Account
 from orchestrator.config import AuthMethod, Server
 from orchestrator.model import ErrorInfo, ErrorKind, ScanType, Status, Target, TargetResult
-from orchestrator.client.parse import Account
 
 ALL_ACCOUNTS = "*"
 

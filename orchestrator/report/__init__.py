@@ -1,6 +1,7 @@
 """The run report: one model, rendered to every format (the contract: README "Report").
 
-Pure apart from the writers' file I/O: no network, no logging.
+Pure apart from the writers' file I/O: no network, no logging. May import the shared vocabulary
+(model, errors) only.
 """
 
 from orchestrator.report.decode import load_report, report_from_dict
