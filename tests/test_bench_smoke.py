@@ -30,7 +30,7 @@ def test_quick_bench_with_the_paced_baseline_prints_every_column(tmp_path: Path)
 
     sys.path.insert(0, str(ROOT / "bench"))
     try:
-        from run import COLUMNS, PACED_COLUMNS
+        from tables import COLUMNS, PACED_COLUMNS
     finally:
         sys.path.remove(str(ROOT / "bench"))
     lines = proc.stdout.splitlines()

@@ -17,8 +17,7 @@ import structlog
 
 from orchestrator import log
 from orchestrator.simulator import Faults, generate_fleet
-
-from .conftest import Outcome, Sim, infected_account, one_server, small_account, write_policy
+from tests.support import Outcome, Sim, infected_account, one_server, small_account, write_policy
 
 CANARY = "CANARY-LOG-TOKEN-77aa"
 

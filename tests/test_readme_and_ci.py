@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.cli import UsageError, build_parser
 from orchestrator.cli.commands import parse_formats
+from orchestrator.cli.parser import UsageError, build_parser
 from orchestrator.engine.shard import parse_shard
 
 ROOT = Path(__file__).resolve().parent.parent

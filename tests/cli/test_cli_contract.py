@@ -12,8 +12,7 @@ import pytest
 
 from orchestrator.cli import commands
 from orchestrator.simulator import FleetSpec, ServerSpec
-
-from .conftest import Outcome, Sim, one_server, small_account
+from tests.support import Outcome, Sim, one_server, small_account
 
 # ---------------------------------------------------------------------------------------------
 # Exit codes and validate

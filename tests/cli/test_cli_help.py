@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import COMMANDS, build_parser, main
 from orchestrator.cli.helptext import Formatter
+from orchestrator.cli.parser import COMMANDS, build_parser, main
 from orchestrator.simulator import Faults
 
 

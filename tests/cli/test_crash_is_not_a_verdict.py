@@ -12,8 +12,7 @@ import pytest
 from orchestrator.engine import runner
 from orchestrator.model import TargetResult
 from orchestrator.simulator import generate_fleet
-
-from .conftest import Outcome, Sim
+from tests.support import Outcome, Sim
 
 HINT = "; rerun with --log-level debug for the traceback"
 

@@ -9,9 +9,8 @@ from pathlib import Path
 from orchestrator.report import FORMATS, write_report
 from orchestrator.report.writers import OWNED_FILES
 from orchestrator.simulator import generate_fleet
-
-from .conftest import Outcome, Sim
-from .test_report import sample_report
+from tests.report.test_report import sample_report
+from tests.support import Outcome, Sim
 
 ALL = ",".join(FORMATS)
 

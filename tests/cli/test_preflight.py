@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
+from orchestrator.cli.preflight import check_connectivity
 from orchestrator.client import RetryPolicy
 from orchestrator.config import Inventory
 from orchestrator.config.inventory import load_inventory
-from orchestrator.cli.preflight import check_connectivity
 from orchestrator.simulator import (
     AccountSpec,
     Faults,
@@ -25,8 +25,7 @@ from orchestrator.simulator import (
     SimulatorThread,
     generate_fleet,
 )
-
-from .conftest import Outcome, Sim
+from tests.support import Outcome, Sim
 
 SETTINGS = {"timeouts": {"request": 5}, "requests_per_second": 1000}
 SERVER_KEYS = {"requests_per_second": 200}

@@ -22,6 +22,7 @@ import structlog
 from rich.console import Console
 
 from orchestrator import log
+from orchestrator.cli.progress import Estimate, FleetProgress, LiveProgress
 from orchestrator.config import AuthMethod, Credentials, Inventory, Server, Settings
 from orchestrator.model import (
     ErrorInfo,
@@ -34,11 +35,9 @@ from orchestrator.model import (
     Target,
     TargetResult,
 )
-from orchestrator.cli.progress import Estimate, FleetProgress, LiveProgress
 from orchestrator.report import load_report
 from orchestrator.simulator import SimulatorThread, generate_fleet
-
-from .conftest import Sim
+from tests.support import Sim
 
 HOME, MAIL = ScanType.HOME, ScanType.MAIL
 

@@ -6,10 +6,10 @@ import io
 
 from rich.console import Console
 
+from orchestrator.cli.progress import FleetProgress, LiveProgress
 from orchestrator.model import ScanType, Status, Target, TargetResult
 from orchestrator.workflow.pacing import PacingObserver
-from orchestrator.cli.progress import FleetProgress, LiveProgress
-from tests.test_progress import FakeClock, inventory, server
+from tests.cli.test_progress import FakeClock, inventory, server
 
 HOME = ScanType.HOME
 

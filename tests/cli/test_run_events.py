@@ -7,8 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.simulator import generate_fleet
-
-from .conftest import Outcome, Sim
+from tests.support import Outcome, Sim
 
 SPEC = generate_fleet(servers=2, accounts=3, infected_ratio=0.5, seed=91, scan_seconds=0.2)
 

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from orchestrator.simulator import generate_fleet
-
-from .conftest import Outcome, Sim
+from tests.support import Outcome, Sim
 
 CI_VARS = ("CI_NODE_INDEX", "CI_NODE_TOTAL", "JOB_COMPLETION_INDEX")
 

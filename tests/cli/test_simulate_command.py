@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from orchestrator.simulator import generate_fleet
-
-from .conftest import FAST_SERVER, FAST_SETTINGS, Outcome, edit_inventory
+from tests.support import FAST_SERVER, FAST_SETTINGS, Outcome, edit_inventory
 
 # ---------------------------------------------------------------------------------------------
 # simulate --write-inventory, then run on what it wrote

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import Policy, Rule
-from orchestrator.errors import ConfigError
-from orchestrator.config.inventory import load_inventory
 from orchestrator.cli.lint import could_be_mail, policy_warnings
+from orchestrator.config import Policy, Rule
+from orchestrator.config.inventory import load_inventory
+from orchestrator.errors import ConfigError
 from orchestrator.model import Action, ScanType
-
-from .conftest import Outcome
+from tests.support import Outcome
 
 CLI = Callable[..., Outcome]
 

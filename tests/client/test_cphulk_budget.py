@@ -13,14 +13,13 @@ import pytest_asyncio
 from aioresponses import aioresponses
 
 from orchestrator.client import Http, ServerClient
+from orchestrator.client.health import HOST_SILENCE_LIMIT, host_key
 from orchestrator.config import AuthMethod
 from orchestrator.errors import AuthError, HostRefused, HostSilent, TlsError, TransportError
-from orchestrator.client.health import HOST_SILENCE_LIMIT, host_key
 from orchestrator.model import ErrorKind
 from orchestrator.simulator import generate_fleet
-
-from .conftest import Outcome, Sim
-from .test_client import UAPI_OK, NoLimit, recorded, server
+from tests.client.test_client import UAPI_OK, NoLimit, recorded, server
+from tests.support import Outcome, Sim
 
 NOT_ATTEMPTED = "not attempted: an earlier login on this host was refused"
 

@@ -15,8 +15,7 @@ from aioresponses import aioresponses
 from orchestrator.client import Http, RetryPolicy, ServerClient
 from orchestrator.errors import AuthError, ProtocolError, TargetError, TransportError
 from orchestrator.model import ScanType
-
-from .test_client import CANARY, START_URL, NoLimit, recorded, server, uapi_url, whm
+from tests.client.test_client import CANARY, START_URL, NoLimit, recorded, server, uapi_url, whm
 
 
 @pytest_asyncio.fixture

@@ -14,8 +14,7 @@ from orchestrator.client.route import ExecuteRoute, WhmRoute, route_for, session
 from orchestrator.config import AuthMethod, Credentials, Server
 from orchestrator.errors import RequestTimeout, TransportError
 from orchestrator.model import Action, Secret
-
-from .test_client import NoLimit
+from tests.client.test_client import NoLimit
 
 BASE = "https://web01.test:2087"
 

@@ -9,9 +9,9 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.config import LoadLimit, WindowSetting
-from orchestrator.errors import ConfigError
 from orchestrator.config.pacing_keys import with_finish_by
-from tests.test_inventory import ENV, WHM, error, load, one_server
+from orchestrator.errors import ConfigError
+from tests.config.test_inventory import ENV, WHM, error, load, one_server
 
 ALICE = "auth: {method: cpanel_token, user: alice, token_env: ALICE_TOKEN}"
 

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.cli import main
-from orchestrator.errors import ConfigError
 from orchestrator.config.inventory import load_inventory
+from orchestrator.errors import ConfigError
 from orchestrator.secretref import shown_env_name
 
 TOKEN = "6IFA3QX0ZK7M1N2B4C5D8E9F0G1H2J3K"  # the shape of a cPanel API token

@@ -8,8 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.simulator import generate_fleet
-
-from .conftest import QUARANTINE_ALL, Outcome, Sim
+from tests.support import QUARANTINE_ALL, Outcome, Sim
 
 CLAMSCANNER = {
     "get_scan_status",

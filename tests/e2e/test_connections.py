@@ -14,8 +14,7 @@ import aiohttp
 import pytest
 
 from orchestrator.simulator import generate_fleet
-
-from .conftest import Outcome, Sim
+from tests.support import Outcome, Sim
 
 # ---------------------------------------------------------------------------------------------
 # Sessions, SSL contexts and connections of a real run

@@ -18,8 +18,7 @@ import pytest
 from orchestrator.client.channel import Channel
 from orchestrator.engine.runner import BREAKER_THRESHOLD
 from orchestrator.simulator import Faults, FleetSpec, generate_fleet
-
-from .conftest import Outcome, Sim, edit_inventory, infected_account, one_server
+from tests.support import Outcome, Sim, edit_inventory, infected_account, one_server
 
 TERMINAL = {"clean", "infected", "failed", "skipped"}
 POLLS = frozenset(

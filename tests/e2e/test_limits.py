@@ -7,8 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from orchestrator.simulator import generate_fleet
-
-from .conftest import Outcome, Sim
+from tests.support import Outcome, Sim
 
 # ---------------------------------------------------------------------------------------------
 # Scans per server, servers at once, the global request rate

@@ -13,10 +13,9 @@ from aioresponses import aioresponses
 from structlog.testing import capture_logs
 
 from orchestrator.client import Http, ServerClient
-from orchestrator.errors import AuthError, RequestTimeout, TransportError
 from orchestrator.client.health import BREAKER_THRESHOLD, Hosts
-
-from .test_client import CANARY, NoLimit, server, uapi_url, whm
+from orchestrator.errors import AuthError, RequestTimeout, TransportError
+from tests.client.test_client import CANARY, NoLimit, server, uapi_url, whm
 
 
 @pytest_asyncio.fixture

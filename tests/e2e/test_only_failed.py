@@ -11,8 +11,7 @@ from pathlib import Path
 from orchestrator.model import ErrorInfo, ErrorKind, Status, Target, TargetResult
 from orchestrator.report import load_report, write_report
 from orchestrator.simulator import generate_fleet
-
-from .conftest import Outcome, Sim, target_key, with_targets
+from tests.support import Outcome, Sim, target_key, with_targets
 
 TargetKey = tuple[str, str, str]
 

@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config.inventory import load_inventory
+from orchestrator.engine.shard import assign_shards
 from orchestrator.model import InfectedFile, TargetResult
 from orchestrator.report import validate_report_dict
-from orchestrator.engine.shard import assign_shards
 from orchestrator.simulator import generate_fleet
-
-from .conftest import Outcome, Sim, comparable, edited_report, run_subprocess, target_key
+from tests.support import Outcome, Sim, comparable, edited_report, run_subprocess, target_key
 
 
 def test_shards_in_separate_processes_merge_into_the_unsharded_report(

@@ -11,15 +11,14 @@ from typing import Any
 import anyio
 
 from orchestrator.config.inventory import load_inventory
+from orchestrator.engine.runner import FleetRun, RunOptions
 from orchestrator.model import ErrorKind, RunInfo, Status
-from orchestrator.workflow.pacing import Window
 from orchestrator.report import build_report, write_report
 from orchestrator.report.model import exit_code
-from orchestrator.engine.runner import FleetRun, RunOptions
 from orchestrator.simulator import generate_fleet
 from orchestrator.simulator.load import LoadSpec
-
-from .conftest import Outcome, Sim
+from orchestrator.workflow.pacing import Window
+from tests.support import Outcome, Sim
 
 
 def loaded_fleet(accounts: int, cores: int, background: float = 0.0) -> Any:

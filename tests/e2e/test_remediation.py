@@ -15,8 +15,7 @@ from orchestrator.simulator import (
     SimFile,
     generate_fleet,
 )
-
-from .conftest import QUARANTINE_ALL, Outcome, Sim, write_policy
+from tests.support import QUARANTINE_ALL, Outcome, Sim, write_policy
 
 
 def infected_fleet(seed: int = 21, accounts: int = 3):  # type: ignore[no-untyped-def]

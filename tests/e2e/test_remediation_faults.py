@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from orchestrator.simulator import Faults
-
-from .conftest import (
+from tests.e2e.test_faults import assert_invariants
+from tests.support import (
     Outcome,
     Sim,
     assert_outcomes_are_what_the_server_did,
@@ -20,7 +20,6 @@ from .conftest import (
     one_server,
     write_policy,
 )
-from .test_e2e_faults import assert_invariants
 
 # ---------------------------------------------------------------------------------------------
 # Fault matrix on the remediation path, the session login, the disinfection deadline

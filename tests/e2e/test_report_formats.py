@@ -16,11 +16,10 @@ import pytest
 
 from orchestrator.report import validate_report_dict
 from orchestrator.simulator import FleetSpec, generate_fleet
+from tests.support import Outcome, Sim, target_key
 
-from .conftest import Outcome, Sim, target_key
-
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parents[1] / "data"
 ALL_FORMATS = "json,csv,html,junit,prometheus,sarif"
 TargetKey = tuple[str, str, str]
 

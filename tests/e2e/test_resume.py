@@ -16,8 +16,8 @@ import anyio
 
 from orchestrator.cli import execute
 from orchestrator.engine.journal import Journal
-from orchestrator.model import EXIT_INTERNAL, TargetResult
 from orchestrator.engine.runner import FleetRun
+from orchestrator.model import EXIT_INTERNAL, TargetResult
 from orchestrator.simulator import (
     AccountSpec,
     Faults,
@@ -26,8 +26,7 @@ from orchestrator.simulator import (
     SimulatorThread,
     generate_fleet,
 )
-
-from .conftest import (
+from tests.support import (
     FAST_SERVER,
     FAST_SETTINGS,
     QUARANTINE_ALL,

@@ -12,11 +12,10 @@ from structlog.testing import capture_logs
 
 from orchestrator.config.inventory import load_inventory
 from orchestrator.engine.journal import Journal
-from orchestrator.model import Status, TargetResult
 from orchestrator.engine.runner import FleetRun, RunOptions
+from orchestrator.model import Status, TargetResult
 from orchestrator.simulator import generate_fleet
-
-from .conftest import Sim
+from tests.support import Sim
 
 IDENTITY = {"fleet_id": "f", "shard": "1/1", "policy": "report-only", "dry_run": "False"}
 CAP = 2

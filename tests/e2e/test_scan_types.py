@@ -23,8 +23,7 @@ from orchestrator.simulator import (
     generate_fleet,
 )
 from orchestrator.simulator.scan import SCOPES
-
-from .conftest import Outcome, Sim
+from tests.support import Outcome, Sim
 
 Files = dict[tuple[str, str, str], set[tuple[str, str]]]
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from orchestrator.simulator import generate_fleet
-
-from .conftest import Outcome, Sim
+from tests.support import Outcome, Sim
 
 
 def test_a_5xx_on_every_start_scan_fails_fast_naming_the_status(

@@ -18,8 +18,7 @@ from aiohttp import web
 from orchestrator.client import post_webhook
 from orchestrator.model import TargetResult
 from orchestrator.simulator import generate_fleet
-
-from .conftest import Outcome, Sim, edited_report, target_key
+from tests.support import Outcome, Sim, edited_report, target_key
 
 # ---------------------------------------------------------------------------------------------
 # Webhook: modes, failures that change nothing, the timeout, the URL kept secret

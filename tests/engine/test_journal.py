@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator import workflow
-from orchestrator.errors import ConfigError
 from orchestrator.engine.journal import FORMAT, Journal
+from orchestrator.errors import ConfigError
 from orchestrator.model import (
     Action,
     ErrorInfo,

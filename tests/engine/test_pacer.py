@@ -8,12 +8,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from orchestrator.client import Http, ServerClient
-from orchestrator.model import ErrorKind, ScanType, Status, Target
 from orchestrator.engine.pacer import deferred_result, take_reading
-from orchestrator.workflow.pacing import LoadController, Window
+from orchestrator.model import ErrorKind, ScanType, Status, Target
 from orchestrator.simulator import Faults, LoadSpec
-from tests.test_simulator_helpers import running
-from tests.test_simulator_load import NoLimit, fleet, whm_server
+from orchestrator.workflow.pacing import LoadController, Window
+from tests.simulator.raw import running
+from tests.simulator.test_load import NoLimit, fleet, whm_server
 
 
 @pytest.mark.asyncio

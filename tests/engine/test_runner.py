@@ -9,11 +9,10 @@ from collections.abc import Callable
 import anyio
 
 from orchestrator.config.inventory import load_inventory
-from orchestrator.model import ScanStats, Status, Target, TargetResult
 from orchestrator.engine.runner import FleetRun, NullObserver
+from orchestrator.model import ScanStats, Status, Target, TargetResult
 from orchestrator.simulator import generate_fleet
-
-from .conftest import Sim
+from tests.support import Sim
 
 
 class Recorder(NullObserver):

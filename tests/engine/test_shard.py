@@ -7,8 +7,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.config import AuthMethod, Credentials, Inventory, Server
-from orchestrator.errors import ConfigError
-from orchestrator.model import Secret
 from orchestrator.engine.shard import (
     AUTO,
     assign_shards,
@@ -18,6 +16,8 @@ from orchestrator.engine.shard import (
     server_weight,
     servers_in_shard,
 )
+from orchestrator.errors import ConfigError
+from orchestrator.model import Secret
 
 CREDS = Credentials(AuthMethod.WHM_TOKEN, "root", Secret("t"))
 

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.report import write_report
-
-from .test_report import sample_report
+from tests.report.test_report import sample_report
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None

@@ -17,10 +17,9 @@ from orchestrator.errors import ConfigError
 from orchestrator.model import Status
 from orchestrator.report import FORMATS, Report, validate_report_dict, write_report
 from orchestrator.report import writers as writers_module
+from tests.report.test_report import EVIL_PATH, sample_report
 
-from .test_report import EVIL_PATH, sample_report
-
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 ALL_FILES = {
     "report.json",
     "targets.csv",

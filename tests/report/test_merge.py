@@ -23,8 +23,7 @@ from orchestrator.report import (
     validate_report_dict,
 )
 from orchestrator.report.writers import render
-
-from .test_report import T0, result, sample_report, sample_results, sample_run
+from tests.report.test_report import T0, result, sample_report, sample_results, sample_run
 
 
 def shard(index: int, total: int, servers: set[str], **run: object) -> Report:

@@ -26,8 +26,7 @@ from orchestrator.report import (
     validate_report_dict,
 )
 from orchestrator.report.html import report_html
-
-from .test_report import result, sample_run
+from tests.report.test_report import result, sample_run
 
 DEFERRED = ErrorInfo(ErrorKind.DEFERRED, "window closed at 06:00")
 PACED = ServerPacing(

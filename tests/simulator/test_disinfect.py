@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from orchestrator.simulator import AccountSpec, Faults
-
-from .test_simulator_helpers import HOMEFILE, SHELL, WEB, Api, alice, fleet_of, running
+from tests.simulator.raw import HOMEFILE, SHELL, WEB, Api, alice, fleet_of, running
 
 HASHREF = "The parameter “actions” is required and must be a non-empty hashref."
 

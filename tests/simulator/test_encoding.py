@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.simulator import SimFile
 from orchestrator.simulator.encoding import safe_html_encode
-from tests.test_simulator_helpers import alice, fleet_of, running
+from tests.simulator.raw import alice, fleet_of, running
 
 ODD = SimFile('public_html/a&b/<it\'s>"q".php', 500, "Php.<Shell>&'x'")
 BIG = SimFile("public_html/z/line\nbreak's.txt", 50_000_000)

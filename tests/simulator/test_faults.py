@@ -15,8 +15,7 @@ import pytest
 import yaml
 
 from orchestrator.simulator import Faults, SimFile, SimulatorThread, generate_fleet, serve
-
-from .test_simulator_helpers import alice, fleet_of, running
+from tests.simulator.raw import alice, fleet_of, running
 
 STATUS = "/execute/ClamScanner/get_scan_status"
 ONLY_STATUS = frozenset({"get_scan_status"})

@@ -20,7 +20,7 @@ from orchestrator.simulator import (
     generate_fleet,
 )
 from orchestrator.simulator.load import LoadModel
-from tests.test_simulator_helpers import running
+from tests.simulator.raw import running
 
 START = 1_750_000_000.0
 FILES = (SimFile("public_html/index.php", 50_000), SimFile("tmp/x", 50_000))

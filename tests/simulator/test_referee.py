@@ -26,7 +26,7 @@ from orchestrator.simulator.referee import (
     run_of,
     summary_lines,
 )
-from tests.test_simulator_helpers import SHELL, Api, alice, fleet_of
+from tests.simulator.raw import SHELL, Api, alice, fleet_of
 
 
 @asynccontextmanager

@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.simulator import AccountSpec, Faults
-
-from .test_simulator_helpers import MBOX, SHELL, WEB, Api, alice, fleet_of, running
+from tests.simulator.raw import MBOX, SHELL, WEB, Api, alice, fleet_of, running
 
 CLAMD_DOWN = "The system failed to connect to the “ClamAV®” service"
 BUSY = "A virus scan is already in progress! Please wait until it completes before scanning again."

@@ -9,8 +9,7 @@ import json
 import pytest
 
 from orchestrator.simulator import AccountSpec, Faults, SimFile
-
-from .test_simulator_helpers import HOMEFILE, MBOX, SHELL, WEB, alice, fleet_of, running
+from tests.simulator.raw import HOMEFILE, MBOX, SHELL, WEB, alice, fleet_of, running
 
 ACCESS_DENIED = (
     '{"cpanelresult":{"apiversion":"2","error":"Access denied",'
