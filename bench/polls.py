@@ -57,9 +57,14 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT))
 
 from bound import Limits, fleet_bound  # noqa: E402
-from run import SIZES, Size  # noqa: E402
+from fleet import SIZES, Size  # noqa: E402
 
 from orchestrator import workflow  # noqa: E402
+from orchestrator.client.parse import parse_infected, parse_status, parse_uapi  # noqa: E402
+from orchestrator.model import Action, Outcome, ScanType, Target  # noqa: E402
+from orchestrator.simulator import AccountSpec, Faults, generate_fleet  # noqa: E402
+from orchestrator.simulator.account import AccountState  # noqa: E402
+from orchestrator.simulator.uapi import call  # noqa: E402
 from orchestrator.workflow.events import (  # noqa: E402
     ActionsPlanned,
     Command,
@@ -76,11 +81,6 @@ from orchestrator.workflow.events import (  # noqa: E402
     Tick,
     Wait,
 )
-from orchestrator.model import Action, Outcome, ScanType, Target  # noqa: E402
-from orchestrator.client.parse import parse_infected, parse_status, parse_uapi  # noqa: E402
-from orchestrator.simulator import AccountSpec, Faults, generate_fleet  # noqa: E402
-from orchestrator.simulator.account import AccountState  # noqa: E402
-from orchestrator.simulator.uapi import call  # noqa: E402
 
 LONG_RANGE = (1000.0, 1440.0)
 BANDS = ((0.0, 300.0), (300.0, 600.0), (600.0, 1000.0), (1000.0, math.inf))
