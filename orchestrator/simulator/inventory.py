@@ -81,6 +81,12 @@ def inventory_document(
     return document, env
 
 
+def read(path: Path) -> dict[str, Any]:
+    """An inventory document as written (or edited since): the referee learns its promises."""
+    loaded = yaml.safe_load(Path(path).read_text())
+    return loaded if isinstance(loaded, dict) else {}
+
+
 def write(path: Path, document: Mapping[str, Any]) -> None:
     header = "# Written by the clamfleet simulator; secrets come from the environment.\n"
     Path(path).write_text(header + yaml.safe_dump(dict(document), sort_keys=False))
