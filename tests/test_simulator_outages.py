@@ -217,3 +217,5 @@ def test_the_outage_and_throttle_knobs_are_settable_from_the_command_line() -> N
         with_fault_args(spec, ["sim01:outage_mode=down"])
     with pytest.raises(ValueError, match="throttle_mode"):
         with_fault_args(spec, ["sim01:throttle_mode=418"])
+    with pytest.raises(ValueError, match="outage_on: one of"):
+        with_fault_args(spec, ["sim01:outage_on=list_infected"])  # a typo never triggers

@@ -16,6 +16,11 @@ from orchestrator.simulator.load import LoadSpec
 SCAN_TYPES: tuple[str, ...] = ("home", "mail", "public_html", "public_ftp")
 OUTAGE_MODES: tuple[str, ...] = ("refused", "503")
 THROTTLE_MODES: tuple[str, ...] = ("429", "503")
+#: what `outage_on` may name: the ClamScanner functions (either way in), WHM's, the session login
+FUNCTIONS: tuple[str, ...] = (
+    "get_scan_paths", "start_scan", "get_scan_status", "list_infected_files", "disinfect_files",
+    "check_disinfection_status", "listaccts", "systemloadavg", "create_user_session", "login",
+)  # fmt: skip
 QUARANTINE_DIR = "quarantine_clamavconnector"
 
 
@@ -84,6 +89,8 @@ class Faults:
             raise ValueError(
                 f"throttle_mode: one of {', '.join(THROTTLE_MODES)}, not {self.throttle_mode!r}"
             )
+        if self.outage_on and self.outage_on not in FUNCTIONS:
+            raise ValueError(f"outage_on: one of {', '.join(FUNCTIONS)}, not {self.outage_on!r}")
         numbers = {
             "outage_seconds": self.outage_seconds, "outage_at": self.outage_at,
             "outage_on_count": self.outage_on_count - 1, "upcp_seconds": self.upcp_seconds,
