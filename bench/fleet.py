@@ -96,6 +96,7 @@ class Simulator:
             # the limits the scaled inventory promises: the simulator's referee enforces them
             "--requests-per-second", repr(size.server_rps * size.time_scale),
             "--fleet-requests-per-second", repr(size.fleet_rps * size.time_scale),
+            "--max-concurrent-scans", str(size.max_concurrent_scans),
         ]  # fmt: skip
         self.inventory = inventory
         self.log = log

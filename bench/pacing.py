@@ -208,6 +208,7 @@ def end_to_end(policy: Policy, fleet: FleetSpec, work: Path, timeout: float) -> 
         inventory = run_dir / "inventory.yaml"
         env = sim.write_inventory(inventory, auth="whm", settings=settings)
         _server_keys(inventory, inventory_keys(policy, fleet), rps=5 * k)
+        sim.learn_inventory_file(inventory)  # the referee holds the run to the edited limits
         out = str(run_dir / "report")
         argv = [sys.executable, "-m", "orchestrator", "run", str(inventory), "--out", out,
                 "--no-progress", "--log-level", "warning"]  # fmt: skip

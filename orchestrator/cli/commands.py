@@ -321,7 +321,9 @@ def simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc), field="--fault") from None
     settings = _given(requests_per_second=args.fleet_requests_per_second)
-    server_keys = _given(requests_per_second=args.requests_per_second)
+    server_keys = _given(
+        requests_per_second=args.requests_per_second, max_concurrent_scans=args.max_concurrent_scans
+    )
     violations = anyio.run(
         lambda: serve(
             spec,

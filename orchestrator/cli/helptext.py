@@ -45,7 +45,7 @@ def fault_knobs(faults: type[Any]) -> str:
     for f in dataclasses.fields(faults):
         default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
         kind = _kind(default)
-        shown = "unset" if default is None else "none" if default == frozenset() else default
+        shown = "unset" if default is None else "none" if default in (frozenset(), "") else default
         shown = str(shown).lower() if isinstance(shown, bool) else shown
         text = f"  {f.name}={kind} (default: {shown})"
         if f.name in comments:
@@ -61,6 +61,8 @@ def _kind(default: Any) -> str:
         return "N"
     if isinstance(default, float):
         return "X.Y"
+    if isinstance(default, str):
+        return "WORD"
     return "A,B,..."  # frozenset knobs (account or function names), comma-separated
 
 

@@ -267,6 +267,14 @@ def _add_simulate(p: argparse.ArgumentParser) -> None:
         " (default: the inventory's own default, 5)",
     )
     p.add_argument(
+        "--max-concurrent-scans",
+        type=int,
+        metavar="N",
+        help="each server's scan cap: written into the inventory and enforced by the referee"
+        " (with --auth cpanel_token/cpanel_password, one cap for all of a host's entries)"
+        " (default: the inventory's own default, 2)",
+    )
+    p.add_argument(
         "--fleet-requests-per-second",
         type=float,
         metavar="R",

@@ -18,6 +18,10 @@ Where cpanel-api.md leaves a behaviour open, the simulator picks one and says so
   server is oversubscribed (simulator/load.py); without one it reports the running scans.
 - A one-time login URL works once; the state file is never `queued` (cPanel deletes it right
   after queueing, hence the transient `none`).
+- A real night (outage.py, faults.py, load.py): cpsrvd restarts (`refused`: the port closes,
+  then listens again on the same port) or a 503 proxy, at a time, on a function's request or
+  as an upcp run; scans and disinfection tasks go on meanwhile. A throttling proxy answers
+  start_scan 429/503 without running it; busy servers; systemloadavg readings that fail.
 - What ClamScanner reports (`current_file`, `infected_files`, `list_infected_files` `file` and
   `virus_type`) goes through cPanel's encoder (`'` as `&#39;`); disinfection log records and
   error texts are not encoded.
@@ -40,10 +44,14 @@ reading that is safer for the client, i.e. the stricter one:
 - Suspended and excluded accounts: requests that act on the account (UAPI by any route,
   create_user_session, the session login); never listaccts or other WHM calls.
 - Rates are per run (one client, one promise), counted at arrival in 0.95 s windows (jitter);
-  every inventory entry on one simulated server shares its limit (one owner, one host); a
-  rate below 1/s is checked as 1/s. Limits are learned when the fleet writes an inventory
-  (or from `set_rules`/`set_fleet_rate`, or `simulate --requests-per-second`); a fleet that
-  wrote none checks no rate, exclusion or suspension.
+  a rate below 1/s is checked as 1/s. Every inventory entry on one simulated server shares
+  its limits (one owner, one host): the host's rate and scan cap are the smallest its entries
+  give (promises.py). Limits are learned from the inventory the fleet writes (or
+  `learn_inventory_file` for an edited one, `set_rules`/`set_fleet_rate`, or `simulate
+  --requests-per-second/--max-concurrent-scans`); a fleet that wrote none checks no rate,
+  scan cap, exclusion or suspension.
+- Outages (outage.py): a hammering client is judged in `503` mode only; a refused connection
+  never reaches the simulator (the kernel refuses it), so a refused outage is silence.
 - A request a fault knob answered instead of the server (5xx, reset, login page) still counts
   for rates and after a refused login; the scan and disinfection rules judge calls that ran.
 """
@@ -53,6 +61,7 @@ from orchestrator.simulator.clock import Clock, ManualClock, SystemClock
 from orchestrator.simulator.fleet import SimulatedFleet
 from orchestrator.simulator.generate import generate_fleet
 from orchestrator.simulator.load import LoadSpec
+from orchestrator.simulator.outage import Outage
 from orchestrator.simulator.referee import RULES, ServerRules, Violation
 from orchestrator.simulator.runtime import RequestRecord
 from orchestrator.simulator.spec import AccountSpec, Faults, FleetSpec, ServerSpec, SimFile
@@ -67,6 +76,7 @@ __all__ = [
     "FleetSpec",
     "LoadSpec",
     "ManualClock",
+    "Outage",
     "RequestRecord",
     "ServerRules",
     "ServerSpec",

@@ -1,4 +1,10 @@
-"""The HTTP face of one simulated server: routing, auth, envelopes, fault injection."""
+"""The HTTP face of one simulated server: routing, auth, envelopes, fault injection.
+
+What a request meets, in order: the referee's rates (at arrival), then its login and account
+rules (once parsed), then an outage (a 503 proxy answers, or a refused outage drops it and
+takes the port away), then the throttling proxy and the other fault knobs, and only then the
+server. Whatever answered instead of the server is in `RequestRecord.faulted`.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,8 @@ from aiohttp import web
 
 from orchestrator.simulator import uapi, whm
 from orchestrator.simulator.auth import COOKIE, parse_authorization
-from orchestrator.simulator.faults import LOGIN_PAGE, Decision, Hit, error_page
+from orchestrator.simulator.faults import LOGIN_PAGE, NO_FAULT, Decision, Hit, error_page
+from orchestrator.simulator.outage import REFUSED
 from orchestrator.simulator.referee import Request, redact, run_of
 from orchestrator.simulator.runtime import RequestRecord, ServerRuntime
 
@@ -122,7 +129,7 @@ def _judged(request: web.Request, parsed: Parsed, now: float) -> Request:
 async def handle(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     arrived = time.monotonic()
-    status, content_type = 0, ""
+    status, content_type, faulted = 0, "", ""
     parsed = _parse(request, request.query)  # the body is not read yet: counted at arrival
     with rt.lock:
         rt.referee.arrival(_judged(request, parsed, rt.clock.time()), arrived)
@@ -132,8 +139,26 @@ async def handle(request: web.Request) -> web.StreamResponse:
         with rt.lock:
             judged = _judged(request, parsed, rt.clock.time())
             rt.referee.request(judged)
-            decision = rt.fault_state.decide(parsed.function)
+            outage = rt.outage.check(judged.t, parsed.function) if rt.faults.outages else None
+            if outage is not None and outage.mode != REFUSED:
+                rt.referee.outage(judged, outage)
+            decision = (
+                NO_FAULT if outage else rt.fault_state.decide(parsed.function, parsed.account)
+            )
             slow = rt.faults.slow_seconds
+            retry_after = rt.faults.outage_retry_after
+        if outage is not None:
+            faulted = "outage"
+            if outage.mode == REFUSED:  # in flight when cpsrvd stopped: dropped, port closed
+                if rt.refuse_now is not None:
+                    await rt.refuse_now()
+                _drop(request)
+                return web.Response()  # never sent
+            response = _page(503, retry_after)
+            status, content_type = response.status, response.content_type
+            return response
+        if decision.hit is not Hit.NONE:
+            faulted = decision.hit.value
         if slow > 0:
             await asyncio.sleep(slow)
         if decision.hit is Hit.RESET:
@@ -157,6 +182,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 status,
                 content_type,
                 run_of(request.headers.get("User-Agent")),
+                faulted,
             )
         )
 
@@ -173,17 +199,16 @@ def _faulted(decision: Decision) -> web.Response | None:
             return None
         case Hit.HTML_LOGIN:
             return web.Response(text=LOGIN_PAGE, content_type="text/html")
-        case Hit.RETRY_AFTER:
-            return web.Response(
-                status=429,
-                text=error_page(429),
-                content_type="text/html",
-                headers={"Retry-After": "1"},
-            )
         case _:
-            return web.Response(
-                status=decision.status, text=error_page(decision.status), content_type="text/html"
-            )
+            return _page(decision.status, decision.retry_after)
+
+
+def _page(status: int, retry_after: int = 0) -> web.Response:
+    """An HTTP error page (a proxy's or cpsrvd's), with `Retry-After` when it is > 0."""
+    headers = {"Retry-After": str(retry_after)} if retry_after > 0 else None
+    return web.Response(
+        status=status, text=error_page(status), content_type="text/html", headers=headers
+    )
 
 
 def _dispatch(

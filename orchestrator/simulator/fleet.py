@@ -1,7 +1,13 @@
-"""SimulatedFleet: every simulated server on its own 127.0.0.1 port, in the current loop."""
+"""SimulatedFleet: every simulated server on its own 127.0.0.1 port, in the current loop.
+
+A server's port is its `Face` (simulator/face.py); a watcher task applies refused-mode outages
+(simulator/outage.py) to it, closing and reopening the same port on the clock.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 import tempfile
 from collections.abc import Mapping
@@ -12,34 +18,43 @@ from typing import Any
 import trustme
 from aiohttp import web
 
-from orchestrator.simulator import inventory
+from orchestrator.simulator import inventory, promises
 from orchestrator.simulator.account import AccountView
 from orchestrator.simulator.app import make_app
 from orchestrator.simulator.clock import Clock, SystemClock
-from orchestrator.simulator.referee import (
-    DEFAULT_FLEET_RPS,
-    FleetWindow,
-    ServerRules,
-    Violation,
-)
+from orchestrator.simulator.face import HOST, Face
+from orchestrator.simulator.outage import WATCH_SECONDS, Outage
+from orchestrator.simulator.promises import DEFAULT_FLEET_RPS, fleet_rate, host_rules
+from orchestrator.simulator.referee import FleetWindow, ServerRules, Violation
 from orchestrator.simulator.runtime import RequestRecord, ServerRuntime
 from orchestrator.simulator.spec import Faults, FleetSpec
 
-HOST = "127.0.0.1"  # never anything else
 SHUTDOWN_SECONDS = 0.5
 
 
 class SimulatedFleet:
     """`async with SimulatedFleet(spec) as fleet:`; the servers run in the caller's loop."""
 
-    def __init__(self, spec: FleetSpec, tls: bool = False, clock: Clock | None = None) -> None:
+    def __init__(
+        self, spec: FleetSpec, tls: bool = False, clock: Clock | None = None,
+        shared_scan_cap: bool | None = None,
+    ) -> None:  # fmt: skip
+        """`shared_scan_cap`: judge a host's entries' scan caps as one (promises.py; None:
+        `promises.SHARED_SCAN_CAP`)."""
         self.spec = spec
+        self.shared_scan_cap = (
+            promises.SHARED_SCAN_CAP if shared_scan_cap is None else shared_scan_cap
+        )
         self.tls = tls
         self.clock: Clock = clock or SystemClock()
         self.ca_file: Path | None = None
         self.env: dict[str, str] = inventory.all_secrets(spec)
         self._runtimes: dict[str, ServerRuntime] = {}
         self._runners: dict[str, web.AppRunner] = {}
+        self._faces: dict[str, Face] = {}
+        self._watcher: asyncio.Task[None] | None = None
+        #: ports that failed to listen again after a refused outage (retried every tick)
+        self.face_errors: list[str] = []
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._window = FleetWindow()
         self._rules: dict[str, ServerRules] = {}
@@ -68,11 +83,34 @@ class SimulatedFleet:
             )  # fmt: skip
             await runner.setup()
             self._runners[server.name] = runner
-            site = web.TCPSite(runner, HOST, 0, ssl_context=context)
-            await site.start()
-            port = runner.addresses[0][1]
+            face = Face(runner, context)
+            port = await face.open()
+            self._faces[server.name] = face
+            runtime.refuse_now = face.refuse
             runtime.base_url = f"{'https' if context else 'http'}://{HOST}:{port}"
             self._runtimes[server.name] = runtime
+        self._watcher = asyncio.create_task(self._watch(), name="clamfleet-sim-outages")
+
+    async def _watch(self) -> None:
+        while True:
+            await self.apply_outages()
+            await asyncio.sleep(WATCH_SECONDS)
+
+    async def apply_outages(self) -> None:
+        """Close or reopen each port as its refused-mode outages say now (the watcher does
+        this every WATCH_SECONDS; a test that moved a ManualClock calls it to be exact)."""
+        for name, face in list(self._faces.items()):
+            rt = self._runtimes[name]
+            if not rt.faults.outages and not face.down:
+                continue
+            wanted = rt.outage_wanted()
+            try:
+                if wanted is not None and not face.down:
+                    await face.refuse()
+                elif wanted is None and face.down:
+                    await face.reopen()
+            except OSError as exc:  # stays down; tried again next tick
+                self.face_errors.append(f"{name}: port {face.port}: {exc}")
 
     def _tls_context(self) -> ssl.SSLContext:
         self._tmp = tempfile.TemporaryDirectory(prefix="clamfleet-sim-tls-")
@@ -85,11 +123,19 @@ class SimulatedFleet:
 
     async def stop_server(self, name: str) -> None:
         """Take one server down: its port refuses connections from now on."""
+        face = self._faces.pop(name, None)
+        if face is not None:
+            face.close()
         runner = self._runners.pop(name, None)
         if runner is not None:
             await runner.cleanup()
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         while self._runners:
             await self.stop_server(next(iter(self._runners)))
         if self._tmp is not None:
@@ -120,16 +166,28 @@ class SimulatedFleet:
             extra_server_keys=extra_server_keys,
         )  # fmt: skip
         inventory.write(Path(path), document)
-        self.learn_inventory(settings or {}, extra_server_keys or {})
+        self.learn_document(document)
         return env
 
     def learn_inventory(self, settings: Mapping[str, Any], server_keys: Mapping[str, Any]) -> None:
         """Teach the referee the limits an inventory promises (defaults for missing keys):
         `settings` as its `settings:`, `server_keys` as every server entry's own keys."""
-        rules = ServerRules.from_inventory(server_keys)
+        rules = ServerRules.combine([server_keys])
         for server in self.spec.servers:
             self.set_rules(server.name, rules)
         self.set_fleet_rate(float(settings.get("requests_per_second", DEFAULT_FLEET_RPS)))
+
+    def learn_document(self, document: Mapping[str, Any]) -> None:
+        """Teach the referee an inventory document's promises, each host's entries combined
+        (simulator/promises.py). `write_inventory` does it; a test that edits the inventory
+        it wrote calls it (or `learn_inventory_file`) again with the edited one."""
+        shared = self.shared_scan_cap
+        for name, rules in host_rules(document, self.urls(), shared_scan_cap=shared).items():
+            self.set_rules(name, rules)
+        self.set_fleet_rate(fleet_rate(document))
+
+    def learn_inventory_file(self, path: Path | str) -> None:
+        self.learn_document(inventory.read(Path(path)))
 
     def set_rules(self, name: str, rules: ServerRules) -> None:
         """The referee's rules for one server: its request rate, exclusions, suspended ones."""
@@ -138,6 +196,12 @@ class SimulatedFleet:
         if (rt := self._runtimes.get(name)) is not None:
             with rt.lock:
                 rt.referee.rules = rules
+
+    def rules(self, name: str) -> ServerRules:
+        """What the referee holds the server (host) to, as learned."""
+        rt = self._rt(name)
+        with rt.lock:
+            return rt.referee.rules
 
     def set_fleet_rate(self, requests_per_second: float | None) -> None:
         """settings.requests_per_second, checked across every server (None: not checked)."""
@@ -153,6 +217,16 @@ class SimulatedFleet:
 
     def faults(self, name: str) -> Faults:
         return self._rt(name).faults
+
+    def outages(self, name: str) -> list[Outage]:
+        """The server's outage windows begun so far (simulator clock; a running one with its
+        planned end), in order: start, end, mode ("refused" | "503"), cause."""
+        return self._rt(name).outages()
+
+    def port_down(self, name: str) -> bool:
+        """Whether the server's port refuses connections now (a refused outage, stop_server)."""
+        face = self._faces.get(name)
+        return face is None or face.down
 
     def request_log(self, name: str) -> list[RequestRecord]:
         return self._rt(name).requests()

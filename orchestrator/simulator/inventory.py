@@ -1,4 +1,10 @@
-"""The inventory (README "Inventory") matching a running simulated fleet; secrets by env var."""
+"""The inventory (README "Inventory") matching a running simulated fleet; secrets by env var.
+
+With `cpanel_token` / `cpanel_password` every account is an entry of its own, all on their
+server's one URL: one host, whose entries share one rate and one scan cap, the smallest they
+give (the referee learns the document written: promises.py). The keys given are written into
+every entry alike, so the shared promise is those keys.
+"""
 
 from __future__ import annotations
 
@@ -79,6 +85,12 @@ def inventory_document(
     if settings:
         document["settings"] = dict(settings)
     return document, env
+
+
+def read(path: Path) -> dict[str, Any]:
+    """An inventory document as written (or edited since): the referee learns its promises."""
+    loaded = yaml.safe_load(Path(path).read_text())
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def write(path: Path, document: Mapping[str, Any]) -> None:

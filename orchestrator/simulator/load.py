@@ -9,6 +9,10 @@ Only for servers with a `LoadSpec`; without one, scans keep their fixed duration
   more running each gets `capacity / n`: oversubscription slows every scan, it adds no speed.
 - The load averages are the kernel's: every 5 s `avg = avg * e + n_now * (1 - e)` with
   `e = exp(-5 / 60)` (300, 900 for the 5 and 15 minute ones), from `background` at start.
+- `Faults.busy_load` (the `extra` here) adds a constant background on top, all night: a busy
+  shop server (3.5 on 4 cores) keeps its load averages at or above it whatever the scans do,
+  from the start (the averages begin at the background's steady state). Changed by
+  `set_faults`, the averages move to it with the kernel's smoothing.
 - `time_scale` K compresses time as the benchmark does: a simulated second lasts 1/K real
   seconds, so ticks, time constants and the profile's times are all divided by K.
 
@@ -106,15 +110,18 @@ class Meter:
 class LoadModel:
     """One server's scans and load averages, advanced lazily to the clock."""
 
-    def __init__(self, spec: LoadSpec, start: float, time_scale: float = 1.0) -> None:
+    def __init__(
+        self, spec: LoadSpec, start: float, time_scale: float = 1.0, extra: float = 0.0
+    ) -> None:
         self.spec = spec
+        self.extra = extra  # Faults.busy_load
         self.start = start
         self.k = time_scale
         self.t = start
         self.tick = TICK / time_scale
         self._next_tick = start + self.tick
         self._decay = tuple(math.exp(-TICK / tau) for tau in TAUS)
-        self.averages = [spec.background] * len(TAUS)  # an idle server's steady state
+        self.averages = [spec.background + extra] * len(TAUS)  # an idle server's steady state
         self._meters: dict[str, Meter] = {}
         self._steps = [(start + t / time_scale, bg) for t, bg in sorted(spec.profile)]
 
@@ -139,7 +146,13 @@ class LoadModel:
 
     def background(self, t: float) -> float:
         i = bisect_right([s[0] for s in self._steps], t) - 1
-        return self._steps[i][1] if i >= 0 else self.spec.background
+        return (self._steps[i][1] if i >= 0 else self.spec.background) + self.extra
+
+    def set_extra(self, now: float, extra: float) -> None:
+        """A new `busy_load` from `now` on (the averages follow it as the kernel's would)."""
+        self.advance(now)
+        self.extra = extra
+        self._set_rates()
 
     # -- the event loop --------------------------------------------------------------------
 

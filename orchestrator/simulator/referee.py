@@ -20,11 +20,31 @@ when it *sends* them; on a loaded loopback they *arrive* with jitter, so two req
 1/R apart may arrive closer. The referee therefore counts arrivals in windows of
 RATE_WINDOW = 0.95 s instead of 1 s: R+1 arrivals inside 0.95 s mean the sender's spacing was
 broken by more than 50 ms in total, not just jittered.
+
+The night's rules (outages, throttling, shared hosts: simulator/outage.py, promises.py):
+
+- `outage-hammering`. The client's contract: when a server stops answering, its requests in
+  flight fail; a breaker opens after a few failures and then lets ONE probe through per
+  cool-down, which starts at >= 1 s and grows to a cap. So within one outage, per run, the
+  first `cap + GRACE_EXTRA` requests are forgiven (cap: the host's max_concurrent_scans, 2 when
+  not learned: what can be in flight on a host, plus the breaker's few failures), and every
+  later one must arrive at least `MIN_PROBE_INTERVAL` (1.0 s, a module constant tests may
+  lower) after the run's previous request to that server, less `PROBE_JITTER` (50 ms, as for
+  the rates). Judged on the simulator's clock, so a `ManualClock` test spaces probes without
+  waiting. Only a `503` outage is judged: a refused connection never reaches this process
+  (the kernel answers it; counting SYNs needs privileges, and any socket that would see them
+  would have to accept or hold the connection, which is no longer "refused"), so a
+  refused-mode outage is observed only as silence. The fuzz draws both modes: the 503 one bites.
+- `host-scan-cap`. A start_scan that took while this run already had `cap` scans running on
+  that host (cap: the host's entries' max_concurrent_scans combined, promises.py: the
+  smallest, or their sum while `SHARED_SCAN_CAP` is off). A scan is the
+  run's when its own start_scan took (a scan cPanel's UI started, `ui_race_accounts`, is
+  not); it runs while its scanner child lives: until complete, or until a stalled one's child
+  died (a dead child loads nothing, and cPanel accepts a new start_scan then).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import threading
 from collections import deque
@@ -32,10 +52,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.simulator.outage import Outage
+from orchestrator.simulator.promises import DEFAULT_SCANS
+from orchestrator.simulator.promises import ServerRules as ServerRules
+
 ANONYMOUS = "anonymous"
 RATE_WINDOW = 0.95  # seconds; see the module docstring
 RUN_ID = re.compile(r"\(run ([^()\s]+)\)")
 SESSION_TOKEN = re.compile(r"/cpsess\d+")
+MIN_PROBE_INTERVAL = 1.0  # seconds between two requests of a run in an outage (after grace)
+PROBE_JITTER = 0.05  # seconds of arrival jitter forgiven on that interval
+GRACE_EXTRA = 2  # requests in one outage forgiven beyond the host's scan cap
 
 #: rule id -> what it forbids (the ids are stable: tests and the benchmark match on them)
 RULES: dict[str, str] = {
@@ -55,14 +82,19 @@ RULES: dict[str, str] = {
     "after-refused-login": "a request to a server after a refused login there (cPHulk)",
     "suspended-account": "a request for a suspended account without include_suspended: true",
     "excluded-account": "a request for an account the inventory's exclude_accounts names",
+    "outage-hammering": (
+        "requests to a server during an outage beyond a breaker's: after the grace, two "
+        "requests of one run less than MIN_PROBE_INTERVAL apart"
+    ),
+    "host-scan-cap": (
+        "a start_scan that took while the run already had the host's max_concurrent_scans "
+        "scans running there (the smallest among the host's inventory entries)"
+    ),
 }
 #: routes that act on one account (listaccts and other WHM calls never do)
 ACCOUNT_ROUTES = frozenset(
     {"execute", "cpsess_execute", "session_login", "uapi_cpanel", "create_user_session"}
 )
-#: cPanel's defaults of the inventory keys the referee learns (inventory.example.yaml)
-DEFAULT_SERVER_RPS = 5.0
-DEFAULT_FLEET_RPS = 100.0
 
 
 def run_of(user_agent: str | None) -> str:
@@ -110,27 +142,6 @@ class Violation:
             f"violation run={self.run} server={self.server} rule={self.rule}{who} "
             f"t={self.t:.3f} {self.method} {self.path}{fn}: {self.message}"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class ServerRules:
-    """What the inventory promised for one server. None: not learned (rate not checked)."""
-
-    requests_per_second: float | None = None
-    exclude_accounts: tuple[str, ...] = ()
-    include_suspended: bool = False
-
-    @classmethod
-    def from_inventory(cls, keys: Mapping[str, Any]) -> ServerRules:
-        """From one server entry's keys, with the inventory defaults for missing ones."""
-        return cls(
-            float(keys.get("requests_per_second", DEFAULT_SERVER_RPS)),
-            tuple(str(p) for p in keys.get("exclude_accounts") or ()),
-            bool(keys.get("include_suspended", False)),
-        )
-
-    def excludes(self, account: str) -> bool:
-        return any(fnmatch.fnmatchcase(account, p) for p in self.exclude_accounts)
 
 
 def over_rate(window: deque[float], arrived: float, limit: float | None) -> bool:
@@ -223,6 +234,8 @@ class ServerReferee:
     _refused: set[str] = field(default_factory=set)  # runs refused a login here
     _denied: set[tuple[str, str]] = field(default_factory=set)  # (run, suspended account)
     _took: set[tuple[str, str, str]] = field(default_factory=set)  # (run, account, scan_type)
+    #: (outage index, run) -> (requests in that outage, arrival of the latest)
+    _outage_seen: dict[tuple[int, str], tuple[int, float]] = field(default_factory=dict)
 
     def flag(self, req: Request, rule: str, message: str) -> None:
         self.violations.append(
@@ -251,7 +264,7 @@ class ServerReferee:
             self.flag(req, "excluded-account", f"{user} is excluded by the inventory")
         # With the account's own credentials (`execute`) the client cannot know before the 403.
         known = req.route != "execute" or (req.run, user) in self._denied
-        if user in self.suspended and not self.rules.include_suspended and known:
+        if user in self.suspended and not self.rules.allows_suspended(user) and known:
             self.flag(req, "suspended-account", f"{user} is suspended")
 
     def refused_login(self, req: Request) -> None:
@@ -264,14 +277,38 @@ class ServerReferee:
 
     def start_scan(
         self, req: Request, scan_type: str, refused_running: bool, took: bool,
-        disinfecting: bool = False,
+        disinfecting: bool = False, running: int = 0,
     ) -> None:  # fmt: skip
+        """`running`: scans this run started here that run (the one just started aside)."""
         key = (req.run, req.account or "", scan_type)
         judged = judge_start(scan_type, refused_running, key in self._took, disinfecting)
         for rule, message in judged:
             self.flag(req, rule, message)
+        cap = self.rules.max_concurrent_scans
+        if took and cap is not None and running >= cap:
+            self.flag(
+                req, "host-scan-cap",
+                f"start_scan {scan_type} took while {running} scan(s) of this run ran here"
+                f" (the host's max_concurrent_scans: {cap})",
+            )  # fmt: skip
         if took:
             self._took.add(key)
+
+    def outage(self, req: Request, outage: Outage) -> None:
+        """A request that arrived during a 503 outage (see the module docstring)."""
+        key = (outage.index, req.run)
+        count, last = self._outage_seen.get(key, (0, req.t))
+        count += 1
+        self._outage_seen[key] = (count, req.t)
+        grace = (self.rules.max_concurrent_scans or DEFAULT_SCANS) + GRACE_EXTRA
+        gap = req.t - last
+        if count > grace and gap < MIN_PROBE_INTERVAL - PROBE_JITTER:
+            self.flag(
+                req, "outage-hammering",
+                f"request {count} of this run in the {outage}, {gap:.3f} s after its previous"
+                f" one (after {grace} requests a breaker probes once per"
+                f" {MIN_PROBE_INTERVAL:g} s at most)",
+            )  # fmt: skip
 
     def call(
         self, req: Request, function: str, args: Mapping[str, Any], facts: AccountFacts,

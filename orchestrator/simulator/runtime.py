@@ -8,7 +8,7 @@ threads (SimulatorThread's callers) may read the log or swap faults at any time.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,6 +18,7 @@ from orchestrator.simulator.auth import Hulk, Sessions
 from orchestrator.simulator.clock import Clock
 from orchestrator.simulator.faults import FaultState
 from orchestrator.simulator.load import LoadModel
+from orchestrator.simulator.outage import Outage, OutageState
 from orchestrator.simulator.referee import FleetWindow, Request, ServerReferee, Violation
 from orchestrator.simulator.scan import ScanRun
 from orchestrator.simulator.spec import Faults, FleetSpec, ServerSpec
@@ -39,6 +40,10 @@ class RequestRecord:
     status: int
     content_type: str
     run: str = "anonymous"  # the client's run id (User-Agent), as the referee saw it
+    #: what answered instead of the server, the call not run: "" (the server ran it), "outage"
+    #: (a 503 proxy, or a refused outage's dropped request), "throttle", "5xx", "429", "fail",
+    #: "reset", "html"
+    faulted: str = ""
 
 
 class ServerRuntime:
@@ -46,14 +51,21 @@ class ServerRuntime:
         self, spec: ServerSpec, fleet: FleetSpec, clock: Clock, window: FleetWindow | None = None
     ) -> None:
         self.spec = spec
+        self.fleet_spec = fleet
         self.clock = clock
         self.load = (
-            LoadModel(spec.load, clock.time(), fleet.time_scale) if spec.load is not None else None
+            LoadModel(spec.load, clock.time(), fleet.time_scale, spec.faults.busy_load)
+            if spec.load is not None
+            else None
         )
         self.accounts = {
             a.user: AccountState(a, fleet.scan_seconds_of(a), self.load) for a in spec.accounts
         }
         self.fault_state = FaultState(spec.faults)
+        self.outage = self._outage_state(spec.faults, clock.time())
+        self._past_outages: list[Outage] = []  # windows of knobs since replaced
+        #: the fleet's hook that takes the port away now (a refused outage's trigger request)
+        self.refuse_now: Callable[[], Awaitable[None]] | None = None
         self.hulk = Hulk()
         self.sessions = Sessions(f"clamfleet-sim/{fleet.seed}/{spec.name}")
         self.lock = threading.Lock()
@@ -65,13 +77,36 @@ class ServerRuntime:
         #: oracle of what a target must report, its own scan's findings and no other's
         self.started: dict[ScanKey, ScanRun] = {}
 
+    def _outage_state(self, faults: Faults, origin: float, first_index: int = 1) -> OutageState:
+        return OutageState(
+            faults, origin, seed=self.fleet_spec.seed, server=self.spec.name,
+            time_scale=self.fleet_spec.time_scale, first_index=first_index,
+        )  # fmt: skip
+
     @property
     def faults(self) -> Faults:
         return self.fault_state.faults
 
     def set_faults(self, faults: Faults) -> None:
         with self.lock:
+            now = self.now()
             self.fault_state = FaultState(faults)
+            self._past_outages += self.outage.cut(now)
+            self.outage = self._outage_state(faults, now, len(self._past_outages) + 1)
+            if self.load is not None:
+                self.load.set_extra(now, faults.busy_load)
+
+    def outages(self) -> list[Outage]:
+        """Every outage window begun so far (a running one with its planned end)."""
+        with self.lock:
+            return self._past_outages + self.outage.begun(self.clock.time())
+
+    def outage_wanted(self) -> Outage | None:
+        """The refused-mode window the port should be down for now (the fleet's watcher)."""
+        with self.lock:
+            if not self.faults.outages or self.outage.mode != "refused":
+                return None
+            return self.outage.active(self.clock.time())
 
     def now(self) -> float:
         """The clock, with the load model (if any) brought up to it. Call holding `lock`."""
@@ -84,8 +119,9 @@ class ServerRuntime:
         """The 1, 5, 15 minute load; without a model, the scans running now. Hold `lock`."""
         if self.load is not None:
             return self.load.loadavg(now)
-        running = float(sum(1 for a in self.accounts.values() if a.scan_running(now)))
-        return running, running, running
+        running = sum(1 for a in self.accounts.values() if a.scan_running(now))
+        load = running + self.faults.busy_load
+        return load, load, load
 
     def record(self, entry: RequestRecord) -> None:
         with self.lock:
@@ -111,12 +147,20 @@ class ServerRuntime:
             refused = answer["errors"] == [ALREADY_RUNNING]
             took = answer["status"] == 1
             scan_type = str(args.get("scan_type"))
-            self.referee.start_scan(req, scan_type, refused, took, facts.disinfecting)
+            running = self._running_of(req.run, now, account.run) if took else 0
+            self.referee.start_scan(req, scan_type, refused, took, facts.disinfecting, running)
             if took and account.run is not None:
                 self.started[(req.run, user, scan_type)] = account.run
         elif function in uapi.HANDLERS:
             self.referee.call(req, function, args, facts, account.relpath)
         return answer
+
+    def _running_of(self, run: str, now: float, new: ScanRun | None) -> int:
+        """Scans this run started here whose child is alive now, `new` (just started) aside."""
+        return sum(
+            1 for (r, _, _), scan in self.started.items()
+            if r == run and scan is not new and scan.running(now)
+        )  # fmt: skip
 
     def scans_started(self) -> dict[ScanKey, list[tuple[str, str]]]:
         """What each scan a request started found: (relpath, virus), all of it once complete

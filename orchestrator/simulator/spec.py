@@ -14,6 +14,13 @@ from typing import Any
 from orchestrator.simulator.load import LoadSpec
 
 SCAN_TYPES: tuple[str, ...] = ("home", "mail", "public_html", "public_ftp")
+OUTAGE_MODES: tuple[str, ...] = ("refused", "503")
+THROTTLE_MODES: tuple[str, ...] = ("429", "503")
+#: what `outage_on` may name: the ClamScanner functions (either way in), WHM's, the session login
+FUNCTIONS: tuple[str, ...] = (
+    "get_scan_paths", "start_scan", "get_scan_status", "list_infected_files", "disinfect_files",
+    "check_disinfection_status", "listaccts", "systemloadavg", "create_user_session", "login",
+)  # fmt: skip
 QUARANTINE_DIR = "quarantine_clamavconnector"
 
 
@@ -29,6 +36,12 @@ class Faults:
     A request "matches" when `functions` is None or holds its function name (`start_scan`,
     `listaccts`, `create_user_session`, `login`, ...). The `*_every` knobs count matching
     requests of one server: the Nth, 2Nth, ... one is hit.
+
+    The knobs of a real night ignore `functions`: outages of the HTTP face (`outage_*`,
+    `upcp_seconds`; simulator/outage.py), a throttling proxy on start_scan (`throttle_*`: its
+    answer replaces the call, which does not run), a busy server (`busy_load`) and
+    systemloadavg readings that fail now and then (`loadavg_fail_*`). A function name is the
+    ClamScanner function whichever way in (`/execute` or `uapi_cpanel`), or the WHM one.
     """
 
     status_5xx_every: int = 0  # answer 500, 502, 503 in turn
@@ -52,6 +65,47 @@ class Faults:
     disinfect_step_seconds: float = 0.02  # between two disinfection log records
     functions: frozenset[str] | None = None
     loadavg_unavailable: bool = False  # systemloadavg fails at WHM level (ACL, old server)
+    #: -- a real night (simulator/outage.py): cpsrvd restarts, a proxy in front, busy servers --
+    outage_mode: str = "refused"  # refused (nothing listens: a stopped cpsrvd) | 503 (a proxy)
+    outage_seconds: float = 0.0  # an outage this long (0: none), at outage_at or on outage_on
+    outage_at: float = 0.0  # seconds after the fleet's start (or set_faults) that it begins
+    outage_on: str = ""  # instead: at this function's Nth request after outage_at (it is hit)
+    outage_on_count: int = 1  # N for outage_on, counted per server
+    outage_retry_after: int = 0  # 503 mode: Retry-After seconds on the page (0: no header)
+    upcp_seconds: float = 0.0  # instead: an upcp run, 2-4 restarts of 5-40 s over this span
+    throttle_start: int = 0  # the first N start_scan per account: the proxy answers, not run
+    throttle_mode: str = "429"  # 429 | 503: what the throttling proxy answers
+    throttle_retry_after: int = 1  # Retry-After seconds of a throttled answer (0: no header)
+    busy_load: float = 0.0  # load besides the scans all night (a shop), added to --background
+    loadavg_fail_first: int = 0  # the first N systemloadavg readings fail at WHM level
+    loadavg_fail_every: int = 0  # every Nth systemloadavg reading fails at WHM level
+
+    def __post_init__(self) -> None:
+        if self.outage_mode not in OUTAGE_MODES:
+            raise ValueError(
+                f"outage_mode: one of {', '.join(OUTAGE_MODES)}, not {self.outage_mode!r}"
+            )
+        if self.throttle_mode not in THROTTLE_MODES:
+            raise ValueError(
+                f"throttle_mode: one of {', '.join(THROTTLE_MODES)}, not {self.throttle_mode!r}"
+            )
+        if self.outage_on and self.outage_on not in FUNCTIONS:
+            raise ValueError(f"outage_on: one of {', '.join(FUNCTIONS)}, not {self.outage_on!r}")
+        numbers = {
+            "outage_seconds": self.outage_seconds, "outage_at": self.outage_at,
+            "outage_on_count": self.outage_on_count - 1, "upcp_seconds": self.upcp_seconds,
+            "outage_retry_after": self.outage_retry_after, "throttle_start": self.throttle_start,
+            "throttle_retry_after": self.throttle_retry_after, "busy_load": self.busy_load,
+            "loadavg_fail_first": self.loadavg_fail_first,
+            "loadavg_fail_every": self.loadavg_fail_every,
+        }  # fmt: skip
+        if bad := [name for name, value in numbers.items() if value < 0]:
+            raise ValueError(f"{', '.join(bad)}: out of range (outage_on_count >= 1, others >= 0)")
+
+    @property
+    def outages(self) -> bool:
+        """Whether these knobs take the server's HTTP face away at some point."""
+        return self.outage_seconds > 0 or self.upcp_seconds > 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ import anyio
 from orchestrator.simulator.account import AccountView
 from orchestrator.simulator.clock import Clock
 from orchestrator.simulator.fleet import SimulatedFleet
+from orchestrator.simulator.outage import Outage
 from orchestrator.simulator.referee import ServerRules, Violation, summary_lines
 from orchestrator.simulator.runtime import RequestRecord
 from orchestrator.simulator.spec import Faults, FleetSpec
@@ -27,9 +28,12 @@ START_TIMEOUT = 30.0
 class SimulatorThread:
     """`with SimulatorThread(spec) as fleet:` for sync code; the same inspection API."""
 
-    def __init__(self, spec: FleetSpec, tls: bool = False, clock: Clock | None = None) -> None:
+    def __init__(
+        self, spec: FleetSpec, tls: bool = False, clock: Clock | None = None,
+        shared_scan_cap: bool | None = None,
+    ) -> None:  # fmt: skip
         self.spec = spec
-        self._args = (spec, tls, clock)
+        self._args = (spec, tls, clock, shared_scan_cap)
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name="clamfleet-simulator", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -117,6 +121,21 @@ class SimulatorThread:
     def set_rules(self, name: str, rules: ServerRules) -> None:
         self.fleet.set_rules(name, rules)
 
+    def learn_inventory_file(self, path: Path | str) -> None:
+        """Teach the referee an (edited) inventory's promises, each host's entries combined."""
+        self.fleet.learn_inventory_file(path)
+
+    def outages(self, name: str) -> list[Outage]:
+        return self.fleet.outages(name)
+
+    def port_down(self, name: str) -> bool:
+        return self.fleet.port_down(name)
+
+    def apply_outages(self) -> None:
+        """Apply refused-mode outages to the ports now (blocking; the watcher does it too)."""
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self.fleet.apply_outages(), self._loop).result(30)
+
     def set_fleet_rate(self, requests_per_second: float | None) -> None:
         self.fleet.set_fleet_rate(requests_per_second)
 
@@ -154,12 +173,13 @@ async def serve(
     """Run the fleet until SIGINT/SIGTERM (or cancelled); announce URLs, the inventory and
     `export` lines, and at the end every protocol violation. Returns the violations.
 
-    `settings` / `server_keys` go into the inventory written, and teach the referee its limits.
+    `settings` / `server_keys` go into the inventory written, and teach the referee its limits;
+    a host's entries share one scan cap, the smallest (promises.py), whatever SHARED_SCAN_CAP.
     """
     # The handlers go in before anything is announced: a SIGTERM right after the announcement
     # must still print the record, not kill the process.
     with _stop_signals() as signals:
-        async with SimulatedFleet(spec, tls=tls, clock=clock) as fleet:
+        async with SimulatedFleet(spec, tls=tls, clock=clock, shared_scan_cap=True) as fleet:
             for name, url in fleet.urls().items():
                 announce(f"{name} {url}")
             if fleet.ca_file is not None:

@@ -131,6 +131,8 @@ def systemloadavg(rt: ServerRuntime, now: float) -> dict[str, Any]:
     """The load averages as numbers (current docs; older servers sent strings)."""
     if rt.faults.loadavg_unavailable:
         return fail("systemloadavg", "Permission denied: systemloadavg is not available.")
+    if rt.fault_state.loadavg_fails():  # a transient failure (Faults.loadavg_fail_*)
+        return fail("systemloadavg", "Failed to read the system load average: try again.")
     one, five, fifteen = rt.loadavg(now)
     return ok("systemloadavg", {"one": round(one, 2), "five": round(five, 2),
                                 "fifteen": round(fifteen, 2)})  # fmt: skip
