@@ -135,6 +135,10 @@ class InfectedFile:
     message: str | None = None
     #: With `--baseline`: "new" or "recurring" (resolved files are listed by the report layer).
     delta: str | None = None
+    #: With a history (`--history`): the start of the first night that reported this file, and
+    #: the number of nights that did, this one included.
+    first_seen: datetime | None = None
+    nights_seen: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,20 @@ _CONVENTIONAL_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
 
 #: Field names whose values may be secrets wherever they appear in a file.
 SECRET_KEYS = frozenset(
-    ("auth", "token", "password", "token_env", "token_file", "password_env", "password_file")
+    (
+        "auth",
+        "token",
+        "password",
+        "token_env",
+        "token_file",
+        "password_env",
+        "password_file",
+        "url_env",  # settings.notify: the variable holding an Apprise URL (credentials inside)
+    )
 )
+
+#: What may name an environment variable: no '-', '+', '/', ':' (which a pasted token or URL has).
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def shown_env_name(name: str) -> str | None:
@@ -28,6 +40,11 @@ def shown_env_name(name: str) -> str | None:
     if len(name) <= 64 and _CONVENTIONAL_NAME.fullmatch(name):
         return name
     return None
+
+
+def is_env_name(name: str) -> bool:
+    """Whether `name` can be an environment variable's name at all."""
+    return ENV_NAME.fullmatch(name) is not None
 
 
 def env_var_phrase(name: str) -> str:

@@ -293,6 +293,11 @@ def _calls(env: dict[str, str]) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
+def _merge_call(env: dict[str, str]) -> list[str]:
+    """The arguments of the last `clamfleet merge` (the history is pruned after it)."""
+    return [c for c in _calls(env) if c.startswith("merge ")][-1].split()
+
+
 def test_shard_script_is_valid_posix_sh(tmp_path: Path) -> None:
     subprocess.run(["/bin/sh", "-n", str(_shard_script(tmp_path))], check=True)
 
@@ -317,7 +322,7 @@ def test_shard_script_index0_merges_all_shards(tmp_path: Path, shard_env: dict[s
         assert _run_shard(tmp_path, shard_env, index, FAKE_RUN_RC=code).returncode == int(code)
     proc = _run_shard(tmp_path, shard_env, 0, FAKE_MERGE_RC="1")
     assert proc.returncode == 1, proc.stderr  # index 0 reports the whole fleet's verdict
-    merge = _calls(shard_env)[-1].split()
+    merge = _merge_call(shard_env)
     run_dir = Path(shard_env["RUN_DIR"])
     assert merge[0] == "merge"
     assert merge[1:4] == [str(run_dir / f"shard-{i}" / "report.json") for i in (1, 2, 3)]
@@ -333,7 +338,7 @@ def test_shard_script_index0_merges_what_is_there_after_the_deadline(
     proc = _run_shard(tmp_path, shard_env, 0, MERGE_WAIT_SECONDS="0", FAKE_MERGE_RC="2")
     assert proc.returncode == 2
     assert "gave up waiting for shard(s) 3" in proc.stdout
-    merge = _calls(shard_env)[-1].split()
+    merge = _merge_call(shard_env)
     assert [a for a in merge if a.endswith("report.json")] == [
         f"{shard_env['RUN_DIR']}/shard-{i}/report.json" for i in (1, 2)
     ]
@@ -351,7 +356,7 @@ def test_shard_script_retried_index0_does_not_rescan(
     before = len(_calls(shard_env))
     proc = _run_shard(tmp_path, shard_env, 0)
     assert proc.returncode == 0, proc.stderr
-    assert [c.split()[0] for c in _calls(shard_env)[before:]] == ["merge"]
+    assert [c.split()[0] for c in _calls(shard_env)[before:]] == ["merge", "history"]
 
 
 def test_shard_script_keeps_the_newest_run_folders_and_nothing_else_is_touched(

@@ -22,7 +22,7 @@ from orchestrator.engine.shard import parse_shard
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 BENCH = ROOT / "bench"
-SUBCOMMANDS = ("run", "merge", "validate", "simulate", "demo")
+SUBCOMMANDS = ("run", "merge", "validate", "simulate", "demo", "history")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ import anyio
 import structlog
 
 from orchestrator import __version__, log
-from orchestrator.cli.execute import ScanJob, arun, scan_and_report
+from orchestrator.cli.execute import ScanJob, arun, scan_and_report, write_with_history
 from orchestrator.cli.notify import notify, webhook_url
+from orchestrator.cli.notify_apprise import notifiers, send_all
 from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Limits, Policy, Rule
 from orchestrator.config.inventory import load_inventory, select_servers
 from orchestrator.config.pacing_keys import with_finish_by
@@ -41,8 +42,8 @@ from orchestrator.report import (
     prepare_out_dir,
     summary_table,
     writable_dir,
-    write_report,
 )
+from orchestrator.report.history import history_path, prepare_history
 from orchestrator.report.model import incomplete
 from orchestrator.workflow.pacing import Window
 
@@ -69,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     previous = load_report(args.only_failed) if args.only_failed else None
     webhook = webhook_url(args.notify_webhook)
     _register_secrets(inventory, webhook)
+    notify_to = notifiers(args.notify, args.notify_on, inventory.settings.notify)
+    history = history_path(args.history, inventory.settings.history, inventory.path)
     options = RunOptions(
         policy=policy,
         dry_run=args.dry_run or args.policy is None,
@@ -79,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     prepare_out_dir(args.out)
     if args.journal is not None:
         _check_journal_path(args.journal)
+    if history is not None:
+        prepare_history(history)
     shard = f"{shard_index}/{shard_total}"
     journal, meta = _open_journal(args, fleet_id, shard, policy, options.dry_run)
     run_id = meta.get("run_id") or uuid.uuid4().hex  # --resume: the resumed run's identity
@@ -113,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         journal=journal,
         baseline=baseline,
         prometheus_per_target=args.prometheus_per_target,
+        history=history,
+        record_history=shard_total == 1,  # a sharded night is recorded once, by its merge
     )
     try:
         outcome = scan_and_report(job)
@@ -125,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     _print_outcome(report, outcome.paths, outcome.interrupted)
     if webhook:
         notify(webhook, report, args.notify_on, _arun)
+    send_all(report, outcome.paths, notify_to)
     return int(report.summary.exit_code)
 
 
@@ -278,19 +286,23 @@ def pacing_lines(inventory: Inventory) -> list[str]:
 
 def merge(args: argparse.Namespace) -> int:
     formats = parse_formats(args.formats)
+    notify_to = notifiers(args.notify, args.notify_on)
     reports = [load_report(p) for p in args.reports]
     merged = merge_reports(reports, sources=[str(p) for p in args.reports])
     prepare_out_dir(args.out)
-    paths = write_report(
-        merged.report, args.out, formats, prometheus_per_target=args.prometheus_per_target
+    history = prepare_history(args.history) if args.history else None
+    fold = any(r.run.rerun_of for r in reports)  # a rerun recorded itself: not again here
+    report, paths = write_with_history(
+        merged.report, args.out, formats, history, not fold, args.prometheus_per_target
     )
-    print(summary_table(merged.report))
-    code = int(merged.report.summary.exit_code)  # 2 when shards or servers are missing
+    print(summary_table(report))
+    code = int(report.summary.exit_code)  # 2 when shards or servers are missing
     if merged.missing_shards:
         print(f"missing shards: {', '.join(str(i) for i in merged.missing_shards)}")
     if merged.missing_servers:
         print(f"servers in no report: {', '.join(merged.missing_servers)}")
     print(f"report: {paths[0].parent}  (exit code {code})")
+    send_all(report, paths, notify_to)
     return code
 
 

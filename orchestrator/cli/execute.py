@@ -4,11 +4,17 @@ Logs `run.started` and `run.finished` (the verdict, for a log collector), and ow
 when the code itself fails mid-run: the targets already done are still written as a partial
 report, `run.finished` says exit code 70, and the error is raised on for the CLI to turn into
 one line and exit 70 (never 1 or 2, which a cron job or systemd would read as a verdict).
+
+With a history (`ScanJob.history`), the report is annotated from it before it is written and
+the night recorded after (not after a crash, and not for one shard of a sharded night: its
+merge records it). A history that cannot be read or written costs its annotations or its
+entry (`history.unreadable`, `history.not_recorded`, errors), never the report or the verdict.
 """
 
 from __future__ import annotations
 
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Collection
@@ -23,6 +29,7 @@ import structlog
 from orchestrator.config import Inventory
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.runner import FleetRun, NullObserver, Observer, RunOptions
+from orchestrator.errors import ConfigError
 from orchestrator.model import EXIT_INTERNAL, RunInfo, ServerPacing, TargetResult
 from orchestrator.report import Report, apply_baseline, build_report, write_report
 
@@ -43,6 +50,9 @@ class ScanJob:
     journal: Journal | None = None
     baseline: Report | None = None
     prometheus_per_target: bool = False
+    #: the history (already checked by `prepare_history`), and whether this run records itself
+    history: Path | None = None
+    record_history: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +71,8 @@ def scan_and_report(job: ScanJob) -> ScanOutcome:
     report = build_report(info, results)
     if job.baseline is not None:
         report = apply_baseline(report, job.baseline)
+    if job.history is not None:
+        report = annotate_history(report, job.history)
     try:
         paths = write_report(
             report, job.out, job.formats, prometheus_per_target=job.prometheus_per_target
@@ -72,6 +84,11 @@ def scan_and_report(job: ScanJob) -> ScanOutcome:
         logger.error("report.not_written", error=f"{type(exc).__name__}: {exc}")
         paths = []
     code = EXIT_INTERNAL if crash is not None else report.summary.exit_code
+    if job.history is not None and crash is None:
+        if job.record_history:
+            record_history(report, job.history)
+        else:
+            logger.info("history.not_recorded", reason="one shard: the merge records the night")
     _log_finished(job, report, code, time.monotonic() - clock, interrupted)
     if crash is not None:
         raise crash
@@ -113,6 +130,52 @@ async def _execute(
             crash = exc
         tg.cancel_scope.cancel()
     return fleet.results(), fleet.pacing(), interrupted, crash
+
+
+def annotate_history(report: Report, path: Path) -> Report:
+    """The report with the history's delta, first-seen dates and trend; as it was if the
+    history cannot be read now (it was checked before the run: a lock held too long, a disk)."""
+    from orchestrator.report.history import annotate
+
+    try:
+        return annotate(report, path)
+    except (ConfigError, sqlite3.Error, OSError) as exc:
+        logger.error("history.unreadable", history=str(path), error=_reason(exc))
+        return report
+
+
+def record_history(report: Report, path: Path) -> None:
+    from orchestrator.report.history import record
+
+    try:
+        record(report, path)
+    except (ConfigError, sqlite3.Error, OSError) as exc:
+        logger.error("history.not_recorded", history=str(path), error=_reason(exc))
+        return
+    logger.info("history.recorded", history=str(path), run_id=report.run.id)
+
+
+def write_with_history(
+    report: Report,
+    out: Path,
+    formats: Collection[str],
+    history: Path | None,
+    record: bool,
+    prometheus_per_target: bool = False,
+) -> tuple[Report, list[Path]]:
+    """`merge`: annotate from the history, write the report, record the night (if `record`)."""
+    if history is not None:
+        report = annotate_history(report, history)
+    paths = write_report(report, out, formats, prometheus_per_target=prometheus_per_target)
+    if history is not None and record:
+        record_history(report, history)
+    elif history is not None:
+        logger.info("history.not_recorded", reason="folds a rerun: the rerun recorded itself")
+    return report, paths
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.render() if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
 
 
 def arun(func: Callable[..., Awaitable[T]], *args: Any) -> T:

@@ -11,7 +11,7 @@ import textwrap
 from typing import Any
 
 EPILOG = """\
-exit codes (run, merge; validate --check-connectivity: 0 or 2):
+exit codes (run, merge; validate --check-connectivity: 0 or 2; history: 0 or 3):
   0   every target scanned, no infected file found
   1   at least one infected file found (wins over 2; the report also lists failures)
   2   no infection found, but some target could not be fully scanned
@@ -22,6 +22,7 @@ environment:
   the variables the inventory names   token_env / password_env: WHM_TOKEN, ALICE_TOKEN, ...
                                       (read by run and validate --check-connectivity only)
   the variable --notify-webhook names the webhook URL (never the URL on the command line)
+  the variables --notify / settings.notify name   Apprise URLs (mailto://..., slack://...)
   JOB_COMPLETION_INDEX                --shard auto/N in a Kubernetes Indexed Job (0-based)
   CI_NODE_INDEX, CI_NODE_TOTAL        --shard auto/N in a GitLab parallel job (1-based);
                                       without --shard they are ignored (a warning is logged)
@@ -31,6 +32,8 @@ files:
   --policy FILE (YAML)  what to ask cPanel to do with infected files: policy.example.yaml
   --out DIR             report.json, targets.csv, infected.csv (+ --format ...)
   --journal FILE        SQLite progress for --resume
+  --history FILE        SQLite history of every night: first-seen dates, per-target delta,
+                        trends; `clamfleet history` lists and prunes it
 
 `clamfleet help` prints this manual with every subcommand's options.
 """

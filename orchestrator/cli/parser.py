@@ -17,6 +17,7 @@ import structlog
 
 from orchestrator import __version__, log
 from orchestrator.cli.helptext import EPILOG, Formatter, fault_knobs
+from orchestrator.cli.history import add_history_command
 from orchestrator.errors import ConfigError
 from orchestrator.model import EXIT_INTERNAL, EXIT_INVALID, ScanType
 from orchestrator.report.writers import DEFAULT_FORMATS, FORMATS
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_simulate(sub.add_parser("simulate", help="serve a simulated cPanel fleet on 127.0.0.1"))
     _add_demo(sub.add_parser("demo", help="scan an embedded simulated fleet end to end"))
+    add_history_command(
+        sub.add_parser("history", help="list the nights of a history (--history), or prune it")
+    )
     topics = sub.add_parser("help", help="print the whole manual, or one command's help")
     topics.add_argument(
         "topic",
@@ -72,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = ("run", "validate", "merge", "simulate", "demo")
+COMMANDS = ("run", "validate", "merge", "simulate", "demo", "history")
 
 
 def _add_logging(p: argparse.ArgumentParser, level: str = "info") -> None:
@@ -161,17 +165,13 @@ def _add_run(p: argparse.ArgumentParser) -> None:
         metavar="REPORT",
         help="rescan only that report's failed targets (default: none: every target)",
     )
+    _add_history_file(p, "settings.history, else none; a shard only reads it: merge records")
     p.add_argument(
         "--notify-webhook",
         metavar="ENV_VAR",
         help="name of the environment variable holding a webhook URL (default: none)",
     )
-    p.add_argument(
-        "--notify-on",
-        choices=("new", "infected", "always"),
-        default="infected",
-        help="when to call the webhook",
-    )
+    _add_notify(p)
     p.add_argument(
         "--no-progress",
         action="store_true",
@@ -185,6 +185,34 @@ def _add_run(p: argparse.ArgumentParser) -> None:
         " later targets are reported skipped/deferred",
     )
     _add_logging(p)
+
+
+def _add_notify(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--notify",
+        action="append",
+        metavar="URL_ENV",
+        help="name of an environment variable holding an Apprise URL (mailto://, mailtos://,"
+        " slack://, msteams://, matrix://, tgram://...); repeatable (default: none; run adds"
+        " settings.notify)",
+    )
+    p.add_argument(
+        "--notify-on",
+        choices=("new", "infected", "failed", "always"),
+        default="infected",
+        help="when --notify (and run's --notify-webhook) sends: new infected files, any infected"
+        " file, any target not fully scanned, or always",
+    )
+
+
+def _add_history_file(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--history",
+        type=Path,
+        metavar="FILE",
+        help="SQLite history of every night: adds this night, gives the report per-target"
+        f" delta, first-seen dates and trends (default: {default})",
+    )
 
 
 def _add_per_target(p: argparse.ArgumentParser) -> None:
@@ -228,6 +256,8 @@ def _add_merge(p: argparse.ArgumentParser) -> None:
         help=f"report formats, comma-separated (default: {','.join(DEFAULT_FORMATS)})",
     )
     _add_per_target(p)
+    _add_history_file(p, "none; record a sharded night here, once")
+    _add_notify(p)
 
 
 def _add_simulate(p: argparse.ArgumentParser) -> None:
@@ -374,7 +404,7 @@ def _internal_error(args: argparse.Namespace, exc: BaseException) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from orchestrator.cli import commands
+    from orchestrator.cli import commands, history
 
     handlers = {
         "run": commands.run,
@@ -382,6 +412,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "merge": commands.merge,
         "simulate": commands.simulate,
         "demo": commands.demo,
+        "history": history.history,
         "help": _help,
     }
     return handlers[args.command](args)

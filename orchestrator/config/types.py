@@ -92,6 +92,28 @@ class WindowSetting:
     timezone: str = "local"
 
 
+class NotifyOn(StrEnum):
+    """When a notification is sent: `new` infected files (any infected file without a
+    comparison), any `infected` file, any target not fully scanned (`failed`), or `always`."""
+
+    NEW = "new"
+    INFECTED = "infected"
+    FAILED = "failed"
+    ALWAYS = "always"
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySetting:
+    """One `settings.notify` entry: the variable holding an Apprise URL, never the URL."""
+
+    url_env: str
+    on: NotifyOn = NotifyOn.INFECTED
+    #: where it was written, for a run-time error about the variable (file, line, key path)
+    file: str | None = field(default=None, compare=False)
+    line: int | None = field(default=None, compare=False)
+    key_path: str | None = field(default=None, compare=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     max_concurrent_servers: int = 50
@@ -99,6 +121,9 @@ class Settings:
     poll_interval: PollInterval = field(default_factory=PollInterval)
     timeouts: Timeouts = field(default_factory=Timeouts)
     window: WindowSetting = field(default_factory=WindowSetting)
+    #: SQLite history of every night, as written (relative: from the inventory's folder).
+    history: Path | None = None
+    notify: tuple[NotifySetting, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

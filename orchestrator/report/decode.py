@@ -39,6 +39,7 @@ from orchestrator.report.model import (
     summarize,
     utc_second,
 )
+from orchestrator.report.trend import NightPoint, ServerPoint, Trend
 
 E = TypeVar("E", bound=StrEnum)
 T = TypeVar("T")
@@ -153,7 +154,8 @@ def report_from_dict(d: Any, source: str) -> Report:
         _resolved(r, f, f"resolved[{i}]")
         for i, f in enumerate(r.array(doc.get("resolved") or [], "resolved"))
     )
-    return Report(run=run, summary=summary, targets=targets, resolved=resolved)
+    history = r.optional(lambda v, w: _trend(r, v, w), doc.get("history"), "history")
+    return Report(run=run, summary=summary, targets=targets, resolved=resolved, history=history)
 
 
 def _run(r: _Reader, value: Any, where: str) -> RunInfo:
@@ -274,6 +276,9 @@ def _file(r: _Reader, value: Any, where: str) -> InfectedFile:
     delta = r.optional(r.text, obj.get("delta"), f"{where}.delta")
     if delta is not None and delta not in DELTAS:
         raise r.fail(f"{where}.delta", f"unknown delta {delta!r}")
+    nights = r.optional(r.integer, obj.get("nights_seen"), f"{where}.nights_seen")
+    if nights is not None and nights < 1:
+        raise r.fail(f"{where}.nights_seen", f"must be at least 1, got {nights}")
     return InfectedFile(
         path=r.text(*get("path")),
         virus=r.text(*get("virus")),
@@ -281,6 +286,8 @@ def _file(r: _Reader, value: Any, where: str) -> InfectedFile:
         outcome=r.enum(Outcome, *get("outcome"), "outcome"),
         message=r.optional(r.text, *get("message")),
         delta=delta,
+        first_seen=r.optional(r.time, obj.get("first_seen"), f"{where}.first_seen"),
+        nights_seen=nights,
     )
 
 
@@ -328,3 +335,49 @@ def _delta(r: _Reader, value: Any, where: str) -> Delta:
         return r.integer(*r.field(obj, key, where))
 
     return Delta(new=count("new"), recurring=count("recurring"), resolved=count("resolved"))
+
+
+def _trend(r: _Reader, value: Any, where: str) -> Trend:
+    obj = r.obj(value, where)
+    nights, nights_where = r.field(obj, "nights", where)
+    servers, servers_where = r.field(obj, "servers", where)
+    return Trend(
+        nights=tuple(
+            _night(r, n, f"{nights_where}[{i}]")
+            for i, n in enumerate(r.array(nights, nights_where))
+        ),
+        servers={
+            name: tuple(
+                _server_point(r, p, f"{servers_where}.{name}[{i}]")
+                for i, p in enumerate(r.array(points, f"{servers_where}.{name}"))
+            )
+            for name, points in r.obj(servers, servers_where).items()
+        },
+    )
+
+
+def _night(r: _Reader, value: Any, where: str) -> NightPoint:
+    obj = r.obj(value, where)
+
+    def get(key: str) -> tuple[Any, str]:
+        return r.field(obj, key, where)
+
+    return NightPoint(
+        run_id=r.text(*get("run_id")),
+        started_at=r.time(*get("started_at")),
+        exit_code=r.integer(*get("exit_code")),
+        targets=r.integer(*get("targets")),
+        infected_files=r.integer(*get("infected_files")),
+        new=r.optional(r.integer, *get("new")),
+        failed=r.integer(*get("failed")),
+        wall_s=r.optional(r.number, *get("wall_s")),
+    )
+
+
+def _server_point(r: _Reader, value: Any, where: str) -> ServerPoint:
+    obj = r.obj(value, where)
+    return ServerPoint(
+        started_at=r.time(*r.field(obj, "started_at", where)),
+        scan_s=r.number(*r.field(obj, "scan_s", where)),
+        bytes=r.integer(*r.field(obj, "bytes", where)),
+    )

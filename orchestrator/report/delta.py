@@ -14,12 +14,13 @@ from orchestrator.report.model import (
     Report,
     ResolvedFile,
     account_files,
+    incomplete,
     summarize,
 )
 
 NEW = "new"
 RECURRING = "recurring"
-NOTIFY_MODES = ("new", "infected", "always")
+NOTIFY_MODES = ("new", "infected", "failed", "always")
 #: A target whose scan completed this time: its baseline files that are gone are resolved.
 COMPLETED = (Status.CLEAN, Status.INFECTED)
 
@@ -69,11 +70,14 @@ def _mark(t: TargetResult, before: dict[FileKey, ResolvedFile]) -> TargetResult:
 
 def should_notify(report: Report, mode: str) -> bool:
     """`always`; `infected`: any infected file; `new`: any file new since the baseline (or any
-    infected file when no baseline was given)."""
+    infected file when no baseline was given); `failed`: any target not fully scanned (failed,
+    or deferred by the window), whatever was found."""
     if mode not in NOTIFY_MODES:
         raise ValueError(f"unknown notify mode {mode!r} (allowed: {', '.join(NOTIFY_MODES)})")
     if mode == "always":
         return True
+    if mode == "failed":
+        return any(incomplete(t) for t in report.targets)
     summary = report.summary
     if mode == "new" and summary.delta is not None:
         return summary.delta.new > 0

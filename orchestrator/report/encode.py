@@ -3,7 +3,8 @@
 Additive keys beyond the contract: `run.servers`, `run.fleet_id`, `run.rerun_of`,
 `run.shard_servers` (always present), `run.pacing` (only when some server was load-paced), and,
 only when a baseline was applied, `summary.delta`, each infected file's `delta` and a top-level
-`resolved` list.
+`resolved` list; only with a history, each infected file's `first_seen` and `nights_seen` and a
+top-level `history` (the last nights' trend).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from orchestrator.model import (
     TargetResult,
 )
 from orchestrator.report.model import SCHEMA, Delta, Report, ResolvedFile, Summary, utc_second
+from orchestrator.report.trend import NightPoint, ServerPoint, Trend
 
 
 def format_time(moment: datetime) -> str:
@@ -40,6 +42,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
     }
     if report.compared:
         doc["resolved"] = [resolved_to_dict(r) for r in report.resolved]
+    if report.history is not None:
+        doc["history"] = trend_to_dict(report.history)
     return doc
 
 
@@ -131,6 +135,10 @@ def file_to_dict(infected: InfectedFile) -> dict[str, Any]:
     }
     if infected.delta is not None:
         doc["delta"] = infected.delta
+    if infected.first_seen is not None:
+        doc["first_seen"] = format_time(infected.first_seen)
+    if infected.nights_seen is not None:
+        doc["nights_seen"] = infected.nights_seen
     return doc
 
 
@@ -145,4 +153,36 @@ def resolved_to_dict(resolved: ResolvedFile) -> dict[str, str]:
         "scan_type": str(resolved.scan_type),
         "path": resolved.path,
         "virus": resolved.virus,
+    }
+
+
+def trend_to_dict(trend: Trend) -> dict[str, Any]:
+    """`{"nights": [...], "servers": {name: [...]}}`, each list oldest first."""
+    return {
+        "nights": [night_to_dict(n) for n in trend.nights],
+        "servers": {
+            name: [server_point_to_dict(p) for p in points]
+            for name, points in trend.servers.items()
+        },
+    }
+
+
+def night_to_dict(night: NightPoint) -> dict[str, Any]:
+    return {
+        "run_id": night.run_id,
+        "started_at": format_time(night.started_at),
+        "exit_code": night.exit_code,
+        "targets": night.targets,
+        "infected_files": night.infected_files,
+        "new": night.new,
+        "failed": night.failed,
+        "wall_s": night.wall_s,
+    }
+
+
+def server_point_to_dict(point: ServerPoint) -> dict[str, Any]:
+    return {
+        "started_at": format_time(point.started_at),
+        "scan_s": point.scan_s,
+        "bytes": point.bytes,
     }

@@ -13,7 +13,8 @@ from orchestrator.model import EXIT_CLEAN, EXIT_INFECTED, Status, TargetResult
 from orchestrator.report.encode import format_time
 from orchestrator.report.model import Report
 from orchestrator.report.pacing_chart import pacing_charts
-from orchestrator.report.tabular import ServerSummary, per_server
+from orchestrator.report.tabular import ServerSummary, per_server, with_history
+from orchestrator.report.trend_chart import trend_section
 
 VERDICTS = {
     EXIT_CLEAN: ("clean", "Every target scanned, no infected file found"),
@@ -63,6 +64,11 @@ def report_html(report: Report) -> str:
         *(
             _section("Load and concurrency", pacing_charts(report.run.pacing))
             if report.run.pacing
+            else []
+        ),
+        *(
+            _section("History: the last nights", trend_section(report.history))
+            if report.history is not None and report.history.nights
             else []
         ),
         *_section("Infected files", _infected_table(report)),
@@ -161,18 +167,25 @@ def _server_table(servers: Sequence[ServerSummary]) -> str:
 
 def _infected_table(report: Report) -> str:
     headers = ["server", "account", "scan_type", "path", "virus", "action", "outcome", "message"]
+    history = with_history(report)
     rows: list[list[object]] = []
     for t in report.targets:
         for f in t.infected_files:
             row = [t.server, t.account, t.scan_type, f.path, f.virus, f.action, f.outcome]
             rows.append([*row, f.message, *([f.delta] if report.compared else [])])
+            if history:
+                seen = f"{f.first_seen:%Y-%m-%d}" if f.first_seen is not None else ""
+                rows[-1] += [seen, f.nights_seen]
     if report.compared:
         headers.append("delta")
+        gap = ["", ""] if history else []
         rows += [
-            [r.server, r.account, r.scan_type, r.path, r.virus, "", "", "", "resolved"]
+            [r.server, r.account, r.scan_type, r.path, r.virus, "", "", "", "resolved", *gap]
             for r in report.resolved
         ]
-    return _table(headers, rows, numeric=set())
+    if history:
+        headers += ["first seen", "nights"]
+    return _table(headers, rows, numeric={len(headers) - 1} if history else set())
 
 
 def _failure_table(report: Report) -> str:

@@ -26,6 +26,7 @@ from orchestrator.model import (
     Status,
     TargetResult,
 )
+from orchestrator.report.trend import Trend
 
 SCHEMA = "clamfleet.report/1"
 
@@ -72,6 +73,8 @@ class Report:
     summary: Summary
     targets: tuple[TargetResult, ...]
     resolved: tuple[ResolvedFile, ...] = field(default=())
+    #: With a history (`--history`): the last nights' trend (report.json `history`).
+    history: Trend | None = None
 
     @property
     def compared(self) -> bool:

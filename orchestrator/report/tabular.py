@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from orchestrator.model import Status, TargetResult
+from orchestrator.report.encode import format_time
 from orchestrator.report.model import Report, account_files
 
 TARGET_COLUMNS = [
@@ -65,19 +66,41 @@ def targets_csv(report: Report) -> str:
     return _csv(TARGET_COLUMNS, (target_row(t) for t in report.targets))
 
 
+#: Appended (in this order) with a history: the delta column then is always there, even on the
+#: first night (empty), so a history's infected.csv keeps one set of columns.
+HISTORY_COLUMNS = ["first_seen", "nights_seen"]
+
+
+def with_history(report: Report) -> bool:
+    """Whether the report was annotated from a history (its own, or its shards' before a merge
+    without one: the files still carry their first night)."""
+    if report.history is not None:
+        return True
+    return any(f.nights_seen is not None for t in report.targets for f in t.infected_files)
+
+
 def infected_rows(report: Report) -> Iterator[list[Cell]]:
     """One row per infected file, then (after a baseline comparison) one per resolved file."""
+    history = with_history(report)
+    with_delta = report.compared or history
     for t in report.targets:
         for f in t.infected_files:
             row: list[Cell] = [t.server, t.account, str(t.scan_type), f.path, f.virus]
             row += [str(f.action), str(f.outcome), f.message]
-            yield [*row, f.delta] if report.compared else row
+            row += [f.delta] if with_delta else []
+            if history:
+                first = None if f.first_seen is None else format_time(f.first_seen)
+                row += [first, f.nights_seen]
+            yield row
     for r in report.resolved:
-        yield [r.server, r.account, str(r.scan_type), r.path, r.virus, None, None, None, RESOLVED]
+        row = [r.server, r.account, str(r.scan_type), r.path, r.virus, None, None, None, RESOLVED]
+        yield [*row, None, None] if history else row
 
 
 def infected_csv(report: Report) -> str:
     header = [*INFECTED_COLUMNS, "delta"] if report.compared else INFECTED_COLUMNS
+    if with_history(report):
+        header = [*INFECTED_COLUMNS, "delta", *HISTORY_COLUMNS]
     return _csv(header, infected_rows(report))
 
 

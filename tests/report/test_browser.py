@@ -1,4 +1,5 @@
-"""report.html in a real browser: headless Chromium renders it, and the numbers are on screen.
+"""report.html in a real browser: headless Chromium renders it, and the numbers are on screen
+(the history's trend charts and per-server scan time per GB too).
 
 Skipped where no Chromium is installed, except under CI (`CI` set), where a missing browser
 is a failure: `.ci/run` installs Debian's `chromium` for this test.
@@ -7,15 +8,19 @@ is a failure: `.ci/run` installs Debian's `chromium` for this test.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import subprocess
 import zlib
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from orchestrator.report import write_report
+from orchestrator.report import Report, write_report
+from orchestrator.report.trend import NightPoint, ServerPoint, Trend
 from tests.report.test_report import sample_report
 
 CHROMIUM = next(
@@ -90,3 +95,53 @@ def test_chromium_screenshot_is_a_rendered_page_not_a_blank_one(tmp_path: Path, 
     assert (width, height) == (1280, 1600)
     # a blank page inflates to a handful of distinct byte values; text and charts to many
     assert len(set(raw)) > 128  # measured: 44 for a page with one word, 256 for the report
+
+
+def trend_report() -> Report:
+    """The sample report with 30 nights of history: web02's scans grow twice as slow."""
+    report = sample_report()
+    start = report.run.started_at - timedelta(days=29)
+    nights = tuple(
+        NightPoint(
+            f"run-{n}",
+            start + timedelta(days=n),
+            1,
+            6,
+            3 + n % 4,
+            n % 3 or None,
+            n % 2,
+            3600.0 + 60 * n,
+        )
+        for n in range(30)
+    )
+    servers = {
+        name: tuple(
+            ServerPoint(start + timedelta(days=n), 100.0 * (1 + n / 29 * slowdown), 10**9)
+            for n in range(30)
+        )
+        for name, slowdown in (("web01", 0.0), ("web02", 1.0), ("web03", 0.1))
+    }
+    return replace(report, history=Trend(nights=nights, servers=servers))
+
+
+def test_chromium_renders_the_history_trend_and_the_slowdown(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_report(trend_report(), out, ("json", "html"))
+    dom = chromium(tmp_path, "--dump-dom", (out / "report.html").as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    assert "History: the last nights" in html
+    for caption in ("Infected files", "New infected files", "Failed targets", "Wall time"):
+        assert f"<figcaption>{caption}</figcaption>" in html
+    # 30 bars in each chart but the new files' (no bar for the nights without a comparison)
+    assert html.count("<rect") >= 30 * 3 + 20
+    speed = html.split("Scan time per GB", 1)[1]
+    rows = re.findall(r"<tr><td>(web\d\d)</td>", speed)
+    assert rows[0] == "web02", "the server that slowed down most comes first"
+    assert "+35%" in speed  # 200 s/GB tonight against a median of 148 over the month before
+    shot = tmp_path / "trend.png"
+    done = chromium(
+        tmp_path, f"--screenshot={shot}", "--window-size=1280,2400", (out / "report.html").as_uri()
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(set(png_pixels(shot.read_bytes())[2])) > 128
