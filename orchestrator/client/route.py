@@ -8,7 +8,7 @@ ExecuteRoute  the account's own token or password (port 2083): `/execute/ClamSca
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
@@ -31,8 +31,11 @@ class Route(Protocol):
         """The function's `data`, or a typed error; `post` sends a form POST (state changes)."""
         ...
 
-    async def disinfect(self, account: str, body: bytes) -> Any:
-        """`disinfect_files` with the JSON `body`; its `data`."""
+    async def disinfect(
+        self, account: str, body: bytes, sending: Callable[[], None] | None = None
+    ) -> Any:
+        """`disinfect_files` with the JSON `body`; its `data`. `sending` is called right before
+        the POST itself goes out (after any session login), and only then."""
         ...
 
 
@@ -56,9 +59,11 @@ class ExecuteRoute:
         answer = await self._channel.call(url, params, function, post=post)
         return parse_uapi(answer, self._channel.server.name, function)
 
-    async def disinfect(self, account: str, body: bytes) -> Any:
+    async def disinfect(
+        self, account: str, body: bytes, sending: Callable[[], None] | None = None
+    ) -> Any:
         url = self._channel.endpoint(f"/execute/{MODULE}/{DISINFECT}")
-        return await self._channel.post_json(url, body, function=DISINFECT)
+        return await self._channel.post_json(url, body, function=DISINFECT, sending=sending)
 
 
 class WhmRoute:
@@ -84,7 +89,9 @@ class WhmRoute:
         uapi = data.get("uapi") if isinstance(data, dict) else None
         return parse_uapi(uapi, self._channel.server.name, function)
 
-    async def disinfect(self, account: str, body: bytes) -> Any:
+    async def disinfect(
+        self, account: str, body: bytes, sending: Callable[[], None] | None = None
+    ) -> Any:
         """create_user_session gives a one-time login URL; logging in sets the `cpsession`
         cookie; the JSON POST then goes to `/cpsessNNN/execute/...` as the account itself."""
         try:
@@ -98,7 +105,9 @@ class WhmRoute:
             )
         except TargetError as exc:
             raise exc.never_sent() from None  # disinfect_files itself was never sent
-        return await self._channel.post_json(post_url, body, cookie=cookie, function=DISINFECT)
+        return await self._channel.post_json(
+            post_url, body, cookie=cookie, function=DISINFECT, sending=sending
+        )
 
     async def _open_session(self, account: str) -> tuple[str, str]:
         """create_user_session, then its login URL: (disinfect_files URL, session cookie)."""

@@ -68,10 +68,19 @@ class ServerClient:
         data = await self._idempotent(account, "check_disinfection_status", params)
         return parse_disinfection(data)
 
-    async def disinfect(self, account: str, actions: Mapping[str, Action]) -> str:
-        """POST JSON `{"actions": {...}}`, once; through WHM, inside a cPanel session."""
+    async def disinfect(
+        self,
+        account: str,
+        actions: Mapping[str, Action],
+        *,
+        sending: Callable[[], None] | None = None,
+    ) -> str:
+        """POST JSON `{"actions": {...}}`, once; through WHM, inside a cPanel session.
+
+        `sending` is called right before the POST goes out, and never if it does not (a session
+        login that failed, a host that refused a login): the journal's "maybe sent" mark."""
         body = json.dumps({"actions": {p: str(a) for p, a in actions.items()}}).encode()
-        return parse_task_id(await self._route.disinfect(account, body))
+        return parse_task_id(await self._route.disinfect(account, body, sending))
 
     # -- WHM ---------------------------------------------------------------------------------
 
