@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         info,
         args.out,
         formats,
-        observer=_observer(args, inventory),
+        observer=_observer(args, inventory, window),
         journal=journal,
         baseline=baseline,
         prometheus_per_target=args.prometheus_per_target,
@@ -177,7 +177,7 @@ def _open_journal(
     return journal, meta
 
 
-def _observer(args: argparse.Namespace, inventory: Inventory) -> Observer:
+def _observer(args: argparse.Namespace, inventory: Inventory, window: Window) -> Observer:
     # JSON logs are for a collector: no live area redrawn among them.
     if args.no_progress or not sys.stdout.isatty() or args.log_format == "json":
         return NullObserver()
@@ -185,7 +185,7 @@ def _observer(args: argparse.Namespace, inventory: Inventory) -> Observer:
         from orchestrator.cli.progress import LiveProgress
     except ImportError:  # pragma: no cover - progress display is optional
         return NullObserver()
-    return LiveProgress(inventory)
+    return LiveProgress(inventory, window=window)
 
 
 def _failed_targets(report: Report) -> frozenset[Target]:
