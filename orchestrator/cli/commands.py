@@ -22,6 +22,7 @@ from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Limits, Poli
 from orchestrator.config.inventory import load_inventory, select_servers
 from orchestrator.config.pacing_keys import with_finish_by
 from orchestrator.config.policy import load_policy
+from orchestrator.config.yamlsrc import read_document
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.runner import NullObserver, Observer, RunOptions
 from orchestrator.engine.shard import ignored_env, resolve_shard, servers_in_shard
@@ -245,6 +246,10 @@ def validate(args: argparse.Namespace) -> int:
     for server in inventory.servers:
         print("\n".join(lint.server_lines(server)))
     warnings = list(lint.inventory_warnings(inventory))
+    warnings += lint.limit_warnings(inventory)
+    warnings += lint.account_name_warnings(inventory)
+    document = read_document(args.inventory, "inventory")
+    warnings += lint.listed_twice(document.node if document else None, str(args.inventory))
     for line in pacing_lines(inventory):
         print(line)
     if policy is not None:
