@@ -239,7 +239,7 @@ def validate(args: argparse.Namespace) -> int:
         from orchestrator.cli.preflight import check_connectivity
 
         _register_secrets(inventory, None)
-        return check_connectivity(inventory)
+        return check_connectivity(inventory, policy=policy)
     count = len(inventory.servers)
     plural = "" if count == 1 else "s"
     print(f"{args.inventory}: OK, {count} server{plural} (secrets not read)")

@@ -120,6 +120,21 @@ class Channel:
             logins.answered(name, function, raw.status, _login_page(raw))
             return raw
 
+    async def send_in_session(
+        self,
+        method: str,
+        url: str | Url,
+        function: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Raw:
+        """A request inside a cPanel session (its cookie, not the server's credentials), after
+        the session's login: its answer says nothing of the credentials, so it is never counted
+        as a login (a logout may well answer with the login page)."""
+        self._logins.check(self.server.name, function)
+        return await self._exchange(method, url, function, params, headers, None, proven=True)
+
     async def _exchange(
         self,
         method: str,

@@ -58,7 +58,14 @@ RULES: dict[str, str] = {
 }
 #: routes that act on one account (listaccts and other WHM calls never do)
 ACCOUNT_ROUTES = frozenset(
-    {"execute", "cpsess_execute", "session_login", "uapi_cpanel", "create_user_session"}
+    {
+        "execute",
+        "cpsess_execute",
+        "session_login",
+        "session_logout",
+        "uapi_cpanel",
+        "create_user_session",
+    }
 )
 #: cPanel's defaults of the inventory keys the referee learns (inventory.example.yaml)
 DEFAULT_SERVER_RPS = 5.0
