@@ -1,6 +1,6 @@
 """Offline poll-schedule experiment: how late does the workflow notice a scan has completed?
 
-    .venv/bin/python bench/polls.py [--size full] [--long N] [--seed N] [--cpu-ms MS]
+    .venv/bin/python bench/polls.py [--size full] [--long N] [--short N] [--seed N] [--cpu-ms MS]
 
 No network and no sleeping: a fake clock, simulated seconds (K=1). Each target is the pure
 workflow (`workflow.begin` / `workflow.step`) driven against one simulated account
@@ -29,7 +29,10 @@ Two ways to run the same targets:
 Populations: the benchmark's fleet (`run.py --size`'s generator, seed and scan length: `full`
 is 10,000 targets with simulated scans of 145..1439 s), each account at its own duration; and
 (isolated only) `--long N` of its accounts rescaled to durations uniform in 1000..1440 s, their
-own file mix: the scans that set the wall time.
+own file mix: the scans that set the wall time; and `--short N` rescaled to 1..3 s (tiny
+accounts, or `public_ftp` of most accounts), where the poll floor (`poll_min`, 2 s) dominates:
+for those it also prints the durations a report would show (completion noticed minus
+start_scan answered) as p10 / p50 / p90, the "clusters" a real run of such scans shows.
 
 Printed per duration band: lateness (when the status poll that sees `scan_complete` is answered,
 minus the scan's true end) as median / p90 / p99 / max in seconds and as a share of the scan's
@@ -83,6 +86,7 @@ from orchestrator.workflow.events import (  # noqa: E402
 )
 
 LONG_RANGE = (1000.0, 1440.0)
+SHORT_RANGE = (1.0, 3.0)
 BANDS = ((0.0, 300.0), (300.0, 600.0), (600.0, 1000.0), (1000.0, math.inf))
 NO_FAULTS = Faults()
 #: CPU per API call (real ms) in the fleet model, calibrated against `run.py --size full`.
@@ -297,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--size", choices=sorted(SIZES), default="full")
     p.add_argument("--long", type=int, default=2000, help="rescaled long scans (1000-1440 s)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the long scans' durations")
+    p.add_argument("--short", type=int, default=2000, help="rescaled short scans (1-3 s)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the long/short scans' durations")
     p.add_argument(
         "--cpu-ms", type=float, default=CPU_MS, help="fleet model: real CPU ms per call (0: skip)"
     )
@@ -310,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = random.Random(f"bench-polls/{args.seed}")  # an experiment, not crypto
     picks = rng.sample(accounts, min(args.long, len(accounts)))
     longs = [isolated(Driven(a, rng.uniform(*LONG_RANGE), s, cfg)) for s, a in picks]
+    picks = rng.sample(accounts, min(args.short, len(accounts)))
+    shorts = [isolated(Driven(a, rng.uniform(*SHORT_RANGE), s, cfg)) for s, a in picks]
 
     durations = [s.duration for s in alone]
     print(
@@ -319,6 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{LONG_RANGE[0]:g}..{LONG_RANGE[1]:g} s"
     )
     rows = [*banded("isolated", alone), row("isolated long 1000-1440", longs)]
+    rows += [row(f"isolated short {lo:g}-{hi:g}", [s for s in shorts if lo <= s.duration < hi])
+             for lo, hi in ((1.0, 2.0), (2.0, 3.0))]  # fmt: skip
+    rows.append(row("isolated short 1-3", shorts))
     contended: list[Sample] = []
     if args.cpu_ms > 0:
         cpu = args.cpu_ms / 1000 * size.time_scale  # simulated seconds per call
@@ -326,6 +336,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         contended = fleet(targets, 1 / size.server_rps, max(cpu, 1 / size.fleet_rps))
         rows += banded("fleet", contended)
     print(table(rows))
+    if shorts:
+        shown = sorted(s.duration + s.late for s in shorts)  # noticed - started: duration_s
+        print(
+            "short 1-3 s: durations a report shows (noticed - started) p10/p50/p90 "
+            + " / ".join(f"{_rank(shown, q):.1f}" for q in (0.1, 0.5, 0.9))
+            + f" s; notice delay p50 {_rank(sorted(s.late for s in shorts), 0.5):.2f} s;"
+            f" calls/target {sum(s.calls for s in shorts) / len(shorts):.2f}"
+        )
     if contended:
         by_server: dict[str, list[float]] = {}
         for s, a in accounts:

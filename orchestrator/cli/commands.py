@@ -23,6 +23,7 @@ from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Limits, Poli
 from orchestrator.config.inventory import load_inventory, select_servers
 from orchestrator.config.pacing_keys import with_finish_by
 from orchestrator.config.policy import load_policy
+from orchestrator.config.yamlsrc import read_document
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.runner import NullObserver, Observer, RunOptions
 from orchestrator.engine.shard import ignored_env, resolve_shard, servers_in_shard
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         info,
         args.out,
         formats,
-        observer=_observer(args, inventory),
+        observer=_observer(args, inventory, window),
         journal=journal,
         baseline=baseline,
         prometheus_per_target=args.prometheus_per_target,
@@ -185,7 +186,7 @@ def _open_journal(
     return journal, meta
 
 
-def _observer(args: argparse.Namespace, inventory: Inventory) -> Observer:
+def _observer(args: argparse.Namespace, inventory: Inventory, window: Window) -> Observer:
     # JSON logs are for a collector: no live area redrawn among them.
     if args.no_progress or not sys.stdout.isatty() or args.log_format == "json":
         return NullObserver()
@@ -193,7 +194,7 @@ def _observer(args: argparse.Namespace, inventory: Inventory) -> Observer:
         from orchestrator.cli.progress import LiveProgress
     except ImportError:  # pragma: no cover - progress display is optional
         return NullObserver()
-    return LiveProgress(inventory)
+    return LiveProgress(inventory, window=window)
 
 
 def _failed_targets(report: Report) -> frozenset[Target]:
@@ -246,13 +247,17 @@ def validate(args: argparse.Namespace) -> int:
         from orchestrator.cli.preflight import check_connectivity
 
         _register_secrets(inventory, None)
-        return check_connectivity(inventory)
+        return check_connectivity(inventory, policy=policy)
     count = len(inventory.servers)
     plural = "" if count == 1 else "s"
     print(f"{args.inventory}: OK, {count} server{plural} (secrets not read)")
     for server in inventory.servers:
         print("\n".join(lint.server_lines(server)))
     warnings = list(lint.inventory_warnings(inventory))
+    warnings += lint.limit_warnings(inventory)
+    warnings += lint.account_name_warnings(inventory)
+    document = read_document(args.inventory, "inventory")
+    warnings += lint.listed_twice(document.node if document else None, str(args.inventory))
     for line in pacing_lines(inventory):
         print(line)
     if policy is not None:

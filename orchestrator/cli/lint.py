@@ -8,19 +8,38 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from fnmatch import fnmatchcase
+from urllib.parse import urlsplit
 
-from orchestrator.config import Inventory, Policy, Rule, Server
+import yaml
+
+from orchestrator.config import AuthMethod, Inventory, Policy, Rule, Server
 from orchestrator.config.policy import WHEN_GLOBS
+from orchestrator.engine.targets import excluded_by, expected_accounts
 from orchestrator.model import Action, ScanType
 
 #: Where cPanel keeps mail (README "Remediation policy": cleanse_mailbox only under the
 #: account's mail/). A path glob that names no `mail` and matches none of these cannot be
-#: meant for mail files.
+#: meant for mail files. Maildir has cur/, new/ and tmp/ under each mailbox (and folders as
+#: `.Name/`), mbox a file per folder.
 MAIL_PROBES = (
     "/home/user/mail/inbox",
     "/home/user/mail/example.com/info/cur/1700000000.M1P1.host:2,S",
+    "/home/user/mail/example.com/info/new/1700000000.M1P1.host",
+    "/home/user/mail/example.com/info/tmp/1700000000.M1P1.host",
     "/home/user/mail/.Junk/new/1700000000.M1P1.host",
 )
+
+#: About what one target costs in requests (bench/RESULTS.md: 8.3 per target for 600-s scans).
+CALLS_PER_TARGET = 8
+#: A night: a server (or the fleet) whose request rate cannot serve its targets' requests in
+#: this long is throttled below any use.
+NIGHT_SECONDS = 12 * 3600.0
+#: A 1-minute load average an idle server rarely reads under: a `load.max` below it keeps every
+#: scan waiting.
+IDLE_LOAD = 0.5
+#: The longest load average (15 min): read less often than this, the load tells pacing nothing
+#: about the moment it decides in.
+SLOWEST_USEFUL_CHECK = 900.0
 #: Scan types whose files can lie under mail/ (home is the whole home directory).
 MAIL_SCAN_TYPES = frozenset((ScanType.HOME, ScanType.MAIL))
 
@@ -62,6 +81,149 @@ def inventory_warnings(inventory: Inventory) -> Iterator[str]:
             yield f"{server.name}: tls.ca_file {ca} does not exist here (a run needs it)"
         if (overlap := home_overlap(server.scan_types)) is not None:
             yield f"{server.name}: {overlap}"
+
+
+def limit_warnings(inventory: Inventory) -> Iterator[str]:
+    """Limits that load, but leave a server unable to do its work: a request rate that cannot
+    serve its targets in a night, a `load.max` no server sits under, a load read so rarely it
+    says nothing. (Kept apart from the pacing checks of `inventory_warnings`.)"""
+    settings = inventory.settings
+    total = 0
+    for server in inventory.servers:
+        targets = _targets_at_least(server)
+        total += targets
+        if (slow := _too_slow(server.requests_per_second, targets)) is not None:
+            yield f"{server.name}: requests_per_second {server.requests_per_second:g}: {slow}"
+        load = server.load
+        if load.max is None:
+            continue
+        if load.max < IDLE_LOAD:
+            yield (
+                f"{server.name}: load.max {load.max:g}: an idle server's 1-minute load rarely"
+                f" reads under {IDLE_LOAD:g}, so no scan would ever start there"
+            )
+        if load.check_interval > SLOWEST_USEFUL_CHECK:
+            yield (
+                f"{server.name}: load.check_interval {_span(load.check_interval)}: the load"
+                f" would be read that rarely (even the 15-minute average moves faster), so"
+                " pacing decides on stale readings; the default is 30s"
+            )
+    fleet_rps = settings.requests_per_second
+    if (slow := _too_slow(fleet_rps, total)) is not None:
+        yield f"settings.requests_per_second {fleet_rps:g} (the whole fleet): {slow}"
+
+
+def _targets_at_least(server: Server) -> int:
+    """How many targets the server has at least (an `accounts: all` list counts as one)."""
+    accounts = len(server.accounts) if server.accounts is not None else 1
+    return max(accounts, 1) * len(server.scan_types)
+
+
+def _too_slow(rps: float, targets: int) -> str | None:
+    if rps <= 0:
+        return None  # rejected by the loader; nothing to add
+    needed = targets * CALLS_PER_TARGET / rps
+    if needed <= NIGHT_SECONDS:
+        return None
+    return (
+        f"one request every {_span(1 / rps)}; at about {CALLS_PER_TARGET} requests a target,"
+        f" {targets} target(s) need at least {_span(needed)}"
+    )
+
+
+def _span(seconds: float) -> str:
+    """A rough human length: 45s, 12m, 5h, 11.6 days."""
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:,.1f} days"
+
+
+def account_name_warnings(inventory: Inventory) -> Iterator[str]:
+    """Account names that cannot be what was meant: cPanel user names are lowercase (a name
+    with a capital matches no account, and as a cPanel login it is a refused login that cPHulk
+    counts); two names that differ only in case; one account named by two entries of the same
+    host (scanned, and acted on, twice)."""
+    for server in inventory.servers:
+        names = [*(server.accounts or ()), *server.exclude_accounts]
+        if server.auth.method is not AuthMethod.WHM_TOKEN:
+            names.append(server.auth.user)
+        by_lower: dict[str, list[str]] = {}
+        for name in dict.fromkeys(names):
+            by_lower.setdefault(name.lower(), []).append(name)
+        for variants in by_lower.values():
+            if len(variants) > 1:
+                yield (
+                    f"{server.name}: account names {' and '.join(variants)} differ only in case:"
+                    " cPanel user names are lowercase, so only one can be an account"
+                )
+            elif variants[0] != variants[0].lower():
+                yield (
+                    f"{server.name}: account name {variants[0]} has capitals: cPanel user names"
+                    f" are lowercase, so it matches no account (did you mean"
+                    f" {variants[0].lower()}?)"
+                )
+    yield from _same_account_twice(inventory.servers)
+
+
+def _same_account_twice(servers: Iterable[Server]) -> Iterator[str]:
+    """An account two entries of one host both scan (an `accounts: all` entry scans every
+    account it does not exclude)."""
+    seen: dict[tuple[str, str], str] = {}
+    every: dict[str, list[Server]] = {}  # host -> its `accounts: all` entries
+    named: list[tuple[Server, str, str]] = []
+    for server in servers:
+        host = (urlsplit(server.base_url).hostname or "").lower()
+        names = expected_accounts(server)
+        if names is None:
+            every.setdefault(host, []).append(server)
+            continue
+        # a name with capitals is no account at all (warned above)
+        named += [(server, host, name) for name in names if name == name.lower()]
+    for server, host, name in named:
+        first = seen.setdefault((host, name), server.name)
+        also = [first] if first != server.name else []
+        also += [s.name for s in every.get(host, ()) if excluded_by(s, name) is None]
+        if also:
+            yield (
+                f"{server.name}: account {name} on {host} is also scanned by {also[0]}: each"
+                " entry scans it and acts on its files, so it is scanned by both"
+            )
+
+
+def listed_twice(document: yaml.Node | None, file: str) -> Iterator[str]:
+    """Names an `accounts:` or `exclude_accounts:` list of the YAML gives more than once (the
+    loader keeps one, silently: perhaps another account was meant)."""
+    if document is None:
+        return
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if (
+                    isinstance(key, yaml.ScalarNode)
+                    and key.value in ("accounts", "exclude_accounts")
+                    and isinstance(value, yaml.SequenceNode)
+                ):
+                    yield from _repeats(value, key.value, file)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
+def _repeats(node: yaml.SequenceNode, key: str, file: str) -> Iterator[str]:
+    seen: set[str] = set()
+    for item in node.value:
+        if not isinstance(item, yaml.ScalarNode):
+            continue
+        if item.value in seen:
+            line = item.start_mark.line + 1
+            yield f"{file}:{line}: {key} lists {item.value} twice (one is kept)"
+        seen.add(item.value)
 
 
 def home_overlap(scan_types: Iterable[ScanType]) -> str | None:

@@ -232,8 +232,10 @@ def _add_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--check-connectivity",
         action="store_true",
-        help="read the secrets and make read-only calls to every server and account; exit 2"
-        " unless every server passes (default: off: offline, no secret read)",
+        help="read the secrets and make read-only calls to every server and account (and"
+        " systemloadavg where load.max is set; with a --policy that sends actions, open and"
+        " log out the cPanel session disinfect_files needs); exit 2 unless every server"
+        " passes (default: off: offline, no secret read)",
     )
     _add_logging(p)
 

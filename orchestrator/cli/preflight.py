@@ -1,17 +1,26 @@
 """`clamfleet validate INVENTORY --check-connectivity`: would every server be fully scanned?
 
-Read-only calls only, through the same client, limits and error mapping as a run:
+Through the same client, limits and error mapping as a run:
 
     whm_token                        listaccts (reachability, TLS, credentials, the account list),
+                                     systemloadavg where `load.max` is set (what pacing reads),
                                      then get_scan_paths per account to be scanned
     cpanel_token / cpanel_password   get_scan_paths for the account
+
+With a `--policy` that sends actions (any action but `report`), a whm_token server is also asked
+for what its disinfect_files will need: a cPanel session of its first scannable account
+(create_user_session and the session's login), which is then logged out. Nothing else changes
+anything on a server: no scan is started, no file touched.
 
 An auth or TLS failure ends a server's checks after that one request (the client never retries
 them; cPHulk locks out an address that keeps trying), and an auth failure ends the checks of
 every other entry on the same host too: cPHulk counts refusals per host, not per entry, so the
-client sends nothing more there (health.py) and those rows say "not attempted". Every failure
-becomes the row's verdict, never a traceback. Exit 0 only when every server passes, else 2 (as
-a run that could not fully scan some target).
+client sends nothing more there (health.py) and those rows say "not attempted" (and "blocked"
+in the auth column, never "ok" beside an auth failure). A systemloadavg that fails (a run would
+ignore `load.max` and run `max_concurrent_scans`) and a session that cannot be opened (the
+policy's actions could not be sent) fail the server too. Every failure becomes the row's
+verdict, never a traceback. Exit 0 only when every server passes, else 2 (as a run that could
+not fully scan some target).
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from typing import TextIO
 import anyio
 
 from orchestrator.client import Http, RetryPolicy, ServerClient
-from orchestrator.config import AuthMethod, Inventory, Server
+from orchestrator.config import AuthMethod, Inventory, Policy, Server
 from orchestrator.engine.limiter import FleetLimits
 from orchestrator.engine.targets import account_skip, expected_accounts
 from orchestrator.errors import (
@@ -58,6 +67,16 @@ class ServerCheck:
     #: `account: missing types` or `account: why it cannot be scanned`.
     problems: list[str] = field(default_factory=list)
     error: ErrorInfo | None = None
+    #: nothing was sent: another login on the host was refused (cPHulk counts per host)
+    blocked: bool = False
+    #: accounts whose every configured scan type is allowed (a session is tried with one)
+    scannable: list[str] = field(default_factory=list)
+    load: float | None = None  # systemloadavg's 1-minute load, where `load.max` is set
+    load_error: str | None = None
+    #: the cPanel session disinfect_files needs: None not tried (no policy sending actions,
+    #: or a route that needs none), True opened and logged out, False opened, logout unanswered
+    session: bool | None = None
+    session_error: str | None = None
 
     @property
     def https(self) -> bool:
@@ -69,7 +88,12 @@ class ServerCheck:
 
     @property
     def passed(self) -> bool:
-        return self.error is None and not self.problems
+        return (
+            self.error is None
+            and not self.problems
+            and self.load_error is None
+            and self.session_error is None
+        )
 
     def answered(self) -> None:
         """The server sent an authenticated answer: reachable, TLS and credentials are fine."""
@@ -79,6 +103,7 @@ class ServerCheck:
     def failed(self, exc: TargetError) -> None:
         self.error = ErrorInfo(exc.kind, str(exc))
         if isinstance(exc, HostRefused):
+            self.blocked = True
             return  # nothing was sent: reachability and these credentials are still unknown
         if isinstance(exc, TlsError):
             self.reachable, self.tls_ok = True, False
@@ -95,10 +120,16 @@ class ServerCheck:
 
 
 def check_connectivity(
-    inventory: Inventory, *, out: TextIO | None = None, retry: RetryPolicy | None = None
+    inventory: Inventory,
+    *,
+    out: TextIO | None = None,
+    retry: RetryPolicy | None = None,
+    policy: Policy | None = None,
 ) -> int:
-    """Check every server, print one table row per server; 0 when all pass, else 2."""
-    checks = anyio.run(check_fleet, inventory, retry or PREFLIGHT_RETRY)
+    """Check every server, print one table row per server; 0 when all pass, else 2.
+    `policy`: the run's; one that sends actions makes whm_token servers try a session."""
+    session = policy is not None and sends_actions(policy)
+    checks = anyio.run(check_fleet, inventory, retry or PREFLIGHT_RETRY, session)
     stream = out or sys.stdout
     stream.write(render_table(checks) + "\n")
     passed = sum(c.passed for c in checks)
@@ -106,31 +137,74 @@ def check_connectivity(
     return EXIT_CLEAN if passed == len(checks) else EXIT_INCOMPLETE
 
 
-async def check_fleet(inventory: Inventory, retry: RetryPolicy) -> list[ServerCheck]:
-    """Every server concurrently, at most max_concurrent_servers at once, within its rate."""
+def sends_actions(policy: Policy) -> bool:
+    """Whether the policy can send disinfect_files at all (any action but `report`)."""
+    return policy.default.sent or any(rule.action.sent for rule in policy.rules)
+
+
+async def check_fleet(
+    inventory: Inventory, retry: RetryPolicy, session: bool = False
+) -> list[ServerCheck]:
+    """Every server concurrently, at most max_concurrent_servers at once, within its rate.
+    `session`: also try the cPanel session disinfect_files needs (whm_token servers)."""
     limits = FleetLimits(inventory.settings)
     checks = [ServerCheck(server) for server in inventory.servers]
     http = Http(request_timeout=inventory.settings.timeouts.request)
     async with http, anyio.create_task_group() as tg:
         for check in checks:
-            tg.start_soon(_check_server, http, limits, check, retry)
+            tg.start_soon(_check_server, http, limits, check, retry, session)
     return checks
 
 
 async def _check_server(
-    http: Http, limits: FleetLimits, check: ServerCheck, retry: RetryPolicy
+    http: Http, limits: FleetLimits, check: ServerCheck, retry: RetryPolicy, session: bool
 ) -> None:
     server = check.server
     async with limits.servers:
         client = ServerClient(http, server, limits.gate_for(server), retry)
         try:
-            accounts = iter(await _accounts(client, check))
+            wanted = await _accounts(client, check)
+            if server.load.max is not None:
+                await _read_load(client, check)
         except Exception as exc:
             _record(check, exc)
             return
+        accounts = iter(wanted)
         async with anyio.create_task_group() as tg:
             for _ in range(max(server.max_concurrent_scans, 1)):
                 tg.start_soon(_lane, client, check, accounts, tg.cancel_scope)
+        if session and check.error is None:
+            try:
+                await _try_session(client, check, wanted)
+            except Exception as exc:
+                _record(check, exc)
+
+
+async def _read_load(client: ServerClient, check: ServerCheck) -> None:
+    """systemloadavg, as pacing will read it; a failure is the row's, not fatal (a run falls
+    back to the fixed cap), except a refused login, which ends the server's checks."""
+    try:
+        reading = await client.system_load()
+    except (AuthError, TlsError):
+        raise
+    except TargetError as exc:
+        check.load_error = str(exc)
+        return
+    check.load = reading.one if reading is not None else None
+
+
+async def _try_session(client: ServerClient, check: ServerCheck, accounts: list[str]) -> None:
+    """The session disinfect_files will need, with the first scannable account; logged out."""
+    ready = set(check.scannable)
+    account = next((a for a in accounts if a in ready), None)
+    if account is None:
+        return  # no account to act on: the rows' problems say why
+    try:
+        check.session = await client.try_session(account)
+    except HostRefused:
+        raise
+    except TargetError as exc:
+        check.session_error = f"{account}: {exc}"
 
 
 async def _lane(
@@ -187,6 +261,8 @@ async def _check_accounts(
         missing = [str(t) for t in check.server.scan_types if str(t) not in allowed]
         if missing:
             check.problems.append(f"{account}: {', '.join(missing)} not allowed")
+        else:
+            check.scannable.append(account)
 
 
 def _describe(exc: BaseException) -> str:
@@ -196,7 +272,18 @@ def _describe(exc: BaseException) -> str:
 # ---------------------------------------------------------------------------------------------
 # The table
 
-HEADER = ("server", "url", "reachable", "TLS", "auth", "accounts", "missing scan types", "verdict")
+HEADER = (
+    "server",
+    "url",
+    "reachable",
+    "TLS",
+    "auth",
+    "accounts",
+    "missing scan types",
+    "load",
+    "session",
+    "verdict",
+)
 
 
 def render_table(checks: list[ServerCheck]) -> str:
@@ -216,11 +303,39 @@ def _row(check: ServerCheck) -> tuple[str, ...]:
         check.server.base_url,
         _yes_no(check.reachable),
         _tls(check),
-        {True: "ok", False: "refused", None: "?"}[check.auth_ok],
+        _auth(check),
         str(check.accounts_checked),
         _problems(check.problems),
+        _load(check),
+        _session(check),
         _verdict(check),
     )
+
+
+def _auth(check: ServerCheck) -> str:
+    """As the verdict says: never "ok" beside an auth failure."""
+    if check.blocked:
+        return "blocked"  # nothing sent: another login on this host was refused
+    if check.error is not None and check.error.kind is ErrorKind.AUTH:
+        return "refused"
+    return {True: "ok", False: "refused", None: "?"}[check.auth_ok]
+
+
+def _load(check: ServerCheck) -> str:
+    ceiling = check.server.load.max
+    if ceiling is None:
+        return "-"
+    if check.load_error is not None:
+        return "failed"
+    if check.load is None:
+        return "n/a" if check.server.auth.method is not AuthMethod.WHM_TOKEN else "?"
+    return f"{check.load:.2f} (max {ceiling:g})"
+
+
+def _session(check: ServerCheck) -> str:
+    if check.session_error is not None:
+        return "failed"
+    return {True: "ok", False: "ok, logout unanswered", None: "-"}[check.session]
 
 
 def _yes_no(value: bool | None) -> str:
@@ -248,6 +363,16 @@ def _verdict(check: ServerCheck) -> str:
         return f"FAIL {check.error.kind}: {check.error.message}"
     if check.problems:
         return "FAIL some accounts cannot run every configured scan type"
+    if check.load_error is not None:
+        return (
+            f"FAIL load: systemloadavg failed: {check.load_error} (a run would ignore load.max"
+            " and run max_concurrent_scans)"
+        )
+    if check.session_error is not None:
+        return (
+            f"FAIL session: no cPanel session for {check.session_error} (the policy's"
+            " disinfect_files could not be sent)"
+        )
     if check.unverified:
         return "OK (TLS verification off: verify: false)"
     return "OK"

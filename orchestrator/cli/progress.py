@@ -30,9 +30,17 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cli.progress_model import Clock, Estimate, FleetProgress, ServerProgress
+from orchestrator.cli.progress_model import (
+    Clock,
+    Estimate,
+    FleetProgress,
+    ServerProgress,
+    Waiting,
+    WallClock,
+)
 from orchestrator.config import Inventory
 from orchestrator.model import ScanStats, Target, TargetResult
+from orchestrator.workflow.pacing import Window
 
 # The model's names stay importable from here, where the CLI and older callers look for them.
 __all__ = ["Estimate", "FleetProgress", "LiveProgress", "ServerProgress"]
@@ -61,8 +69,13 @@ class LiveProgress:
         *,
         clock: Clock = time.monotonic,
         route_logs: bool | None = None,
+        window: Window | None = None,
+        wall: WallClock | None = None,
     ) -> None:
-        self.model = FleetProgress(inventory, clock)
+        if wall is None:
+            self.model = FleetProgress(inventory, clock, window=window)
+        else:
+            self.model = FleetProgress(inventory, clock, window=window, wall=wall)
         self._console = console or Console()
         self._clock = clock
         self._started = clock()
@@ -91,9 +104,10 @@ class LiveProgress:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
+        """The live area, shown from the first repaint at which the model has a target count
+        (`FleetProgress.ready`): never a frame of "targets 0/0+" while accounts are listed."""
         self._started = self._clock()
         live = Live(
-            self.render(),
             console=self._console,
             auto_refresh=False,  # repainted by our own task, on the event loop: no data race
             transient=False,
@@ -101,7 +115,7 @@ class LiveProgress:
         )
         failure: Exception | None = None
         try:
-            with self._logs_through_console(), live:
+            with self._logs_through_console():
                 try:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._repaint_forever, live)
@@ -112,7 +126,11 @@ class LiveProgress:
                         finally:
                             tg.cancel_scope.cancel()
                 finally:
-                    self._repaint(live)  # the final state stays on screen
+                    try:
+                        self._repaint(live)  # the final state stays on screen
+                    finally:
+                        if live.is_started:
+                            live.stop()
         finally:
             self._print_suppressed()
         if failure is not None:
@@ -126,6 +144,10 @@ class LiveProgress:
     def _repaint(self, live: Live) -> None:
         for line in self.model.take_lines():
             self._console.print(Text(line, style="red"))
+        if not live.is_started:
+            if not self.model.ready:
+                return
+            live.start()
         live.update(self.render(), refresh=True)
 
     def _print_suppressed(self) -> None:
@@ -141,15 +163,21 @@ class LiveProgress:
         m = self.model
         more = "+" if m.unlisted else ""
         grid = Table.grid(padding=(0, 1))
-        grid.add_row(
-            ProgressBar(total=max(m.total, 1), completed=m.done, width=30),
-            Text(f"targets {m.done}/{m.total}{more}", style="bold"),
-            Text(_eta_text(m), style="cyan"),
+        cells: list[RenderableType] = [
+            ProgressBar(total=max(m.total, 1), completed=m.ended, width=30),
+            Text(f"targets {m.ended}/{m.total}{more}", style="bold"),
+            _outcomes_text(m),
+            Text(_eta_text(m), style="cyan" if not m.finished or m.all_done else "yellow"),
+        ]
+        if (left := m.window_left()) is not None:
+            window = "window closed" if left <= 0 else f"window {_duration(left)} left"
+            cells.append(Text(window, style="yellow" if left <= 0 else ""))
+        cells += [
             Text(f"elapsed {_duration(self._clock() - self._started)}"),
             Text(f"files {m.files:,}"),
             Text(f"infections {m.infected}", style="yellow" if m.infected else ""),
-            Text(f"failed {m.failed}", style="red" if m.failed else ""),
-        )
+        ]
+        grid.add_row(*cells)
         return grid
 
     def _server_lines(self) -> Iterator[RenderableType]:
@@ -165,6 +193,7 @@ class LiveProgress:
                 Text(f"files {s.files:,}"),
                 Text(f"infections {s.infected}", style="yellow" if s.infected else ""),
                 Text(f"failed {s.failed}", style="red" if s.failed else ""),
+                Text(f"deferred {s.deferred}" if s.deferred else ""),
                 Text(_pacing_text(s)),
             )
         yield grid
@@ -243,17 +272,56 @@ def _pacing_text(server: ServerProgress) -> str:
     if not server.paced:
         return ""
     load = "load ?" if server.load is None else f"load {server.load:.2f}"
-    return f"{load} limit {server.lanes}"
+    text = f"{load} limit {server.lanes}"
+    if (waiting := server.waiting) is not None:
+        text += f" (waiting: over max {waiting.max_load:g})"
+    return text
+
+
+def _outcomes_text(model: FleetProgress) -> Text:
+    """Done, failed, deferred and skipped targets, each counted on its own."""
+    text = Text(f"· {model.done} done")
+    for count, word, style in (
+        (model.failed, "failed", "red"),
+        (model.deferred, "deferred", "yellow"),
+        (model.skipped, "skipped", ""),
+    ):
+        if count:
+            text.append(", ")
+            text.append(f"{count} {word}", style=style)
+    return text
 
 
 def _eta_text(model: FleetProgress) -> str:
     if model.finished:
-        return "all done"
+        if model.all_done:
+            return "all done"
+        return "ended: " + ", ".join(
+            f"{count} {word}"
+            for count, word in ((model.failed, "failed"), (model.deferred, "deferred"))
+            if count
+        )
     estimate = model.eta()
     if estimate is None:
         return "ETA estimating…"
+    if estimate.waiting:
+        wait = _waiting_text(estimate.waiting, several=len(model.servers) > 1)
+        if estimate.seconds <= 0:
+            return wait
+        return f"ETA ≥{_duration(estimate.seconds)}, {wait}"
     prefix = "≥" if estimate.lower_bound else ""
     return f"ETA {prefix}{_duration(estimate.seconds)}"
+
+
+def _waiting_text(waiting: tuple[Waiting, ...], *, several: bool) -> str:
+    """`waiting: load 4.3 > max 3` (on which server, when the fleet has several)."""
+    first = max(waiting, key=lambda w: w.load - w.max_load)
+    text = f"waiting: load {first.load:.1f} > max {first.max_load:g}"
+    if several:
+        text += f" on {first.server}"
+    if len(waiting) > 1:
+        text += f" (+{len(waiting) - 1} more servers)"
+    return text
 
 
 def _duration(seconds: float) -> str:

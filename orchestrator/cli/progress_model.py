@@ -1,7 +1,12 @@
 """The live progress model of `clamfleet run`: counts, failures and the ETA. Pure.
 
 Fed by the runner's Observer callbacks (O(1) each, no I/O) through `progress.LiveProgress`, read
-by its display. Time comes from the clock it is given, so tests step a fake one.
+by its display. Time comes from the clocks it is given (monotonic seconds, and the wall clock
+for the finish-by window), so tests step fake ones.
+
+What it never does: call a target "done" that failed or was deferred (each is counted on its
+own), give a number for the ETA while nothing can be extrapolated (no "ETA ≥0s"), or keep a
+number still while a paced server waits for its load to fall (the wait is named instead).
 """
 
 from __future__ import annotations
@@ -9,12 +14,19 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from orchestrator.config import Inventory, Server
 from orchestrator.engine.targets import expected_accounts
 from orchestrator.model import ErrorKind, ScanStats, Status, Target, TargetResult
+from orchestrator.workflow.pacing import Window
 
 Clock = Callable[[], float]
+WallClock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +40,22 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
+class Waiting:
+    """A paced server with targets to start, held back: its last load is over its `load.max`."""
+
+    server: str
+    load: float
+    max_load: float
+
+
+@dataclass(frozen=True, slots=True)
 class Estimate:
-    """Seconds until the run ends; `lower_bound` while some servers' account lists are unknown."""
+    """Seconds until the run ends. `lower_bound` while some servers' account lists are unknown,
+    or while `waiting` servers hold targets back for a time nobody can predict."""
 
     seconds: float
     lower_bound: bool = False
+    waiting: tuple[Waiting, ...] = ()
 
 
 @dataclass(slots=True)
@@ -48,8 +71,11 @@ class ServerProgress:
     lanes: int  # max_concurrent_scans: how many of its targets run at once
     expected: int | None  # its target count; None while an `accounts: all` server is unlisted
     resolved: bool = False
-    done: int = 0
+    ended: int = 0  # targets with a result, whatever it says
+    done: int = 0  # scanned to the end (clean or infected)
     failed: int = 0
+    deferred: int = 0  # the finish-by window closed before they started
+    skipped: int = 0  # suspended or excluded accounts: nothing to scan
     infected: int = 0  # infected files found
     files_done: int = 0  # files scanned by its finished targets
     files_running: int = 0  # files scanned so far by its running scans
@@ -58,10 +84,11 @@ class ServerProgress:
     measured: int = 0
     paced: bool = False  # load-aware: `lanes` follows the pacing limit
     load: float | None = None  # its last 1-minute load (None: no reading or it failed)
+    max_load: float | None = None  # its `load.max` (None: fixed pacing)
 
     @property
     def total(self) -> int | None:
-        return None if self.expected is None else max(self.expected, self.done)
+        return None if self.expected is None else max(self.expected, self.ended)
 
     @property
     def files(self) -> int:
@@ -70,7 +97,7 @@ class ServerProgress:
     @property
     def pending(self) -> int:
         """Targets neither finished nor running (0 while unknown)."""
-        return max((self.expected or 0) - self.done - len(self.running), 0)
+        return max((self.expected or 0) - self.ended - len(self.running), 0)
 
     @property
     def active(self) -> bool:
@@ -80,17 +107,35 @@ class ServerProgress:
     def mean_duration(self) -> float | None:
         return self.duration_sum / self.measured if self.measured else None
 
+    @property
+    def waiting(self) -> Waiting | None:
+        """Held back by its load: targets to start, and the last reading over `load.max`."""
+        load, ceiling = self.load, self.max_load
+        if not self.paced or load is None or ceiling is None or load <= ceiling:
+            return None
+        return Waiting(self.name, load, ceiling) if self.pending else None
+
 
 class FleetProgress:
     """Counts, failures and the ETA of one run, fed by the Observer callbacks."""
 
-    def __init__(self, inventory: Inventory, clock: Clock) -> None:
+    def __init__(
+        self,
+        inventory: Inventory,
+        clock: Clock,
+        *,
+        window: Window | None = None,
+        wall: WallClock = _utc_now,
+    ) -> None:
         self._clock = clock
+        self._wall = wall
+        self.window = window or Window(None)
         self.slots = max(inventory.settings.max_concurrent_servers, 1)
         self.servers = {s.name: _server_progress(s) for s in inventory.servers}
         self.known_total = sum(s.expected or 0 for s in self.servers.values())
         self.unlisted = sum(s.expected is None for s in self.servers.values())
-        self.done = self.failed = self.infected = self.files = 0
+        self.ended = self.done = self.failed = self.deferred = self.skipped = 0
+        self.infected = self.files = 0
         self.failures: list[Failure] = []
         #: Failure lines the display has yet to print (drained by `take_lines`).
         self._lines: deque[str] = deque()
@@ -142,22 +187,55 @@ class FleetProgress:
         files = result.scan.scanned_file_count if result.scan else 0
         s.files_done += files
         self.files += files
-        s.done += 1
-        self.done += 1
+        s.ended += 1
+        self.ended += 1
         s.infected += len(result.infected_files)
         self.infected += len(result.infected_files)
         if result.status is Status.FAILED:
             self._failed(s, result)
+        elif result.status is Status.SKIPPED:
+            if result.error is not None and result.error.kind is ErrorKind.DEFERRED:
+                s.deferred += 1
+                self.deferred += 1
+            else:
+                s.skipped += 1
+                self.skipped += 1
+        else:
+            s.done += 1
+            self.done += 1
+            if result.error is not None:
+                # scanned, but something after the scan needs a look (a disinfection not
+                # confirmed, a destructive cap): a line, though the target is not failed
+                self._line(s, Failure(result.target, result.error.kind, result.error.message))
 
     # -- Display -----------------------------------------------------------------------------
 
     @property
     def total(self) -> int:
-        return max(self.known_total, self.done)
+        return max(self.known_total, self.ended)
+
+    @property
+    def ready(self) -> bool:
+        """Whether there is a target count to show: some targets known, or every server
+        listed (no frame says "targets 0/0+" while the account lists are still being read)."""
+        return self.known_total > 0 or self.ended > 0 or self.unlisted == 0
 
     @property
     def finished(self) -> bool:
-        return self.unlisted == 0 and self.done >= self.known_total > 0
+        """Every target has a result (which need not be "done": see `all_done`)."""
+        return self.unlisted == 0 and self.ended >= self.known_total > 0
+
+    @property
+    def all_done(self) -> bool:
+        """Finished, and every target scanned to the end (or skipped: nothing to scan)."""
+        return self.finished and not self.failed and not self.deferred
+
+    def window_left(self) -> float | None:
+        """Seconds until the finish-by window closes (0 once closed); None: no window."""
+        end = self.window.end
+        if end is None:
+            return None
+        return max((end - self._wall()).total_seconds(), 0.0)
 
     def active_servers(self) -> list[ServerProgress]:
         return [s for s in self.servers.values() if s.active]
@@ -186,18 +264,29 @@ class FleetProgress:
           server-time spread over the slots, whichever is longer).
 
         Servers whose `accounts: all` list is not read yet add nothing, so the estimate is then
-        a lower bound (`Estimate.lower_bound`).
+        a lower bound (`Estimate.lower_bound`). So is it while a paced server holds targets back
+        because its load is over `load.max` (`Estimate.waiting`: how long the load stays up
+        nobody can say; its `lanes` is the pacing limit once readings come). Once the finish-by
+        window has closed, targets not started yet will be deferred, not scanned: they add
+        nothing. None while nothing can be extrapolated, and a bound of nothing (0 s with
+        servers still unlisted) is no estimate either.
         """
         now = self._clock()
         fallback = self._fleet_mean()
+        closed = self.window_left() == 0.0
         times = []
         for server in self.servers.values():
-            seconds = _server_time(server, now, server.mean_duration or fallback)
+            mean = server.mean_duration or fallback
+            seconds = _server_time(server, now, mean, start_pending=not closed)
             if seconds is None:
                 return None
             times.append(seconds)
         seconds = max(max(times, default=0.0), sum(times) / self.slots)
-        return Estimate(seconds, lower_bound=self.unlisted > 0)
+        waiting = () if closed else tuple(w for s in self.servers.values() if (w := s.waiting))
+        lower_bound = self.unlisted > 0 or bool(waiting)
+        if lower_bound and seconds <= 0 and not waiting:
+            return None
+        return Estimate(seconds, lower_bound=lower_bound, waiting=waiting)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -222,9 +311,13 @@ class FleetProgress:
             error.message if error else "failed",
         )
         self.failures.append(failure)
-        key = (failure.kind, failure.message)
         if failure.kind is ErrorKind.INTERRUPTED:
             return  # the run was stopped: the CLI says so once, not once per target
+        self._line(server, failure)
+
+    def _line(self, server: ServerProgress, failure: Failure) -> None:
+        """Print it, unless it repeats the server's last printed error (then count it)."""
+        key = (failure.kind, failure.message)
         if self._last_error.get(server.name) == key:
             self.suppressed[server.name] = self.suppressed.get(server.name, 0) + 1
             return
@@ -247,18 +340,26 @@ def _server_progress(server: Server) -> ServerProgress:
     expected = None
     if (accounts := expected_accounts(server)) is not None:  # the run's own rule (targets.py)
         expected = len(accounts) * len(server.scan_types)
-    return ServerProgress(server.name, lanes=max(server.max_concurrent_scans, 1), expected=expected)
+    return ServerProgress(
+        server.name,
+        lanes=max(server.max_concurrent_scans, 1),
+        expected=expected,
+        max_load=server.load.max,
+    )
 
 
-def _server_time(server: ServerProgress, now: float, mean: float | None) -> float | None:
-    """Seconds this server still needs once it holds a server slot (see FleetProgress.eta)."""
+def _server_time(
+    server: ServerProgress, now: float, mean: float | None, *, start_pending: bool = True
+) -> float | None:
+    """Seconds this server still needs once it holds a server slot (see FleetProgress.eta).
+    `start_pending` False: its targets not started yet never will be (the window closed)."""
     remaining = []
     for scan in server.running.values():
         seconds = _scan_remaining(scan, now, mean)
         if seconds is None:
             return None
         remaining.append(seconds)
-    pending = server.pending
+    pending = server.pending if start_pending else 0
     if pending and mean is None:
         return None
     lanes = min(server.lanes, len(remaining) + pending)

@@ -69,13 +69,22 @@ class Channel:
         return self._checked(raw, function)
 
     async def post_json(
-        self, url: str | Url, body: bytes, *, cookie: str | None = None, function: str
+        self,
+        url: str | Url,
+        body: bytes,
+        *,
+        cookie: str | None = None,
+        function: str,
+        sending: Callable[[], None] | None = None,
     ) -> Any:
-        """A JSON POST to a UAPI function: with the server's credentials, or a session cookie."""
+        """A JSON POST to a UAPI function: with the server's credentials, or a session cookie.
+
+        `sending` is called right before the request goes out (after the rate limiter and the
+        host's login turn), never when it does not: what makes "never sent" certain."""
         headers = {"Authorization": self._auth_header} if cookie is None else {"Cookie": cookie}
         # Exactly `application/json`: cPanel compares the header verbatim (cpanel-api.md 3.5).
         headers["Content-Type"] = "application/json"
-        raw = await self.send("POST", url, function, headers=headers, data=body)
+        raw = await self.send("POST", url, function, headers=headers, data=body, sending=sending)
         return parse_uapi(self._checked(raw, function), self.server.name, function)
 
     async def send(
@@ -87,19 +96,22 @@ class Channel:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         data: bytes | None = None,
+        sending: Callable[[], None] | None = None,
     ) -> Raw:
         """One request, within the host's refusal budget (health.py): nothing is sent to a host
-        that refused a login this run, and credentials not yet accepted go one at a time."""
+        that refused a login this run, and credentials not yet accepted go one at a time.
+        `sending`: called right before it goes out (see `post_json`)."""
         logins, name = self._logins, self.server.name
         logins.check(name, function)
+        request = (method, url, function, params, headers, data)
         if logins.proven(name):
-            raw = await self._exchange(method, url, function, params, headers, data, proven=True)
+            raw = await self._exchange(*request, proven=True, sending=sending)
             logins.answered(name, function, raw.status, _login_page(raw))
             return raw
         async with logins.turn:
             logins.check(name, function)  # refused while this request waited its turn?
             try:
-                raw = await self._exchange(method, url, function, params, headers, data)
+                raw = await self._exchange(*request, sending=sending)
             except TlsError:
                 raise  # the host answered, with a certificate this entry does not trust
             except TransportError:
@@ -107,6 +119,21 @@ class Channel:
                 raise
             logins.answered(name, function, raw.status, _login_page(raw))
             return raw
+
+    async def send_in_session(
+        self,
+        method: str,
+        url: str | Url,
+        function: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Raw:
+        """A request inside a cPanel session (its cookie, not the server's credentials), after
+        the session's login: its answer says nothing of the credentials, so it is never counted
+        as a login (a logout may well answer with the login page)."""
+        self._logins.check(self.server.name, function)
+        return await self._exchange(method, url, function, params, headers, None, proven=True)
 
     async def _exchange(
         self,
@@ -118,6 +145,7 @@ class Channel:
         data: bytes | None,
         *,
         proven: bool = False,
+        sending: Callable[[], None] | None = None,
     ) -> Raw:
         await self._limiter.acquire()
         if proven:
@@ -131,6 +159,8 @@ class Channel:
             logins.check(self.server.name, function)
         if self._on_request is not None:
             self._on_request()
+        if sending is not None:
+            sending()
         return await self._http.send(
             method,
             url,

@@ -8,7 +8,8 @@ ExecuteRoute  the account's own token or password (port 2083): `/execute/ClamSca
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
@@ -31,8 +32,11 @@ class Route(Protocol):
         """The function's `data`, or a typed error; `post` sends a form POST (state changes)."""
         ...
 
-    async def disinfect(self, account: str, body: bytes) -> Any:
-        """`disinfect_files` with the JSON `body`; its `data`."""
+    async def disinfect(
+        self, account: str, body: bytes, sending: Callable[[], None] | None = None
+    ) -> Any:
+        """`disinfect_files` with the JSON `body`; its `data`. `sending` is called right before
+        the POST itself goes out (after any session login), and only then."""
         ...
 
 
@@ -56,9 +60,11 @@ class ExecuteRoute:
         answer = await self._channel.call(url, params, function, post=post)
         return parse_uapi(answer, self._channel.server.name, function)
 
-    async def disinfect(self, account: str, body: bytes) -> Any:
+    async def disinfect(
+        self, account: str, body: bytes, sending: Callable[[], None] | None = None
+    ) -> Any:
         url = self._channel.endpoint(f"/execute/{MODULE}/{DISINFECT}")
-        return await self._channel.post_json(url, body, function=DISINFECT)
+        return await self._channel.post_json(url, body, function=DISINFECT, sending=sending)
 
 
 class WhmRoute:
@@ -84,24 +90,46 @@ class WhmRoute:
         uapi = data.get("uapi") if isinstance(data, dict) else None
         return parse_uapi(uapi, self._channel.server.name, function)
 
-    async def disinfect(self, account: str, body: bytes) -> Any:
+    async def disinfect(
+        self, account: str, body: bytes, sending: Callable[[], None] | None = None
+    ) -> Any:
         """create_user_session gives a one-time login URL; logging in sets the `cpsession`
         cookie; the JSON POST then goes to `/cpsessNNN/execute/...` as the account itself."""
         try:
-            # A new session (and its one-time login URL) per attempt: nothing is disinfected
-            # before the POST, so this part is safe to retry.
-            post_url, cookie = await with_retries(
-                self._retry,
-                lambda: self._open_session(account),
-                server=self._channel.server.name,
-                function="create_user_session",
-            )
+            session = await self.open_session(account)
         except TargetError as exc:
             raise exc.never_sent() from None  # disinfect_files itself was never sent
-        return await self._channel.post_json(post_url, body, cookie=cookie, function=DISINFECT)
+        post_url = f"{session.base}/execute/{MODULE}/{DISINFECT}"
+        return await self._channel.post_json(
+            post_url, body, cookie=session.cookie, function=DISINFECT, sending=sending
+        )
 
-    async def _open_session(self, account: str) -> tuple[str, str]:
-        """create_user_session, then its login URL: (disinfect_files URL, session cookie)."""
+    async def open_session(self, account: str) -> Session:
+        """A logged-in cPanel session of the account (create_user_session, then its login)."""
+        # A new session (and its one-time login URL) per attempt: nothing is disinfected
+        # before the POST, so this part is safe to retry.
+        return await with_retries(
+            self._retry,
+            lambda: self._open_session(account),
+            server=self._channel.server.name,
+            function="create_user_session",
+        )
+
+    async def end_session(self, session: Session) -> bool:
+        """Log the session out: cPanel destroys a session when it logs out (else it expires
+        after 15 idle minutes, cpanel-api.md 5.2). [INF] cpsrvd's `/logout/` path under the
+        session's token, with its cookie. Whether it was answered without an error status."""
+        answer = await self._channel.send_in_session(
+            "GET",
+            f"{session.base}/logout/",
+            "logout",
+            params={"locale": "en"},
+            headers={"Cookie": session.cookie},
+        )
+        return answer.status < 400
+
+    async def _open_session(self, account: str) -> Session:
+        """create_user_session, then its login URL: the session's base URL and cookie."""
         channel, name = self._channel, self._channel.server.name
         params = {"api.version": "1", "user": account, "service": "cpaneld"}
         url = channel.endpoint("/json-api/create_user_session")
@@ -121,7 +149,19 @@ class WhmRoute:
             raise AuthError("cPanel session login set no session", server=name, function="login")
         cookie = "; ".join(f"{k}={v}" for k, v in login.cookies.items())
         token = str(data["cp_security_token"]).rstrip("/")
-        return f"{origin}{token}/execute/{MODULE}/{DISINFECT}", cookie
+        return Session(f"{origin}{token}", cookie)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A logged-in cPanel session: `base` is `https://host:2083/cpsessNNN` (the token is a
+    credential while the session lives: never logged), `cookie` its Cookie header."""
+
+    base: str
+    cookie: str
+
+    def __repr__(self) -> str:
+        return "Session(<secret>)"
 
 
 def session_origin(base_url: str, login_url: str) -> str:

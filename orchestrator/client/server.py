@@ -24,9 +24,10 @@ from orchestrator.client.parse import (
     parse_whm,
 )
 from orchestrator.client.retry import RetryPolicy, with_retries
-from orchestrator.client.route import route_for
+from orchestrator.client.route import WhmRoute, route_for
 from orchestrator.client.transport import Http
 from orchestrator.config import AuthMethod, Server
+from orchestrator.errors import TargetError
 from orchestrator.model import Action, DisinfectionStatusReply, LoadReading, ScanType, StatusData
 
 
@@ -68,10 +69,34 @@ class ServerClient:
         data = await self._idempotent(account, "check_disinfection_status", params)
         return parse_disinfection(data)
 
-    async def disinfect(self, account: str, actions: Mapping[str, Action]) -> str:
-        """POST JSON `{"actions": {...}}`, once; through WHM, inside a cPanel session."""
+    async def disinfect(
+        self,
+        account: str,
+        actions: Mapping[str, Action],
+        *,
+        sending: Callable[[], None] | None = None,
+    ) -> str:
+        """POST JSON `{"actions": {...}}`, once; through WHM, inside a cPanel session.
+
+        `sending` is called right before the POST goes out, and never if it does not (a session
+        login that failed, a host that refused a login): the journal's "maybe sent" mark."""
         body = json.dumps({"actions": {p: str(a) for p, a in actions.items()}}).encode()
-        return parse_task_id(await self._route.disinfect(account, body))
+        return parse_task_id(await self._route.disinfect(account, body, sending))
+
+    async def try_session(self, account: str) -> bool | None:
+        """Open the cPanel session a WHM token's disinfect_files needs (create_user_session,
+        its login), then log it out: what a pre-flight checks before a policy that sends
+        actions. None: this route needs no session (the account's own credentials); else
+        whether the logout was answered (a session left open expires after 15 idle minutes).
+        Opening it raises like any call."""
+        route = self._route
+        if not isinstance(route, WhmRoute):
+            return None
+        session = await route.open_session(account)
+        try:
+            return await route.end_session(session)
+        except TargetError:
+            return False
 
     # -- WHM ---------------------------------------------------------------------------------
 

@@ -117,7 +117,8 @@ class Fleet(Protocol):
     cfg: workflow.WorkflowConfig
     window: Window
     budget: DestructiveBudget
-    #: per (server, account): paths whose action this run has sent, and with which scan type
+    #: per (server, account): paths whose action this run has sent (or whose POST may have
+    #: reached cPanel), and with which scan type; never a path no request carried
     sent: dict[tuple[str, str], dict[str, ScanType]]
     results_by_target: dict[Target, TargetResult]
     #: (server, account) whose last finished target may have left a disinfection running
@@ -230,8 +231,9 @@ class Driver:
         while not isinstance(command, Finish | Wait):
             if run.journal is not None:
                 run.journal.save_state(state)  # before the request it leads to
-            reply = await self._execute(target, command)
             before = state.stats
+            reply = await self._execute(slot, command)
+            state = slot.state  # disinfect_files marks it `sending` as it leaves
             state, command = workflow.step(state, reply, run.clock())
             slot.state, slot.command = state, command
             if state.stats is not before and state.stats is not None and _own_scan(state):
@@ -241,14 +243,18 @@ class Driver:
             run.journal.save_state(state)
         return command
 
-    async def _execute(self, target: Target, command: Command) -> Reply:
+    async def _execute(self, slot: Slot, command: Command) -> Reply:
+        target = slot.target
         if isinstance(command, PlanActions):
             return plan_actions(self.run, target, command.files)
         health = self.health
         if (blocked := health.blocked()) is not None:
             return RequestFailed(blocked)
         try:
-            reply = await _request(self.client, target, command)
+            if isinstance(command, Disinfect):
+                reply: Reply = await self._disinfect(slot, command)
+            else:
+                reply = await _request(self.client, target, command)
         except TargetError as exc:
             health.record(exc)
             log.debug(
@@ -257,9 +263,36 @@ class Driver:
                 error_kind=exc.kind,
                 error=str(exc),
             )
-            return _failed(exc)
+            failed = _failed(exc)
+            if isinstance(command, Disinfect) and not failed.ambiguous:
+                self._unsent(target, command)  # never sent, or refused without running
+            return failed
         health.record(None)
         return reply
+
+    async def _disinfect(self, slot: Slot, command: Disinfect) -> DisinfectQueued:
+        """disinfect_files; the moment its POST leaves (after any session login) is journaled
+        first, and only then do sibling targets count its files as sent."""
+        target = slot.target
+
+        def sending() -> None:
+            slot.state = workflow.disinfect_sending(slot.state)
+            if self.run.journal is not None:
+                self.run.journal.save_state(slot.state)
+            sent = self.run.sent.setdefault((target.server, target.account), {})
+            for path in command.actions:
+                sent[path] = target.scan_type
+
+        task_id = await self.client.disinfect(target.account, command.actions, sending=sending)
+        log.info("disinfection.queued", files=len(command.actions), task_id=task_id)
+        return DisinfectQueued(task_id)
+
+    def _unsent(self, target: Target, command: Disinfect) -> None:
+        """disinfect_files did not run: a sibling target may send these files itself."""
+        sent = self.run.sent.get((target.server, target.account), {})
+        for path in command.actions:
+            if sent.get(path) is target.scan_type:
+                del sent[path]
 
 
 def _failed(exc: TargetError) -> RequestFailed:
@@ -291,10 +324,6 @@ async def _request(client: ServerClient, target: Target, command: Command) -> Re
             return ScanStarted()
         case ListInfected():
             return InfectedListReply(await client.list_infected(account))
-        case Disinfect(actions=actions):
-            task_id = await client.disinfect(account, actions)
-            log.info("disinfection.queued", files=len(actions), task_id=task_id)
-            return DisinfectQueued(task_id)
         case GetDisinfection(last_id=last_id):
             return await client.check_disinfection(account, last_id)
     raise AssertionError(f"not a request: {command!r}")
@@ -308,9 +337,8 @@ def plan_actions(run: Fleet, target: Target, files: tuple[tuple[str, str], ...])
     if count and (refusal := run.budget.reserve(target.server, target.account, count)) is not None:
         log.warning("policy.limit", destructive=count, reason=refusal)
         return ActionsPlanned(planned, limit_error=refusal)
-    for f in planned:
-        if f.send:
-            sent[f.path] = target.scan_type
+    # `sent` learns these files when their POST leaves (Driver._disinfect), not here: a plan
+    # whose request never went out must not stop a sibling target from sending its files.
     return ActionsPlanned(planned)
 
 

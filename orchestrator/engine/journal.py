@@ -3,7 +3,9 @@
 Every workflow transition is written (and committed) before the request it leads to, so after
 a kill -9 the journal says, for each target, either its final result or the last state whose
 request may or may not have gone out; `workflow.resume` knows how to go on from there without
-resending a non-idempotent call blindly.
+resending a non-idempotent call blindly. disinfect_files gets one more write, right before its
+POST leaves (after the session login a WHM token needs): a state without it was never sent
+(the resumed run sends it, once), one with it may have been (followed, never resent).
 
 WAL with synchronous=NORMAL: a committed transaction survives the process dying at any moment
 (only an OS crash may lose the last few). One run per journal: an exclusive `flock` on
@@ -32,8 +34,10 @@ from orchestrator.report.encode import target_to_dict
 #: The journal's format: its tables and the JSON in them (`workflow.to_dict` for states, the
 #: report's own per-target object for results). Bump it whenever either changes shape; a resume
 #: across formats is refused, never half-read. 2: states as nested records (StartAttempts,
-#: ScanProgress, Disinfection), results as report.json's target objects.
-FORMAT = 2
+#: ScanProgress, Disinfection), results as report.json's target objects. 3: a disinfection
+#: records whether its POST went out (`Disinfection.sending`, `.interrupted`): a format-2
+#: DISINFECTING state cannot say, and read as format 3 it would be sent again.
+FORMAT = 3
 #: Journals written before the format was recorded (user_version 0) are format 1.
 _UNRECORDED_FORMAT = 1
 _DROP = "DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS servers; DROP TABLE IF EXISTS targets;"

@@ -113,8 +113,8 @@ class FleetRun:
         self.controllers: dict[str, LoadController] = {}
         self.targets: dict[str, tuple[Target, ...]] = {}
         self.results_by_target: dict[Target, TargetResult] = {}
-        #: per (server, account): paths whose action this run has sent, and with which scan type
-        #: (a file found by `home` and `mail` alike is one file: disinfected once)
+        #: per (server, account): paths whose action this run has sent (its POST left), and with
+        #: which scan type (a file found by `home` and `mail` alike is one file: disinfected once)
         self.sent: dict[tuple[str, str], dict[str, ScanType]] = {}
         #: (server, account) whose last finished target may have left a disinfection running:
         #: the account's next target waits for it first (a task's end deletes the infected list)
@@ -165,6 +165,10 @@ class FleetRun:
                     continue
                 destructive = sum(1 for f in sent if f.action.destructive)
                 self.budget.reserve(target.server, target.account, destructive)
+                if not workflow.may_have_sent(state):
+                    # never left (the resumed target sends it itself), or refused for sure:
+                    # a sibling target must not call these files "already sent"
+                    continue
                 paths = self.sent.setdefault((target.server, target.account), {})
                 for f in sent:
                     paths.setdefault(f.path, target.scan_type)
@@ -281,13 +285,22 @@ class FleetRun:
 
     # -- results ---------------------------------------------------------------------------------
 
+    def _stopped_in_flight(self, result: TargetResult) -> bool:
+        """An `interrupted` result this run made as it stopped with the target in flight: not
+        journaled, so a --resume goes on from the saved state. (A workflow verdict of kind
+        `interrupted`, e.g. a resumed disinfection cPanel never showed, ends in a terminal
+        state and is journaled like any result.)"""
+        if result.error is None or result.error.kind is not ErrorKind.INTERRUPTED:
+            return False
+        assert self.journal is not None
+        state = self.journal.state(result.target)
+        return state is None or state.phase not in workflow.TERMINAL
+
     def record(self, result: TargetResult) -> None:
         if result.target in self.results_by_target:
             return
         self.results_by_target[result.target] = result
-        if self.journal is not None and (
-            result.error is None or result.error.kind is not ErrorKind.INTERRUPTED
-        ):
+        if self.journal is not None and not self._stopped_in_flight(result):
             self.journal.save_result(result)
         self.observer.target_finished(result)
         _log_finished(result)

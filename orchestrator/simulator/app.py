@@ -97,6 +97,9 @@ def classify(
     if token and parts[0] == "login":
         user = str(args.get("session", "")).partition(":")[0]
         return Parsed("session_login", "login", user or None, dict(args), token)
+    if token and parts[0] == "logout":
+        user = (cookie or "").partition(":")[0]
+        return Parsed("session_logout", "logout", user or None, dict(args), token)
     if parts[0] == "json-api" and len(parts) == 2 and not token:
         name = parts[1]
         if name == "uapi_cpanel":
@@ -227,6 +230,8 @@ def _dispatch(
                 return _session_execute(rt, request, parsed, now, req)
             case "session_login":
                 return _session_login(rt, parsed, now)
+            case "session_logout":
+                return _session_logout(rt, request, parsed)
             case "unknown":
                 raise web.HTTPNotFound
             case _:
@@ -281,6 +286,14 @@ def _session_login(rt: ServerRuntime, parsed: Parsed, now: float) -> web.Respons
         return invalid_token()
     response = web.Response(status=302, headers={"Location": f"{session.token}/"})
     response.set_cookie(COOKIE, session.name, path="/", httponly=True)
+    return response
+
+
+def _session_logout(rt: ServerRuntime, request: web.Request, parsed: Parsed) -> web.Response:
+    """cpsrvd destroys the session and sends the browser to the login page."""
+    rt.sessions.logout(parsed.token or "", request.cookies.get(COOKIE))
+    response = web.Response(status=302, headers={"Location": "/"})
+    response.del_cookie(COOKIE, path="/")
     return response
 
 

@@ -96,6 +96,19 @@ class Sessions:
         session.last_used = now
         return session
 
+    def logout(self, token: str, name: str | None) -> bool:
+        """The session ends (its cookie and token stop working); False: no such session."""
+        session = self._by_name.get(name or "")
+        if session is None or session.token != token:
+            return False
+        del self._by_name[session.name]
+        return True
+
+    @property
+    def open_sessions(self) -> int:
+        """Sessions created and not ended (a test's view; expiry is not counted here)."""
+        return len(self._by_name)
+
     def lookup(self, token: str, name: str | None, now: float) -> Session | None:
         session = self._by_name.get(name or "")
         if session is None or session.token != token or session.last_used is None:

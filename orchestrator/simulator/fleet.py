@@ -274,6 +274,12 @@ class SimulatedFleet:
         reset (`scan_complete: 0`, zero counters) with no scan behind it. Returns the error."""
         return self._rt(name).start_as_ui(user, scan_type, clamd_down=True)
 
+    def open_sessions(self, name: str) -> int:
+        """cPanel sessions created on the server (create_user_session) and not logged out."""
+        rt = self._rt(name)
+        with rt.lock:
+            return rt.sessions.open_sessions
+
     def running_scans(self, name: str) -> int:
         """Scans whose child is alive on the server now."""
         rt = self._rt(name)

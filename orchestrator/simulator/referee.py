@@ -93,7 +93,14 @@ RULES: dict[str, str] = {
 }
 #: routes that act on one account (listaccts and other WHM calls never do)
 ACCOUNT_ROUTES = frozenset(
-    {"execute", "cpsess_execute", "session_login", "uapi_cpanel", "create_user_session"}
+    {
+        "execute",
+        "cpsess_execute",
+        "session_login",
+        "session_logout",
+        "uapi_cpanel",
+        "create_user_session",
+    }
 )
 
 

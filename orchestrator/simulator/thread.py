@@ -145,6 +145,9 @@ class SimulatorThread:
     def running_scans(self, name: str) -> int:
         return self.fleet.running_scans(name)
 
+    def open_sessions(self, name: str) -> int:
+        return self.fleet.open_sessions(name)
+
     def scans_started(self, name: str) -> dict[tuple[str, str, str], list[tuple[str, str]]]:
         return self.fleet.scans_started(name)
 

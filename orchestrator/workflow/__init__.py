@@ -17,7 +17,11 @@ Inner layers, top down (each imports only those below it):
 
 from orchestrator.workflow.machine import ACCEPTS, begin, resume, step
 from orchestrator.workflow.moves import infected_files
-from orchestrator.workflow.remedy import leaves_disinfection_pending
+from orchestrator.workflow.remedy import (
+    disinfect_sending,
+    leaves_disinfection_pending,
+    may_have_sent,
+)
 from orchestrator.workflow.state import (
     TERMINAL,
     Disinfection,
@@ -38,9 +42,11 @@ __all__ = [
     "State",
     "WorkflowConfig",
     "begin",
+    "disinfect_sending",
     "from_dict",
     "infected_files",
     "leaves_disinfection_pending",
+    "may_have_sent",
     "resume",
     "step",
     "to_dict",

@@ -35,6 +35,7 @@ from orchestrator.model import DisinfectionStatusReply, Target
 from orchestrator.workflow.events import (
     ActionsPlanned,
     Command,
+    Disinfect,
     DisinfectQueued,
     Finish,
     GetDisinfection,
@@ -51,6 +52,7 @@ from orchestrator.workflow.events import (
 )
 from orchestrator.workflow.moves import request, unexpected, verdict_of
 from orchestrator.workflow.remedy import (
+    disinfect_actions,
     on_disinfecting,
     on_following,
     on_planning,
@@ -124,7 +126,8 @@ def step(state: State, reply: Reply, now: float) -> tuple[State, Command]:
 
 
 def resume(state: State, now: float) -> tuple[State, Command]:
-    """Continue from a journaled state; never resends a request whose fate is unknown."""
+    """Continue from a journaled state; never resends a request whose fate is unknown, and
+    sends a disinfect_files the journal shows never left (`Disinfection.sending` unset)."""
     match state.phase:
         case Phase.DONE | Phase.FAILED:
             return state, Finish(verdict_of(state))
@@ -142,8 +145,16 @@ def resume(state: State, now: float) -> tuple[State, Command]:
         case Phase.PLANNING:
             return state, PlanActions(state.infected)
         case Phase.DISINFECTING:
-            queued_at = state.disinfection.queued_at or now
-            following = start_following(state, queued_at=queued_at, ambiguous=True)
+            task = state.disinfection
+            if not task.sending:
+                # Journaled before the POST left (a session login at most): never sent. Sent
+                # now, once; its api_calls count was taken when the command was first made.
+                return state, Disinfect(disinfect_actions(task.planned))
+            # It was going out: it may have been queued. Followed, never resent.
+            queued_at = task.queued_at or now
+            following = start_following(
+                state, queued_at=queued_at, ambiguous=True, interrupted=True
+            )
             return request(following, poll_disinfection(following))
         case Phase.FOLLOWING:
             return request(state, poll_disinfection(state))

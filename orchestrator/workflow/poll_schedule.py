@@ -60,7 +60,10 @@ def next_poll_delay(
     """When to poll next: as late as the counters allow without noticing the end late.
 
     Before there is a progress rate (the counting pass, then until a file is scanned after the
-    totals appear), a growing backoff; `poll_max` caps this blind backoff only. With a rate,
+    totals appear), a growing backoff; `poll_max` caps this blind backoff only. But a scan whose
+    first counters already say it ends before that backoff poll (`_end_from_start`: a 2.5-s
+    scan read at 2 s) is polled at that end, never sooner than `poll_min`: a short scan is
+    noticed one floor after its end, not at a fixed second poll that doubled the wait. With a rate,
     `_end_bracket` gives the earliest and the latest time the scan can end. The slack is
     `LATE_SHARE` of the time the scan has run, at least `poll_min` and at least the last status
     request's round trip (polling faster than answers come back only adds load):
@@ -77,7 +80,12 @@ def next_poll_delay(
     """
     bracket = _end_bracket(scan, now)
     if bracket is None:
-        return backoff(last_wait, poll_min, poll_max)
+        blind = backoff(last_wait, poll_min, poll_max)
+        near = _end_from_start(scan)
+        if near is not None and near < now + blind:
+            # a short scan: follow its end, not a backoff poll seconds after it
+            return max(poll_min, near - now + 0.05 * poll_min)
+        return blind
     earliest, latest, span = bracket
     started = scan.started_at if scan.started_at is not None else now
     slack = max(poll_min, LATE_SHARE * (now - started))
@@ -89,6 +97,18 @@ def next_poll_delay(
         return max(poll_min, latest - now + 0.05 * poll_min)
     reach = max(poll_max, SPAN_REACH * span)
     return max(slack, min(earliest + slack - now, latest - now, reach))
+
+
+def _end_from_start(scan: ScanProgress) -> float | None:
+    """When the scan ends at the rate its counters show since start_scan was answered (they
+    were 0 then): the counting pass is in that span, so the rate is low and the end late, which
+    is what a single poll meant to see `scan_complete` wants. None: nothing scanned yet."""
+    stats, started = scan.stats, scan.started_at
+    if stats is None or started is None or stats.total_file_count <= 0:
+        return None
+    seen = scan.progress_at if scan.progress_at is not None else started
+    ends = _ends_from(scan, stats, (started, 0, 0), seen)
+    return max(ends) if ends else None
 
 
 def _end_bracket(scan: ScanProgress, now: float) -> tuple[float, float, float] | None:

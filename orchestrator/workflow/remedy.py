@@ -1,23 +1,37 @@
 """The remedy phases: PLANNING (the policy's plan for the infected files), DISINFECTING
-(disinfect_files sent once) and FOLLOWING (check_disinfection_status until done)."""
+(disinfect_files sent once) and FOLLOWING (check_disinfection_status until done).
+
+Whether disinfect_files went out is known for sure: the driver marks the state `sending`
+(`disinfect_sending`, journaled) right before the POST leaves, after any session login, and
+its answer clears the mark. So after a kill -9 a DISINFECTING state without the mark was never
+sent (a resumed run sends it, once), and one with it may have been (followed, never resent).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
-from orchestrator.model import DisinfectionRecord, DisinfectionStatusReply, ErrorInfo, ErrorKind
+from orchestrator.model import (
+    Action,
+    DisinfectionRecord,
+    DisinfectionStatusReply,
+    ErrorInfo,
+    ErrorKind,
+)
 from orchestrator.workflow.events import (
     ActionsPlanned,
     Command,
     Disinfect,
     DisinfectQueued,
     GetDisinfection,
+    PlannedFile,
     Reply,
     RequestFailed,
     Tick,
 )
 from orchestrator.workflow.moves import done, request, unexpected, wait
-from orchestrator.workflow.state import Phase, State
+from orchestrator.workflow.state import Disinfection, Phase, State
 
 
 def on_planning(state: State, reply: Reply, now: float) -> tuple[State, Command]:
@@ -27,11 +41,28 @@ def on_planning(state: State, reply: Reply, now: float) -> tuple[State, Command]
             state = replace(state, disinfection=plan)
             if limit_error is not None:
                 return done(replace(state, error=ErrorInfo(ErrorKind.POLICY_LIMIT, limit_error)))
-            actions = {f.path: f.action for f in planned if f.send}
+            actions = disinfect_actions(planned)
             if not actions:
                 return done(state)
             return request(replace(state, phase=Phase.DISINFECTING), Disinfect(actions))
     return unexpected(state, reply)
+
+
+def disinfect_actions(planned: tuple[PlannedFile, ...]) -> Mapping[str, Action]:
+    """The actions disinfect_files carries: the planned files marked to be sent."""
+    return {f.path: f.action for f in planned if f.send}
+
+
+def disinfect_sending(state: State) -> State:
+    """The disinfect_files POST is leaving now: from here on it may have reached cPanel."""
+    return replace(state, disinfection=replace(state.disinfection, sending=True))
+
+
+def may_have_sent(state: State) -> bool:
+    """Whether this target's disinfect_files may have reached cPanel: it was going out, or it
+    was queued (or maybe queued). False when it never left, or was refused for sure."""
+    task = state.disinfection
+    return task.sending or task.queued_at is not None
 
 
 def on_disinfecting(state: State, reply: Reply, now: float) -> tuple[State, Command]:
@@ -44,13 +75,24 @@ def on_disinfecting(state: State, reply: Reply, now: float) -> tuple[State, Comm
             following = start_following(state, queued_at=now, ambiguous=True)
             return request(following, poll_disinfection(following))
         case RequestFailed(error=error):
-            return done(replace(state, error=error))
+            # Never sent, or answered without running: nothing was queued.
+            task = replace(state.disinfection, sending=False)
+            return done(replace(state, disinfection=task, error=error))
     return unexpected(state, reply)
 
 
-def start_following(state: State, *, queued_at: float, ambiguous: bool) -> State:
-    """FOLLOWING a disinfection queued at `queued_at` (`ambiguous`: maybe queued)."""
-    task = replace(state.disinfection, queued_at=queued_at, ambiguous=ambiguous)
+def start_following(
+    state: State, *, queued_at: float, ambiguous: bool, interrupted: bool = False
+) -> State:
+    """FOLLOWING a disinfection queued at `queued_at` (`ambiguous`: maybe queued;
+    `interrupted`: maybe queued by a run that was stopped before the answer came)."""
+    task = replace(
+        state.disinfection,
+        sending=False,
+        queued_at=queued_at,
+        ambiguous=ambiguous,
+        interrupted=interrupted,
+    )
     return replace(state, phase=Phase.FOLLOWING, disinfection=task)
 
 
@@ -72,15 +114,26 @@ def _follow(state: State, status: str, now: float) -> tuple[State, Command]:
     queued_at = task.queued_at if task.queued_at is not None else now
     cfg = state.cfg
     if status == "none" and now - queued_at >= cfg.none_grace:
-        why = "disinfection state unknown after an interrupted request; not resent"
-        if not task.ambiguous:
-            why = f"disinfection task did not start within {cfg.none_grace:g}s"
-        return done(replace(state, error=ErrorInfo(ErrorKind.API, why)))
+        return done(replace(state, error=_never_seen(task, cfg.none_grace)))
     if now - queued_at >= cfg.disinfection_timeout:
         message = f"disinfection not done after {cfg.disinfection_timeout:g}s"
         return done(replace(state, error=ErrorInfo(ErrorKind.TIMEOUT, message)))
     delay = min(cfg.poll_max, max(cfg.poll_min, state.last_wait * 1.5))
     return wait(state, min(delay, queued_at + cfg.disinfection_timeout - now))
+
+
+def _never_seen(task: Disinfection, grace: float) -> ErrorInfo:
+    """Why a disinfection cPanel still shows no trace of after `grace` seconds ended."""
+    if task.interrupted:
+        return ErrorInfo(
+            ErrorKind.INTERRUPTED,
+            "disinfect_files was going out when the run was interrupted; cPanel shows no such "
+            f"task after {grace:g}s: not resent (rescan to know)",
+        )
+    if task.ambiguous:
+        why = "disinfection state unknown after an interrupted request; not resent"
+        return ErrorInfo(ErrorKind.API, why)
+    return ErrorInfo(ErrorKind.API, f"disinfection task did not start within {grace:g}s")
 
 
 def poll_disinfection(state: State) -> GetDisinfection:

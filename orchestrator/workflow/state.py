@@ -3,7 +3,7 @@
 The state is a frozen value (serialisable by `to_dict`), so the journal can persist it after
 every transition: `StartAttempts` (getting start_scan to take), `ScanProgress` (what the status
 reads showed; `poll_schedule` does the maths over it), the infected list, `Disinfection` (the
-plan and what cPanel did with it), and the verdict once terminal.
+plan, whether its POST went out, and what cPanel did with it), and the verdict once terminal.
 """
 
 from __future__ import annotations
@@ -102,8 +102,15 @@ class Disinfection:
 
     planned: tuple[PlannedFile, ...] = ()
     limit_error: str | None = None  # a destructive-action cap refused this target
+    #: The disinfect_files POST is going out (journaled right before it leaves, after any
+    #: session login): from here on it may have reached cPanel. Cleared by its answer. A
+    #: DISINFECTING state without it was never sent: a resumed run sends it (once).
+    sending: bool = False
     queued_at: float | None = None  # disinfect_files was (or may have been) queued then
     ambiguous: bool = False  # its answer was lost: maybe queued, never resent
+    #: maybe queued by a run that was stopped before its answer came (kill -9): followed by
+    #: the resumed run, and `interrupted` (not `api`) if cPanel never shows it
+    interrupted: bool = False
     last_id: int | None = None
     records: tuple[DisinfectionRecord, ...] = ()
 

@@ -103,17 +103,17 @@ def test_counts_files_infections_and_failures() -> None:
     assert (model.done, model.files, model.infected) == (1, 105, 1)
     error = ErrorInfo(ErrorKind.AUTH, "credentials refused")
     model.target_finished(finished(bob, Status.FAILED, error=error))
-    assert (model.done, model.failed, model.files) == (2, 1, 100)
+    assert (model.ended, model.done, model.failed, model.files) == (2, 1, 1, 100)
     assert [f.line() for f in model.failures] == ["✗ web01/bob/home: auth — credentials refused"]
     assert model.take_lines() == ["✗ web01/bob/home: auth — credentials refused"]
     assert model.take_lines() == []
     web01 = model.servers["web01"]
-    assert (len(web01.running), web01.done, web01.total, web01.active) == (0, 2, 3, True)
-    assert not model.finished
+    assert (len(web01.running), web01.ended, web01.done, web01.total) == (0, 2, 1, 3)
+    assert web01.active and not model.finished
     model.target_finished(finished(carol, Status.SKIPPED))
     assert not web01.active
-    assert model.finished
-    assert model.failed == 1
+    assert model.finished and not model.all_done, "one failed: finished, not all done"
+    assert (model.failed, model.skipped) == (1, 1)
 
 
 def test_a_servers_repeated_error_is_printed_once_and_counted() -> None:

@@ -97,3 +97,60 @@ def test_a_never_sent_copy_is_a_new_complete_error() -> None:
         504,
     )
     assert copy.maybe_sent is False
+
+
+SESSION = {
+    "data": {
+        "cp_security_token": "/cpsess1234567890",
+        "url": "https://web01.test:2083/cpsess1234567890/login/?session=alice:abc",
+        "expires": 1,
+        "service": "cpaneld",
+        "session": "alice:abc",
+    },
+    "metadata": {"result": 1, "reason": "Created session", "command": "create_user_session"},
+}
+CREATE = f"{BASE}/json-api/create_user_session?api.version=1&service=cpaneld&user=alice"
+LOGIN = "https://web01.test:2083/cpsess1234567890/login/?session=alice:abc"
+SESSION_BASE = "https://web01.test:2083/cpsess1234567890"
+
+
+@pytest.mark.asyncio
+async def test_disinfect_says_sending_once_right_before_the_post_and_never_when_it_never_left(
+    http: Http,
+) -> None:
+    calls: list[str] = []
+    with aioresponses() as mocked:
+        mocked.get(CREATE, exception=TimeoutError(), repeat=True)
+        client = ServerClient(http, server(AuthMethod.WHM_TOKEN), NoLimit())
+        with pytest.raises(TransportError):
+            await client.disinfect(
+                "alice", {"/home/alice/x.php": Action.QUARANTINE}, sending=lambda: calls.append("x")
+            )
+    assert calls == [], "create_user_session failed: the POST never left"
+    with aioresponses() as mocked:
+        mocked.get(CREATE, payload=SESSION)
+        mocked.get(LOGIN, status=302, headers={"Set-Cookie": "cpsession=alice:abc; path=/"})
+        mocked.post(
+            f"{SESSION_BASE}/execute/ClamScanner/disinfect_files",
+            payload={"status": 1, "data": {"task_id": "t1"}, "errors": None},
+        )
+        client = ServerClient(http, server(AuthMethod.WHM_TOKEN), NoLimit())
+        task = await client.disinfect(
+            "alice", {"/home/alice/x.php": Action.QUARANTINE}, sending=lambda: calls.append("x")
+        )
+    assert task == "t1" and calls == ["x"]
+
+
+@pytest.mark.asyncio
+async def test_a_logout_answered_with_the_login_page_is_no_refused_login(http: Http) -> None:
+    with aioresponses() as mocked:
+        mocked.get(CREATE, payload=SESSION)
+        mocked.get(LOGIN, status=302, headers={"Set-Cookie": "cpsession=alice:abc; path=/"})
+        mocked.get(
+            f"{SESSION_BASE}/logout/?locale=en",
+            body="<html><form id='login_form' action='/login/?login_only=1'></form></html>",
+            content_type="text/html",
+        )
+        client = ServerClient(http, server(AuthMethod.WHM_TOKEN), NoLimit())
+        assert await client.try_session("alice") is True
+    assert http.hosts.logins(BASE).refused_by is None, "a logout says nothing of the token"

@@ -137,6 +137,19 @@ def test_resume_refuses_a_journal_of_another_format_and_names_both(tmp_path: Pat
         Journal(path).open(IDENTITY, resume=True)
 
 
+def test_resume_refuses_a_format_2_journal_which_cannot_say_whether_a_disinfection_left(
+    tmp_path: Path,
+) -> None:
+    """Format 2 saved DISINFECTING before disinfect_files without saying whether the POST then
+    left; read as this format it would look "never sent" and be sent a second time."""
+    assert FORMAT >= 3
+    path = tmp_path / "j.sqlite"
+    interrupted_journal(path)
+    set_format(path, 2)
+    with pytest.raises(ConfigError, match=rf"journal format 2, this one reads format {FORMAT}"):
+        Journal(path).open(IDENTITY, resume=True)
+
+
 def test_a_new_run_rebuilds_a_journal_of_another_format(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
     interrupted_journal(path)

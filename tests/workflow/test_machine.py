@@ -417,13 +417,68 @@ def test_unexpected_reply_fails_and_failure_is_sticky() -> None:
 )
 def test_resume_never_resends_a_request_of_unknown_fate(phase: Phase, expected: object) -> None:
     state = workflow.State(
-        target=TARGET, cfg=CFG, phase=phase, start=workflow.StartAttempts(baseline=100)
+        target=TARGET,
+        cfg=CFG,
+        phase=phase,
+        start=workflow.StartAttempts(baseline=100),
+        disinfection=workflow.Disinfection(sending=True),  # the POST was going out
     )
     restored = workflow.from_dict(json.loads(json.dumps(workflow.to_dict(state))))
     resumed, cmd = workflow.resume(restored, 10)
     assert cmd == expected
     if phase is Phase.STARTING:
         assert resumed.phase is Phase.VERIFY_START
+
+
+def disinfecting() -> tuple[workflow.State, Disinfect]:
+    """The state the journal holds before disinfect_files leaves, and its command."""
+    state, cmd = workflow.step(infected_state(), plan_all(Action.QUARANTINE, Action.IGNORE), 3)
+    assert state.phase is Phase.DISINFECTING and isinstance(cmd, Disinfect)
+    return state, cmd
+
+
+def journaled(state: workflow.State) -> workflow.State:
+    return workflow.from_dict(json.loads(json.dumps(workflow.to_dict(state))))
+
+
+def test_a_disinfection_the_journal_shows_never_sent_is_sent_on_resume_once() -> None:
+    state, cmd = disinfecting()
+    assert not workflow.may_have_sent(state)
+    resumed, again = workflow.resume(journaled(state), 50)
+    assert again == cmd, "never sent (killed before the POST left): sent now"
+    assert resumed.api_calls == state.api_calls, "one call, counted once"
+    following, wait = workflow.step(resumed, DisinfectQueued("t"), 51)
+    assert following.phase is Phase.FOLLOWING and isinstance(wait, Wait)
+    assert not following.disinfection.ambiguous and not following.disinfection.interrupted
+
+
+def test_a_disinfection_that_was_going_out_is_followed_on_resume_and_ends_interrupted() -> None:
+    state, _ = disinfecting()
+    state = workflow.disinfect_sending(state)
+    assert workflow.may_have_sent(state)
+    resumed, cmd = workflow.resume(journaled(state), 50)
+    assert cmd == GetDisinfection(None), "maybe sent: followed, never resent"
+    now = 50.0
+    while not isinstance(cmd, Finish):
+        if isinstance(cmd, Wait):
+            now += cmd.seconds
+            resumed, cmd = workflow.step(resumed, Tick(), now)
+        else:
+            assert not isinstance(cmd, Disinfect)
+            resumed, cmd = workflow.step(resumed, DisinfectionStatusReply("none", ()), now)
+    verdict = cmd.verdict
+    assert verdict.error is not None and verdict.error.kind is ErrorKind.INTERRUPTED
+    sent = [f for f in verdict.files if f.action is Action.QUARANTINE]
+    assert [f.outcome for f in sent] == [Outcome.UNKNOWN]
+
+
+def test_a_disinfection_refused_for_sure_was_not_sent() -> None:
+    state, _ = disinfecting()
+    state = workflow.disinfect_sending(state)
+    refused = RequestFailed(ErrorInfo(ErrorKind.UNREACHABLE, "HTTP 503"), ambiguous=False)
+    state, cmd = workflow.step(state, refused, 4)
+    assert isinstance(cmd, Finish)
+    assert not workflow.may_have_sent(state)
 
 
 def test_state_round_trips_through_json() -> None:

@@ -194,3 +194,52 @@ def test_a_finished_scan_is_noticed_within_its_own_duration_plus_one_max_poll(
         if seen > 2 * duration + cfg.poll_max:
             late[i] = round(seen / duration, 1)
     assert late == {}, f"accounts noticed late (x scan duration): {late}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Short scans: their first counters predict the end; it is followed (with the poll_min floor)
+
+
+def short_scans() -> list[tuple[list[SimFile], float]]:
+    """Generated accounts (their own file mixes) rescaled to 2.1..2.9 s: past the first poll."""
+    fleet = generate_fleet(servers=2, accounts=20, infected_ratio=0.2, seed=13)
+    rng = random.Random("short scans")
+    return [(list(a.files), rng.uniform(2.1, 2.9)) for s in fleet.servers for a in s.accounts]
+
+
+def test_a_short_scan_is_noticed_one_floor_after_the_first_poll_not_at_a_doubled_one() -> None:
+    results = [(notice(files, duration), duration) for files, duration in short_scans()]
+    assert all(r.polls == 2 for r, _ in results), "no more polls than the blind backoff took"
+    assert all(r.waits[1] == CFG.poll_min for r, _ in results), [r.waits for r, _ in results]
+    late = sorted(r.late for r, _ in results)
+    assert late[0] >= 0 and late[-1] < CFG.poll_min, late
+
+
+def progress_at_first_poll(scanned: int, total: int = 100) -> poll_schedule.ScanProgress:
+    """start_scan answered at 0, the first status read (at 2 s) shows `scanned` of `total`."""
+    stats = StatusData(False, 1000, scanned, scanned * 1000, total, 1).stats()
+    return poll_schedule.ScanProgress(
+        started_at=0.0,
+        seen_running=True,
+        stats=stats,
+        progress_at=2.0,
+        progress_after=0.0,
+        poll_sent_at=2.0,
+        last_poll_sent_at=2.0,
+        rate_anchor=(2.0, scanned, scanned * 1000),
+    )
+
+
+def delay(scan: poll_schedule.ScanProgress) -> float:
+    return poll_schedule.next_poll_delay(scan, 2.0, poll_min=2, poll_max=30, last_wait=2)
+
+
+def test_a_predicted_end_within_the_backoff_is_followed_no_sooner_than_poll_min() -> None:
+    assert delay(progress_at_first_poll(90)) == 2.0, "ends at ~2.2 s: the floor, not 4 s"
+    near = delay(progress_at_first_poll(45))  # ends at ~4.4 s (the counting pass included)
+    assert 2.0 < near < 4.0
+
+
+def test_a_predicted_end_beyond_the_backoff_keeps_the_backoff() -> None:
+    assert delay(progress_at_first_poll(10)) == 4.0, "ends at ~20 s: nothing to follow yet"
+    assert delay(progress_at_first_poll(0)) == 4.0, "nothing scanned: no prediction"
