@@ -7,6 +7,7 @@ Pure: YAML values in, config values out; keys left unset keep `Settings`' own de
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TypeVar
 
 from orchestrator.config.pacing_keys import read_window
@@ -19,6 +20,7 @@ SETTINGS_KEYS = (
     "poll_interval",
     "timeouts",
     "window",
+    "accepted",
 )
 
 T = TypeVar("T")
@@ -38,11 +40,16 @@ def read_settings(value: Value) -> Settings:
         poll_interval=_get(entries, "poll_interval", _poll_interval, base.poll_interval),
         timeouts=_get(entries, "timeouts", _timeouts, base.timeouts),
         window=_get(entries, "window", read_window, base.window),
+        accepted=_get(entries, "accepted", _optional_path, base.accepted),
     )
 
 
 def _get(entries: Mapping[str, Value], key: str, read: Callable[[Value], T], default: T) -> T:
     return read(entries[key]) if key in entries else default
+
+
+def _optional_path(value: Value) -> Path | None:
+    return None if value.is_null else Path(value.text(what="a file path"))
 
 
 def _at_least_one(value: Value) -> int:
