@@ -52,6 +52,9 @@ class Faults:
     disinfect_step_seconds: float = 0.02  # between two disinfection log records
     functions: frozenset[str] | None = None
     loadavg_unavailable: bool = False  # systemloadavg fails at WHM level (ACL, old server)
+    #: clamd is blind: scans run and complete as usual and detect nothing (an ExcludePath, a
+    #: MaxFileSize, a permissions problem, a broken signature database)
+    blind: bool = False
 
 
 @dataclass(frozen=True, slots=True)
