@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 import anyio
 import structlog
 
+from orchestrator.cli.acceptance import attention_lines
 from orchestrator.config import Inventory
+from orchestrator.engine.exempt import accepted_info, canary_infos
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.runner import FleetRun, NullObserver, Observer, RunOptions
 from orchestrator.model import EXIT_INTERNAL, RunInfo, ServerPacing, TargetResult
@@ -57,7 +59,14 @@ def scan_and_report(job: ScanJob) -> ScanOutcome:
     clock = time.monotonic()
     _log_started(job)
     results, pacing, interrupted, crash = arun(_execute, job)
-    info = replace(job.info, finished_at=datetime.now(UTC), pacing=pacing)
+    accepted = job.options.accepted
+    info = replace(
+        job.info,
+        finished_at=datetime.now(UTC),
+        pacing=pacing,
+        canaries=canary_infos(job.inventory.servers),
+        accepted=None if accepted is None else accepted_info(accepted, results),
+    )
     report = build_report(info, results)
     if job.baseline is not None:
         report = apply_baseline(report, job.baseline)
@@ -72,6 +81,8 @@ def scan_and_report(job: ScanJob) -> ScanOutcome:
         logger.error("report.not_written", error=f"{type(exc).__name__}: {exc}")
         paths = []
     code = EXIT_INTERNAL if crash is not None else report.summary.exit_code
+    for line in attention_lines(report):
+        logger.warning("run.attention", message=line.removeprefix("warning: "))
     _log_finished(job, report, code, time.monotonic() - clock, interrupted)
     if crash is not None:
         raise crash
@@ -165,6 +176,8 @@ def _log_finished(
         failed=s.failed,
         skipped=s.skipped,
         infected_files=s.infected_files,
+        accepted=s.accepted,
+        unverified=s.unverified,
         interrupted=interrupted,
         duration_s=round(duration_s, 1),
         out=str(job.out),
