@@ -12,9 +12,9 @@ progress all ask here, so there is one copy of each rule:
 - `--only-failed` keeps only the targets it names (and every account of a server listed as `*`);
 - the canary (README "Canaries"): on the entry that scans it, the canary account's own target
   whose scan type reads the test file (home reads all), else one added for it (first in the
-  server's rows); it is kept by `--only-failed` (tonight's clean verdicts need tonight's
-  canary) and starts first. The canary account is skipped like any other when it is excluded or
-  suspended (then nothing proves the server's clean verdicts).
+  server's rows); `--only-failed` keeps it for a server it rescans anything of (tonight's clean
+  verdicts need tonight's canary), and it starts first. The canary account is skipped like any
+  other when it is excluded or suspended (then nothing proves the server's clean verdicts).
 """
 
 from __future__ import annotations
@@ -147,14 +147,17 @@ def only_failed(
     targets: tuple[Target, ...], only: Collection[Target] | None, keep: Target | None = None
 ) -> tuple[Target, ...]:
     """With --only-failed: the targets it names, and every account of a server whose account
-    list could not be read last time (reported as account `*`); `keep` (the canary) always."""
+    list could not be read last time (reported as account `*`); and `keep` (the server's
+    canary) when any other target of the server is kept: tonight's clean verdicts need
+    tonight's canary."""
     if only is None:
         return targets
-    return tuple(
-        t
-        for t in targets
-        if t in only or t == keep or Target(t.server, ALL_ACCOUNTS, t.scan_type) in only
+    kept = tuple(
+        t for t in targets if t in only or Target(t.server, ALL_ACCOUNTS, t.scan_type) in only
     )
+    if keep is None or keep in kept or not kept:
+        return kept
+    return tuple(t for t in targets if t in kept or t == keep)
 
 
 def start_order(
