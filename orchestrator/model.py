@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 #: Exit codes (README "Exit codes"): infected files win over failures; 3 is bad input, nothing
@@ -125,8 +125,20 @@ class ScanStats:
 
 
 @dataclass(frozen=True, slots=True)
+class Acceptance:
+    """An entry of the accepted-findings file, as a report shows it on a file it matched."""
+
+    reason: str
+    expires: date
+
+
+@dataclass(frozen=True, slots=True)
 class InfectedFile:
-    """One infected file: path as cPanel reports it, HTML-unescaped."""
+    """One infected file: path as cPanel reports it, HTML-unescaped.
+
+    Not every infected file is a finding: an accepted one (`accepted` set, in force) and the
+    server's canary (`canary`) are reported, never acted on, and count for no verdict.
+    """
 
     path: str
     virus: str
@@ -139,6 +151,17 @@ class InfectedFile:
     #: the number of nights that did, this one included.
     first_seen: datetime | None = None
     nights_seen: int | None = None
+    #: The accepted-findings entry in force that matched it: not a finding, no action sent.
+    accepted: Acceptance | None = None
+    #: An entry that matched it but has expired: the file is a finding again.
+    expired_acceptance: Acceptance | None = None
+    #: The planted test file of the server's canary: proof of detection, not an infection.
+    canary: bool = False
+
+    @property
+    def finding(self) -> bool:
+        """Whether it counts as an infection (verdict, exit code, summary.infected_files)."""
+        return self.accepted is None and not self.canary
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +183,14 @@ class TargetResult:
     duration_s: float | None = None
     api_calls: int = 0
     error: ErrorInfo | None = None
+    #: For a clean target of a server with a canary: whether this night's canary was detected
+    #: (False: the clean verdict is unproven). None otherwise (no canary, or not clean).
+    verified: bool | None = None
+
+    @property
+    def findings(self) -> tuple[InfectedFile, ...]:
+        """The infected files that count as infections (not accepted, not the canary)."""
+        return tuple(f for f in self.infected_files if f.finding)
 
     @property
     def server(self) -> str:
@@ -172,6 +203,38 @@ class TargetResult:
     @property
     def scan_type(self) -> ScanType:
         return self.target.scan_type
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryInfo:
+    """A server's canary as the report records it (`run.canaries[server]`): the test file, and
+    `by`, the inventory entry whose scan of `account` must find it (the server itself, or the
+    entry of its host that logs in as `account`)."""
+
+    account: str
+    path: str  # relative to the account's home
+    virus: str  # a glob, matched case-insensitively
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class StaleEntry:
+    """An accepted-findings entry that matched no infected file this run."""
+
+    line: int
+    reason: str
+    expires: date
+    when: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedInfo:
+    """The accepted-findings file a run used (`run.accepted`): where, how many entries, and the
+    entries that matched nothing (stale entries rot silently otherwise)."""
+
+    source: str
+    entries: int
+    stale: tuple[StaleEntry, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +263,10 @@ class RunInfo:
     shard_servers: tuple[str, ...] = ()
     #: Load-aware pacing per server (only paced servers); additive, see ServerPacing.
     pacing: Mapping[str, ServerPacing] = field(default_factory=dict, hash=False)
+    #: Per server with a canary (this run's servers): its test file and the entry that scans it.
+    canaries: Mapping[str, CanaryInfo] = field(default_factory=dict, hash=False)
+    #: The accepted-findings file, when one was given.
+    accepted: AcceptedInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,7 @@ import argparse
 import dataclasses
 import os
 import sys
-import tempfile
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,10 +14,11 @@ import anyio
 import structlog
 
 from orchestrator import __version__, log
+from orchestrator.cli import acceptance
 from orchestrator.cli.execute import ScanJob, arun, scan_and_report, write_with_history
 from orchestrator.cli.notify import notify, webhook_url
 from orchestrator.cli.notify_apprise import notifiers, send_all
-from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Limits, Policy, Rule
+from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Policy
 from orchestrator.config.inventory import load_inventory, select_servers
 from orchestrator.config.pacing_keys import with_finish_by
 from orchestrator.config.policy import load_policy
@@ -29,8 +28,6 @@ from orchestrator.engine.runner import NullObserver, Observer, RunOptions
 from orchestrator.engine.shard import ignored_env, resolve_shard, servers_in_shard
 from orchestrator.errors import ConfigError
 from orchestrator.model import (
-    EXIT_INTERNAL,
-    Action,
     RunInfo,
     ScanType,
     Target,
@@ -66,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     fleet_id = inventory.fleet_id
     inventory = servers_in_shard(inventory, shard_index, shard_total)
     policy = load_policy(args.policy) if args.policy else REPORT_ONLY
+    accepted = acceptance.load(args.accepted, inventory)
     formats = parse_formats(args.formats)
     baseline = load_report(args.baseline) if args.baseline else None
     previous = load_report(args.only_failed) if args.only_failed else None
@@ -78,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run or args.policy is None,
         scan_types=tuple(ScanType(s) for s in args.scan_types) if args.scan_types else None,
         only=_failed_targets(previous) if previous else None,
+        accepted=accepted,
     )
     # Every input is valid: now the places the run writes to, still before the first request.
     prepare_out_dir(args.out)
@@ -91,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     started_at = datetime.fromisoformat(meta["started_at"]) if meta else datetime.now(UTC)
     # --resume: the window is the interrupted run's (06:00 after *its* start, not this one's)
     window = Window.resolve(inventory.settings.window, started_at)
-    options = dataclasses.replace(options, run_id=run_id, window=window)
+    today = acceptance.run_date(started_at, inventory.settings.window.timezone)
+    options = dataclasses.replace(options, run_id=run_id, window=window, accepted_on=today)
     if journal is not None and not meta:
         journal.start({"run_id": run_id, "started_at": started_at.isoformat()})
     # After every check of the input: a bad invocation stays a one-line error, no log line.
@@ -225,6 +225,8 @@ def _register_secrets(inventory: Inventory, webhook: str | None) -> None:
 
 def _print_outcome(report: Report, paths: list[Path], interrupted: bool) -> None:
     print(summary_table(report))
+    for line in [*acceptance.count_lines(report), *acceptance.attention_lines(report)]:
+        print(line)
     if interrupted:
         print("run interrupted: partial report written")
     folder = paths[0].parent if paths else None
@@ -243,6 +245,7 @@ def validate(args: argparse.Namespace) -> int:
     online = bool(args.check_connectivity)
     inventory = load_inventory(args.inventory, secrets=online)
     policy = load_policy(args.policy) if args.policy else None
+    accepted = acceptance.load(args.accepted, inventory)
     if online:
         from orchestrator.cli.preflight import check_connectivity
 
@@ -253,6 +256,8 @@ def validate(args: argparse.Namespace) -> int:
     print(f"{args.inventory}: OK, {count} server{plural} (secrets not read)")
     for server in inventory.servers:
         print("\n".join(lint.server_lines(server)))
+        if (line := acceptance.canary_line(server)) is not None:
+            print(line)
     warnings = list(lint.inventory_warnings(inventory))
     warnings += lint.limit_warnings(inventory)
     warnings += lint.account_name_warnings(inventory)
@@ -263,6 +268,11 @@ def validate(args: argparse.Namespace) -> int:
     if policy is not None:
         print(f"{args.policy}: OK, {len(policy.rules)} rules, default {policy.default}")
         warnings += [f"{args.policy}: {w}" for w in lint.policy_warnings(policy)]
+    if accepted is not None:
+        today = acceptance.run_date(datetime.now(UTC), inventory.settings.window.timezone)
+        lines, expiring = acceptance.validate_lines(accepted, today)
+        print("\n".join(lines))
+        warnings += expiring
     for warning in warnings:
         print(f"warning: {warning}")
     return 0
@@ -312,7 +322,7 @@ def merge(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# simulate and demo
+# simulate (the demo is in demo.py)
 
 
 def simulate(args: argparse.Namespace) -> int:
@@ -362,64 +372,3 @@ def _given(**values: float | None) -> dict[str, float] | None:
 
 def _say(line: str) -> None:
     print(line, flush=True)
-
-
-DEMO_POLICY = Policy(
-    default=Action.QUARANTINE,
-    rules=(
-        Rule(action=Action.IGNORE, name="test-signatures", virus="Eicar-*"),
-        Rule(action=Action.CLEANSE_MAILBOX, name="mail", path="*/mail/*"),
-    ),
-    limits=Limits(max_destructive_per_account=10, max_destructive_per_run=100),
-    source="demo (cPanel's own UI default)",
-)
-
-
-def demo(args: argparse.Namespace) -> int:
-    """Scan an embedded fleet end to end; exit 0 when the demo itself worked."""
-    from orchestrator.simulator import SimulatorThread, generate_fleet
-    from orchestrator.simulator.referee import summary_lines
-
-    log.configure(args.log_format, args.log_level)
-    prepare_out_dir(args.out)
-    spec = generate_fleet(
-        servers=3, accounts=6, infected_ratio=0.35, seed=7, scan_seconds=1.0, suspended_ratio=0.1
-    )
-    settings = {"poll_interval": {"min": 0.1, "max": 1.0}, "requests_per_second": 200}
-    print("starting a simulated fleet of 3 cPanel servers on 127.0.0.1 ...")
-    with (
-        tempfile.TemporaryDirectory(prefix="clamfleet-demo-") as tmp,
-        SimulatorThread(spec) as fleet,
-    ):
-        inventory_path = Path(tmp) / "inventory.yaml"
-        env: Mapping[str, str] = fleet.write_inventory(
-            inventory_path, auth="whm", settings=settings
-        )
-        inventory = load_inventory(inventory_path, env={**os.environ, **env})
-        _register_secrets(inventory, None)
-        run_id = uuid.uuid4().hex
-        info = RunInfo(
-            id=run_id,
-            tool_version=__version__,
-            started_at=datetime.now(UTC),
-            finished_at=None,
-            inventory="demo (embedded simulator)",
-            dry_run=True,
-            servers=tuple(s.name for s in inventory.servers),
-            fleet_id=inventory.fleet_id,
-            shard_servers=tuple(s.name for s in inventory.servers),
-        )
-        options = RunOptions(policy=DEMO_POLICY, dry_run=True, run_id=run_id)
-        job = ScanJob(inventory, options, info, args.out, parse_formats(None))
-        outcome = scan_and_report(job)
-    report, paths = outcome.report, outcome.paths
-    print(summary_table(report))
-    print("dry run: the policy's planned actions are in the report; nothing was disinfected")
-    print(f"report: {paths[0].parent.resolve()}")
-    print(f"a real run would have exited with code {report.summary.exit_code}")
-    violations = fleet.violations()
-    for line in summary_lines(violations)[:-1]:
-        print(line)
-    print(f"{len(violations)} protocol violations")
-    # clamfleet's own client broke a cPanel rule: a bug, so the internal-error code
-    return EXIT_INTERNAL if violations else 0

@@ -26,7 +26,9 @@ from typing import Any, TypeVar
 import anyio
 import structlog
 
+from orchestrator.cli.acceptance import attention_lines
 from orchestrator.config import Inventory
+from orchestrator.engine.exempt import accepted_info, canary_infos
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.runner import FleetRun, NullObserver, Observer, RunOptions
 from orchestrator.errors import ConfigError
@@ -67,7 +69,14 @@ def scan_and_report(job: ScanJob) -> ScanOutcome:
     clock = time.monotonic()
     _log_started(job)
     results, pacing, interrupted, crash = arun(_execute, job)
-    info = replace(job.info, finished_at=datetime.now(UTC), pacing=pacing)
+    accepted = job.options.accepted
+    info = replace(
+        job.info,
+        finished_at=datetime.now(UTC),
+        pacing=pacing,
+        canaries=canary_infos(job.inventory.servers),
+        accepted=None if accepted is None else accepted_info(accepted, results),
+    )
     report = build_report(info, results)
     if job.baseline is not None:
         report = apply_baseline(report, job.baseline)
@@ -89,6 +98,8 @@ def scan_and_report(job: ScanJob) -> ScanOutcome:
             record_history(report, job.history)
         else:
             logger.info("history.not_recorded", reason="one shard: the merge records the night")
+    for line in attention_lines(report):
+        logger.warning("run.attention", message=line.removeprefix("warning: "))
     _log_finished(job, report, code, time.monotonic() - clock, interrupted)
     if crash is not None:
         raise crash
@@ -228,6 +239,8 @@ def _log_finished(
         failed=s.failed,
         skipped=s.skipped,
         infected_files=s.infected_files,
+        accepted=s.accepted,
+        unverified=s.unverified,
         interrupted=interrupted,
         duration_s=round(duration_s, 1),
         out=str(job.out),

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from orchestrator.config import AuthMethod, Inventory, Policy, Rule, Server
-from orchestrator.config.policy import WHEN_GLOBS
+from orchestrator.config.when import WHEN_GLOBS
 from orchestrator.engine.targets import excluded_by, expected_accounts
 from orchestrator.model import Action, ScanType
 
@@ -81,6 +81,21 @@ def inventory_warnings(inventory: Inventory) -> Iterator[str]:
             yield f"{server.name}: tls.ca_file {ca} does not exist here (a run needs it)"
         if (overlap := home_overlap(server.scan_types)) is not None:
             yield f"{server.name}: {overlap}"
+        if (excluded := _canary_excluded(server)) is not None:
+            yield f"{server.name}: {excluded}"
+
+
+def _canary_excluded(server: Server) -> str | None:
+    canary = server.canary
+    if canary is None or canary.by != server.name:
+        return None
+    pattern = next((p for p in server.exclude_accounts if fnmatchcase(canary.account, p)), None)
+    if pattern is None:
+        return None
+    return (
+        f"the canary account {canary.account} is excluded by exclude_accounts ({pattern}): it"
+        " is never scanned, so no clean verdict of this server is ever proven"
+    )
 
 
 def limit_warnings(inventory: Inventory) -> Iterator[str]:

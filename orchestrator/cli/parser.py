@@ -107,6 +107,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="remediation policy YAML (default: none: report only, nothing is disinfected)",
     )
+    _add_accepted(p)
     p.add_argument(
         "--out", type=Path, default=Path(DEFAULT_OUT), metavar="DIR", help="report directory"
     )
@@ -224,11 +225,22 @@ def _add_per_target(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_accepted(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--accepted",
+        type=Path,
+        metavar="FILE",
+        help="accepted findings YAML: matching files are reported, never acted on, and count as"
+        " no infection until their expires date (default: settings.accepted, else none)",
+    )
+
+
 def _add_validate(p: argparse.ArgumentParser) -> None:
     p.add_argument("inventory", type=Path, metavar="INVENTORY", help="the inventory YAML to check")
     p.add_argument(
         "--policy", type=Path, metavar="FILE", help="also check this policy YAML (default: none)"
     )
+    _add_accepted(p)
     p.add_argument(
         "--check-connectivity",
         action="store_true",
@@ -406,14 +418,14 @@ def _internal_error(args: argparse.Namespace, exc: BaseException) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from orchestrator.cli import commands, history
+    from orchestrator.cli import commands, demo, history
 
     handlers = {
         "run": commands.run,
         "validate": commands.validate,
         "merge": commands.merge,
         "simulate": commands.simulate,
-        "demo": commands.demo,
+        "demo": demo.demo,
         "history": history.history,
         "help": _help,
     }

@@ -189,8 +189,8 @@ class FleetProgress:
         self.files += files
         s.ended += 1
         self.ended += 1
-        s.infected += len(result.infected_files)
-        self.infected += len(result.infected_files)
+        s.infected += len(result.findings)  # accepted files and the canary are no infection
+        self.infected += len(result.findings)
         if result.status is Status.FAILED:
             self._failed(s, result)
         elif result.status is Status.SKIPPED:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from yaml import MappingNode
 
+from orchestrator.config.canary_keys import read_canary, resolve_canaries
 from orchestrator.config.credentials import (
     ALL_REFS,
     Sources,
@@ -57,6 +58,7 @@ INHERITED = (
     "max_concurrent_scans",
     "requests_per_second",
     "load",
+    "canary",
 )
 TLS_KEYS = ("verify", "ca_file")
 # Keys that belong to one auth method. A layer that changes `auth.method` drops the ones it
@@ -98,6 +100,8 @@ def load_inventory(
         raise missing(root, "servers", "is required: list at least one server")
     servers = _servers(top["servers"], defaults, groups, ctx)
     settings = read_settings(top["settings"]) if "settings" in top else Settings()
+    if settings.accepted is not None:  # relative to the inventory, like secret files
+        settings = replace(settings, accepted=ctx.base / settings.accepted.expanduser())
     return Inventory(path=str(path), servers=servers, settings=settings)
 
 
@@ -170,6 +174,7 @@ def _servers(
         raise value.error("must list at least one server")
     seen: dict[str, int] = {}
     servers = []
+    canaries: dict[str, Value] = {}
     for item in value.items(non_empty=True):
         own = _layer(item, server=True)
         entries = item.mapping()
@@ -181,7 +186,9 @@ def _servers(
             servers.append(_server(item, name, entries, refs, merged, auth, ctx))
         except ConfigError as exc:
             raise _for_server(exc, item.field, name) from None
-    return tuple(servers)
+        if "canary" in merged:
+            canaries[name] = merged["canary"]
+    return resolve_canaries(servers, canaries)
 
 
 def _for_server(exc: ConfigError, prefix: str, name: str) -> ConfigError:
@@ -370,6 +377,7 @@ CHECKS: dict[str, Callable[[Value], object]] = {
     "tls.ca_file": _check_ca,
     "load.max": check_max,
     "load.check_interval": Value.positive,
+    "canary": read_canary,
 }
 
 
@@ -380,4 +388,5 @@ OPTIONAL: dict[str, Callable[[Value], Any]] = {
     "scan_types": _scan_types,
     "max_concurrent_scans": _at_least_one,
     "requests_per_second": Value.positive,
+    "canary": read_canary,
 }

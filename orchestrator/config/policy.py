@@ -1,5 +1,5 @@
-"""The policy file (README "Remediation policy"): YAML -> a validated `Policy`, and the `when`
-matcher its rules use (one implementation for every file that names files with `when`).
+"""The policy file (README "Remediation policy"): YAML -> a validated `Policy`. Its rules'
+`when` is read by when.py and matched by `When.matches` (shared with accepted findings).
 
 Pure apart from reading the file; every error names the file, the line and the field.
 """
@@ -7,18 +7,17 @@ Pure apart from reading the file; every error names the file, the line and the f
 from __future__ import annotations
 
 import re
-from fnmatch import fnmatchcase
+from dataclasses import asdict
 from pathlib import Path
 
 from orchestrator.config.types import Limits, Policy, Rule
+from orchestrator.config.when import read_when
 from orchestrator.config.yamlsrc import Value, read_document
 from orchestrator.errors import ConfigError
-from orchestrator.model import Action, ScanType, Target
+from orchestrator.model import Action
 
 TOP_KEYS = ("default", "rules", "limits")
 RULE_KEYS = ("name", "when", "action")
-WHEN_GLOBS = ("virus", "path", "account", "server")
-WHEN_KEYS = (*WHEN_GLOBS, "scan_type")
 LIMIT_KEYS = ("max_destructive_per_account", "max_destructive_per_run")
 GLOB_CHARS = re.compile(r"[*?\[]")
 MAIL_ONLY = "cleanse_mailbox applies only to files under the account's mail/"
@@ -63,16 +62,11 @@ def _rule(item: Value) -> Rule:
         field = f"{item.field}.action"
         raise ConfigError("is required", file=item.file, line=item.line, field=field)
     action = entries["action"].choice(Action)
-    when = entries["when"].mapping(WHEN_KEYS, null_ok=True) if "when" in entries else {}
-    globs = {key: when[key].text() for key in WHEN_GLOBS if key in when}
-    if action is Action.CLEANSE_MAILBOX and "path" in globs:
-        _check_mail_path(when["path"], globs["path"])
-    return Rule(
-        action=action,
-        name=entries["name"].text() if "name" in entries else None,
-        scan_type=when["scan_type"].choice(ScanType) if "scan_type" in when else None,
-        **globs,
-    )
+    when, written = read_when(entries.get("when"))
+    if action is Action.CLEANSE_MAILBOX and when.path is not None:
+        _check_mail_path(written["path"], when.path)
+    name = entries["name"].text() if "name" in entries else None
+    return Rule(action, name, **asdict(when))
 
 
 def _check_mail_path(value: Value, path: str) -> None:
@@ -85,18 +79,3 @@ def _limits(value: Value) -> Limits:
     entries = value.mapping(LIMIT_KEYS, null_ok=True)
     counts = {k: None if v.is_null else v.integer(minimum=0) for k, v in entries.items()}
     return Limits(**counts)
-
-
-# -- matching ----------------------------------------------------------------------------------
-
-
-def matches(rule: Rule, target: Target, path: str, virus: str) -> bool:
-    pairs = (
-        (rule.virus, virus),
-        (rule.path, path),
-        (rule.account, target.account),
-        (rule.server, target.server),
-    )
-    if any(glob is not None and not fnmatchcase(text, glob) for glob, text in pairs):
-        return False
-    return rule.scan_type is None or rule.scan_type is target.scan_type

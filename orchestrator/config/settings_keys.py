@@ -25,6 +25,7 @@ SETTINGS_KEYS = (
     "window",
     "history",
     "notify",
+    "accepted",
 )
 NOTIFY_KEYS = ("url_env", "on")
 
@@ -47,11 +48,16 @@ def read_settings(value: Value) -> Settings:
         window=_get(entries, "window", read_window, base.window),
         history=_get(entries, "history", _history, base.history),
         notify=_get(entries, "notify", _notify, base.notify),
+        accepted=_get(entries, "accepted", _optional_path, base.accepted),
     )
 
 
 def _get(entries: Mapping[str, Value], key: str, read: Callable[[Value], T], default: T) -> T:
     return read(entries[key]) if key in entries else default
+
+
+def _optional_path(value: Value) -> Path | None:
+    return None if value.is_null else Path(value.text(what="a file path"))
 
 
 def _at_least_one(value: Value) -> int:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import date, time
 from enum import StrEnum
+from fnmatch import fnmatchcase
 from pathlib import Path
 
-from orchestrator.model import Action, ScanType, Secret
+from orchestrator.model import Action, ScanType, Secret, Target
 
 
 class AuthMethod(StrEnum):
@@ -48,6 +49,39 @@ class LoadLimit:
     check_interval: float = 30.0  # seconds between two systemloadavg readings
 
 
+def scan_reads(scan_type: ScanType, path: str) -> bool:
+    """Whether a scan of this type reads `path` (relative to the home; home reads it all)."""
+    return scan_type is ScanType.HOME or path.startswith(f"{scan_type}/")
+
+
+@dataclass(frozen=True, slots=True)
+class Canary:
+    """`canary:` of a server: a planted test file (EICAR) that each night's scan must find,
+    else the clean verdicts of the servers it stands for are unproven (README "Canaries").
+
+    `path` is relative to the account's home (`public_html/eicar.txt`); `virus` a glob matched
+    case-insensitively (`*EICAR*` matches both `Eicar-Signature` and `Win.Test.EICAR_HDB-1`).
+    `scan_type` is the type of the target added when the account is not otherwise scanned.
+    `by` names the inventory entry that scans it: the server itself, or for a cPanel login
+    (which reaches only its own account) the entry on the same host that logs in as `account`.
+    """
+
+    account: str
+    path: str
+    virus: str
+    scan_type: ScanType
+    by: str = ""
+
+    def read_by(self, scan_type: ScanType) -> bool:
+        """Whether a scan of this type reads the canary file."""
+        return scan_reads(scan_type, self.path)
+
+    def same_file(self, other: Canary) -> bool:
+        """Whether two entries name the same canary (the host's entries must agree)."""
+        mine = (self.account, self.path, self.virus, self.scan_type)
+        return mine == (other.account, other.path, other.virus, other.scan_type)
+
+
 @dataclass(frozen=True, slots=True)
 class Server:
     """One cPanel/WHM server, fully resolved."""
@@ -64,6 +98,7 @@ class Server:
     requests_per_second: float = 5.0
     groups: tuple[str, ...] = ()
     load: LoadLimit = field(default_factory=LoadLimit)
+    canary: Canary | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +159,9 @@ class Settings:
     #: SQLite history of every night, as written (relative: from the inventory's folder).
     history: Path | None = None
     notify: tuple[NotifySetting, ...] = ()
+    #: `settings.accepted`: the accepted-findings file (relative paths start at the inventory's
+    #: folder); `run --accepted FILE` wins over it.
+    accepted: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,17 +177,76 @@ class Inventory:
         return hashlib.sha256(names.encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One policy rule. Every `when` key that is set must match; globs except scan_type."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class When:
+    """The `when` matcher of policy rules and accepted findings (one implementation).
 
-    action: Action
-    name: str | None = None
+    Every key that is set must match: `virus`, `path` (the absolute path cPanel reports,
+    HTML-unescaped), `account` and `server` are case-sensitive globs, `scan_type` is exact.
+    Nothing set matches every file.
+    """
+
     virus: str | None = None
     path: str | None = None
     account: str | None = None
     server: str | None = None
     scan_type: ScanType | None = None
+
+    def matches(self, target: Target, path: str, virus: str) -> bool:
+        pairs = (
+            (self.virus, virus),
+            (self.path, path),
+            (self.account, target.account),
+            (self.server, target.server),
+        )
+        if any(glob is not None and not fnmatchcase(text, glob) for glob, text in pairs):
+            return False
+        return self.scan_type is None or self.scan_type is target.scan_type
+
+    def keys(self) -> dict[str, str]:
+        """The keys that are set, as written (for reports and messages)."""
+        values = {
+            "server": self.server,
+            "account": self.account,
+            "scan_type": None if self.scan_type is None else str(self.scan_type),
+            "path": self.path,
+            "virus": self.virus,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Rule(When):
+    """One policy rule: its `when` keys (inherited: `rule.virus`, `rule.matches(...)`) and the
+    action. `action` is the one positional field (`when` keys are keyword-only)."""
+
+    action: Action
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedEntry:
+    """One entry of the accepted-findings file: a `when`, why, and until when.
+
+    In force while the run's date (in the run's time zone) is before `expires`; from that day on
+    the files it matches count as findings again.
+    """
+
+    when: When
+    reason: str
+    expires: date
+    line: int = 0  # where it starts in its file (for messages and the report's stale list)
+
+    def in_force(self, today: date) -> bool:
+        return today < self.expires
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The accepted-findings file (`--accepted FILE` or `settings.accepted`)."""
+
+    source: str
+    entries: tuple[AcceptedEntry, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

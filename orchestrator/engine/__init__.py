@@ -14,4 +14,5 @@ Inner layers, top down:
     shard.py     --shard I/N: one inventory split over N runs, balanced by expected work
     limiter.py   the shared request rates (global and per server) and concurrency caps
     policy.py    what to do with each infected file: first match, plans, destructive budget
+    exempt.py    which infected files are not findings: the canary, accepted ones
 """

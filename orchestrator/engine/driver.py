@@ -6,7 +6,8 @@
                     (back to the lanes' timer heap) or finishes (its result is recorded)
 
 The workflow decides (workflow.py, pure); this module does what it asks: one client call per
-request command, the policy for `PlanActions`, and nothing else. The run-wide things it needs
+request command, the policy for `PlanActions` (after setting the canary and accepted files
+aside: they never reach it), and nothing else. The run-wide things it needs
 (journal, observer, clock, the destructive budget...) come from the run (`Fleet`).
 """
 
@@ -25,12 +26,15 @@ from orchestrator.client.health import ServerHealth
 from orchestrator.client.parse import scan_in_progress
 from orchestrator.config import Policy
 from orchestrator.engine import policy as policy_mod
+from orchestrator.engine.exempt import Judge
 from orchestrator.engine.pacer import deferred_result
 from orchestrator.engine.policy import DestructiveBudget, plan
 from orchestrator.errors import ApiError, ProtocolError, TargetError, TransportError
 from orchestrator.model import (
+    Action,
     ErrorInfo,
     ErrorKind,
+    Outcome,
     ScanStats,
     ScanType,
     Status,
@@ -117,6 +121,8 @@ class Fleet(Protocol):
     cfg: workflow.WorkflowConfig
     window: Window
     budget: DestructiveBudget
+    #: which infected files are not findings (the canary, accepted ones): never acted on
+    judge: Judge
     #: per (server, account): paths whose action this run has sent (or whose POST may have
     #: reached cPanel), and with which scan type; never a path no request carried
     sent: dict[tuple[str, str], dict[str, ScanType]]
@@ -330,9 +336,18 @@ async def _request(client: ServerClient, target: Target, command: Command) -> Re
 
 
 def plan_actions(run: Fleet, target: Target, files: tuple[tuple[str, str], ...]) -> ActionsPlanned:
-    decided = plan(run.options.policy, target, files, dry_run=run.options.dry_run)
+    """The policy's plan for the findings; the canary and accepted files are set aside first:
+    the policy is not consulted for them and nothing is ever sent for them."""
+    exempt = {
+        i: why for i, (p, v) in enumerate(files) if (why := run.judge.exemption(target, p, v))
+    }
+    findings = [f for i, f in enumerate(files) if i not in exempt]
+    decided = iter(plan(run.options.policy, target, findings, dry_run=run.options.dry_run).files)
     sent = run.sent.setdefault((target.server, target.account), {})
-    planned = tuple(_once(f, sent) for f in decided.files)
+    planned = tuple(
+        _set_aside(path, virus, exempt[i]) if i in exempt else _once(next(decided), sent)
+        for i, (path, virus) in enumerate(files)
+    )
     count = sum(1 for f in planned if f.send and f.action.destructive)
     if count and (refusal := run.budget.reserve(target.server, target.account, count)) is not None:
         log.warning("policy.limit", destructive=count, reason=refusal)
@@ -340,6 +355,10 @@ def plan_actions(run: Fleet, target: Target, files: tuple[tuple[str, str], ...])
     # `sent` learns these files when their POST leaves (Driver._disinfect), not here: a plan
     # whose request never went out must not stop a sibling target from sending its files.
     return ActionsPlanned(planned)
+
+
+def _set_aside(path: str, virus: str, why: str) -> PlannedFile:
+    return PlannedFile(path, virus, Action.REPORT, False, str(Outcome.NOT_REQUESTED), why)
 
 
 def _once(file: policy_mod.PlannedFile, sent: dict[str, ScanType]) -> PlannedFile:

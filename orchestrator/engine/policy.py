@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.config import Limits, Policy
-from orchestrator.config.policy import MAIL_ONLY, matches
+from orchestrator.config.policy import MAIL_ONLY
 from orchestrator.model import Action, Outcome, Target
 
 # -- deciding ----------------------------------------------------------------------------------
@@ -21,7 +21,7 @@ from orchestrator.model import Action, Outcome, Target
 def decide(policy: Policy, target: Target, path: str, virus: str) -> Action:
     """The action of the first rule that matches, else the policy's default."""
     for rule in policy.rules:
-        if matches(rule, target, path, virus):
+        if rule.matches(target, path, virus):
             return rule.action
     return policy.default
 

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import anyio
 import structlog
@@ -35,11 +35,12 @@ from orchestrator.client.health import (
 )
 from orchestrator.client.health import ServerHealth
 from orchestrator.client.parse import Account
-from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Policy, Server
+from orchestrator.config import REPORT_ONLY, Accepted, AuthMethod, Inventory, Policy, Server
 from orchestrator.engine import targets as targets_mod
 from orchestrator.engine.driver import Driver, Journal, Slot
 from orchestrator.engine.driver import NullObserver as NullObserver  # the seams, where callers look
 from orchestrator.engine.driver import Observer as Observer
+from orchestrator.engine.exempt import Judge
 from orchestrator.engine.lanes import AccountQueue, Lanes
 from orchestrator.engine.limiter import FleetLimits
 from orchestrator.engine.pacer import take_reading
@@ -76,6 +77,11 @@ class RunOptions:
     #: The finish-by window, resolved against the run's start (None: from the inventory's
     #: `settings.window`, resolved now; `run` passes the journal's start on --resume).
     window: Window | None = None
+    #: Accepted findings (`--accepted` / `settings.accepted`), and the run's date they are
+    #: judged on (None: today, on this machine's clock; `run` passes the start's date in the
+    #: run's time zone).
+    accepted: Accepted | None = None
+    accepted_on: date | None = None
 
 
 class FleetRun:
@@ -108,6 +114,9 @@ class FleetRun:
         self.journal = journal
         self.clock = clock
         self.budget = DestructiveBudget(options.policy.limits)
+        self.judge = Judge.for_run(
+            inventory.servers, options.accepted, options.accepted_on or date.today()
+        )
         self.cfg = _workflow_config(inventory)
         self.window = options.window or Window.resolve(settings.window, datetime.now(UTC))
         self.controllers: dict[str, LoadController] = {}
@@ -195,7 +204,8 @@ class FleetRun:
                 selection = await self._select(server, client, health)
                 todo = [t for t in selection.to_scan() if t not in self.results_by_target]
                 first = {t.account for t in todo if self._in_flight(t)}
-                queue = AccountQueue(targets_mod.start_order(todo, selection.sizes, first))
+                order = targets_mod.start_order(todo, selection.sizes, first, selection.canary)
+                queue = AccountQueue(order)
                 pacer = self._pacer(server)
                 driver = Driver(self, client, health, selection.sizes)
                 lanes = Lanes[Slot](
@@ -249,8 +259,9 @@ class FleetRun:
         only = self.options.only
         known = self.journal.server_targets(server.name) if self.journal is not None else None
         if known is not None:  # --resume: the targets the interrupted run had resolved
-            selection = targets_mod.Selection(targets_mod.only_failed(known, only))
-            return self._resolved(server, selection)
+            canary = targets_mod.canary_target(server, known)
+            kept = targets_mod.only_failed(known, only, keep=canary)
+            return self._resolved(server, targets_mod.Selection(kept, canary=canary))
         listed: tuple[Account, ...] | None = None
         if server.auth.method is AuthMethod.WHM_TOKEN:
             try:
@@ -299,6 +310,7 @@ class FleetRun:
     def record(self, result: TargetResult) -> None:
         if result.target in self.results_by_target:
             return
+        result = self.judge.mark(result)  # the canary and accepted files are no infection
         self.results_by_target[result.target] = result
         if self.journal is not None and not self._stopped_in_flight(result):
             self.journal.save_result(result)
@@ -315,7 +327,7 @@ def _log_finished(result: TargetResult) -> None:
         account=target.account,
         scan_type=str(target.scan_type),
         status=str(result.status),
-        infected=len(result.infected_files),
+        infected=len(result.findings),
         duration_s=round(result.duration_s or 0.0, 1),
         api_calls=result.api_calls,
         error_kind=str(error.kind) if error else None,

@@ -115,16 +115,29 @@ def assign_shards(servers: Sequence[Server], n: int) -> dict[str, int]:
     number). It depends only on the servers (names, accounts, excludes), never on their order in
     the file or on the machine: every process of a parallel job computes the same split. A shard
     is empty only when there are fewer servers than shards.
+
+    Entries whose canary another entry scans (cPanel logins of one host) go with that entry, so
+    each shard's report can tell whether their clean verdicts are proven.
     """
     if n < 1:
         raise ValueError(f"shard count must be >= 1, got {n}")
+    units: dict[str, list[Server]] = {}
+    for server in servers:
+        units.setdefault(_unit(server), []).append(server)
+    weights = {name: sum(server_weight(s) for s in members) for name, members in units.items()}
     loads = [0] * n
     assigned: dict[str, int] = {}
-    for server in sorted(servers, key=lambda s: (-server_weight(s), s.name)):
+    for name in sorted(units, key=lambda u: (-weights[u], u)):
         lightest = min(range(n), key=lambda i: (loads[i], i))
-        loads[lightest] += server_weight(server)
-        assigned[server.name] = lightest + 1
+        loads[lightest] += weights[name]
+        for server in units[name]:
+            assigned[server.name] = lightest + 1
     return assigned
+
+
+def _unit(server: Server) -> str:
+    """The name of the shard unit a server belongs to: the entry that scans its canary."""
+    return server.canary.by if server.canary is not None and server.canary.by else server.name
 
 
 def servers_in_shard(inv: Inventory, i: int, n: int) -> Inventory:

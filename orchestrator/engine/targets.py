@@ -9,7 +9,12 @@ progress all ask here, so there is one copy of each rule:
   unless `include_suspended`;
 - when the account list itself could not be read, the server is one failed row per scan type,
   account `*` (`accounts: all` cannot be expanded, and a server must not vanish from a report);
-- `--only-failed` keeps only the targets it names (and every account of a server listed as `*`).
+- `--only-failed` keeps only the targets it names (and every account of a server listed as `*`);
+- the canary (README "Canaries"): on the entry that scans it, the canary account's own target
+  whose scan type reads the test file (home reads all), else one added for it (first in the
+  server's rows); `--only-failed` keeps it for a server it rescans anything of (tonight's clean
+  verdicts need tonight's canary), and it starts first. The canary account is skipped like any
+  other when it is excluded or suspended (then nothing proves the server's clean verdicts).
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class Selection:
     skips: Mapping[Target, Skip] = field(default_factory=dict)
     #: account -> disk use in MiB (listaccts `diskused`), where the server reported it
     sizes: Mapping[str, float] = field(default_factory=dict)
+    #: the target whose scan must find the server's canary (None: it scans none)
+    canary: Target | None = None
 
     def to_scan(self) -> tuple[Target, ...]:
         return tuple(t for t in self.targets if t not in self.skips)
@@ -102,9 +109,11 @@ def select(
     names = inventory_accounts(server)
     if names is None:
         names = tuple(by_user or ())
-    targets = only_failed(
-        tuple(Target(server.name, n, st) for n in names for st in scan_types), only
-    )
+    rows = tuple(Target(server.name, n, st) for n in names for st in scan_types)
+    canary = canary_target(server, rows)
+    if canary is not None and canary not in rows:
+        rows = (canary, *rows)
+    targets = only_failed(rows, only, keep=canary)
     skips = {}
     for target in targets:
         if (skip := account_skip(server, target.account, by_user)) is not None:
@@ -112,7 +121,17 @@ def select(
     sizes = {
         a.user: a.disk_used_mib for a in (by_user or {}).values() if a.disk_used_mib is not None
     }
-    return Selection(targets, skips, sizes)
+    return Selection(targets, skips, sizes, canary)
+
+
+def canary_target(server: Server, rows: Iterable[Target]) -> Target | None:
+    """The target that must find the canary this server scans (None: it scans none): the
+    account's own first row whose scan type reads the file, else one of the canary's type."""
+    canary = server.canary
+    if canary is None or canary.by != server.name:
+        return None
+    own = (t for t in rows if t.account == canary.account and canary.read_by(t.scan_type))
+    return next(own, Target(server.name, canary.account, canary.scan_type))
 
 
 def unlisted(
@@ -124,27 +143,41 @@ def unlisted(
     return only_failed(rows, only)
 
 
-def only_failed(targets: tuple[Target, ...], only: Collection[Target] | None) -> tuple[Target, ...]:
+def only_failed(
+    targets: tuple[Target, ...], only: Collection[Target] | None, keep: Target | None = None
+) -> tuple[Target, ...]:
     """With --only-failed: the targets it names, and every account of a server whose account
-    list could not be read last time (reported as account `*`)."""
+    list could not be read last time (reported as account `*`); and `keep` (the server's
+    canary) when any other target of the server is kept: tonight's clean verdicts need
+    tonight's canary."""
     if only is None:
         return targets
-    return tuple(
+    kept = tuple(
         t for t in targets if t in only or Target(t.server, ALL_ACCOUNTS, t.scan_type) in only
     )
+    if keep is None or keep in kept or not kept:
+        return kept
+    return tuple(t for t in targets if t in kept or t == keep)
 
 
 def start_order(
-    targets: Iterable[Target], sizes: Mapping[str, float], first: Collection[str] = ()
+    targets: Iterable[Target],
+    sizes: Mapping[str, float],
+    first: Collection[str] = (),
+    lead: Target | None = None,
 ) -> list[Target]:
     """The order a server's targets start in.
 
     1. Accounts in `first` (a resumed run's scans in flight: they are running at the server
        already, so they take the lanes before anything new starts there);
-    2. then the largest accounts (listaccts' disk use): a scan's duration grows with the
+    2. then `lead`, the canary's target: the night's proof of detection comes first;
+    3. then the largest accounts (listaccts' disk use): a scan's duration grows with the
        account's size, and a server's run ends with its last scan, so the longest scans start
        first (the longest-processing-time rule);
-    3. else inventory order. The sort is stable, so an account's scan types stay together and
+    4. else inventory order. The sort is stable, so an account's scan types stay together and
        in their inventory order: they run back to back (see lanes.AccountQueue).
     """
-    return sorted(targets, key=lambda t: (t.account not in first, -sizes.get(t.account, 0.0)))
+    return sorted(
+        targets,
+        key=lambda t: (t.account not in first, t != lead, -sizes.get(t.account, 0.0)),
+    )

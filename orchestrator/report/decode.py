@@ -2,6 +2,8 @@
 
 Keys this version does not know are ignored (reports only ever grow additively); missing keys,
 wrong types, unknown enum values and a summary that disagrees with the targets are errors.
+Keys added later than the first version (accepted findings, canaries) may be missing: a report
+of an earlier version (a baseline from before an upgrade) still reads.
 """
 
 from __future__ import annotations
@@ -9,14 +11,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator.errors import ConfigError
 from orchestrator.model import (
+    Acceptance,
+    AcceptedInfo,
     Action,
+    CanaryInfo,
     ErrorInfo,
     ErrorKind,
     InfectedFile,
@@ -26,6 +31,7 @@ from orchestrator.model import (
     ScanStats,
     ScanType,
     ServerPacing,
+    StaleEntry,
     Status,
     Target,
     TargetResult,
@@ -44,6 +50,8 @@ from orchestrator.report.trend import NightPoint, ServerPoint, Trend
 E = TypeVar("E", bound=StrEnum)
 T = TypeVar("T")
 DELTAS = ("new", "recurring")
+#: Summary keys a report of an earlier version may lack.
+LATER_SUMMARY_KEYS = ("accepted", "unverified")
 
 
 class _Reader:
@@ -99,6 +107,13 @@ class _Reader:
         if moment.tzinfo is None:
             raise self.fail(where, f"timestamp without a time zone: {text!r}")
         return utc_second(moment)
+
+    def date(self, value: Any, where: str) -> date:
+        text = self.text(value, where)
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise self.fail(where, f"not a date YYYY-MM-DD: {text!r}") from None
 
     def enum(self, cls: type[E], value: Any, where: str, label: str) -> E:
         text = self.text(value, where)
@@ -187,6 +202,47 @@ def _run(r: _Reader, value: Any, where: str) -> RunInfo:
             name: _pacing(r, p, f"{where}.pacing.{name}")
             for name, p in r.obj(run.get("pacing") or {}, f"{where}.pacing").items()
         },
+        canaries={
+            name: _canary(r, c, f"{where}.canaries.{name}")
+            for name, c in r.obj(run.get("canaries") or {}, f"{where}.canaries").items()
+        },
+        accepted=r.optional(
+            lambda v, w: _accepted_info(r, v, w), run.get("accepted"), f"{where}.accepted"
+        ),
+    )
+
+
+def _canary(r: _Reader, value: Any, where: str) -> CanaryInfo:
+    obj = r.obj(value, where)
+
+    def text(key: str) -> str:
+        return r.text(*r.field(obj, key, where))
+
+    return CanaryInfo(
+        account=text("account"), path=text("path"), virus=text("virus"), by=text("by")
+    )
+
+
+def _accepted_info(r: _Reader, value: Any, where: str) -> AcceptedInfo:
+    obj = r.obj(value, where)
+    stale, stale_where = r.field(obj, "stale", where)
+    return AcceptedInfo(
+        source=r.text(*r.field(obj, "source", where)),
+        entries=r.integer(*r.field(obj, "entries", where)),
+        stale=tuple(
+            _stale(r, e, f"{stale_where}[{i}]") for i, e in enumerate(r.array(stale, stale_where))
+        ),
+    )
+
+
+def _stale(r: _Reader, value: Any, where: str) -> StaleEntry:
+    obj = r.obj(value, where)
+    when, when_where = r.field(obj, "when", where)
+    return StaleEntry(
+        line=r.integer(*r.field(obj, "line", where)),
+        reason=r.text(*r.field(obj, "reason", where)),
+        expires=r.date(*r.field(obj, "expires", where)),
+        when={k: r.text(v, f"{when_where}.{k}") for k, v in r.obj(when, when_where).items()},
     )
 
 
@@ -250,6 +306,7 @@ def _target(r: _Reader, value: Any, where: str) -> TargetResult:
         duration_s=r.optional(r.number, *get("duration_s")),
         api_calls=r.integer(*get("api_calls")),
         error=r.optional(lambda v, w: _error(r, v, w), *get("error")),
+        verified=r.optional(r.boolean, obj.get("verified"), f"{where}.verified"),
     )
 
 
@@ -279,6 +336,10 @@ def _file(r: _Reader, value: Any, where: str) -> InfectedFile:
     nights = r.optional(r.integer, obj.get("nights_seen"), f"{where}.nights_seen")
     if nights is not None and nights < 1:
         raise r.fail(f"{where}.nights_seen", f"must be at least 1, got {nights}")
+
+    def acceptance(key: str) -> Acceptance | None:
+        return r.optional(lambda v, w: _acceptance(r, v, w), obj.get(key), f"{where}.{key}")
+
     return InfectedFile(
         path=r.text(*get("path")),
         virus=r.text(*get("virus")),
@@ -288,6 +349,17 @@ def _file(r: _Reader, value: Any, where: str) -> InfectedFile:
         delta=delta,
         first_seen=r.optional(r.time, obj.get("first_seen"), f"{where}.first_seen"),
         nights_seen=nights,
+        accepted=acceptance("accepted"),
+        expired_acceptance=acceptance("expired_acceptance"),
+        canary=r.boolean(obj.get("canary", False), f"{where}.canary"),
+    )
+
+
+def _acceptance(r: _Reader, value: Any, where: str) -> Acceptance:
+    obj = r.obj(value, where)
+    return Acceptance(
+        reason=r.text(*r.field(obj, "reason", where)),
+        expires=r.date(*r.field(obj, "expires", where)),
     )
 
 
@@ -320,7 +392,7 @@ def _summary(r: _Reader, value: Any, where: str, *, targets: tuple[TargetResult,
     delta = r.optional(lambda v, w: _delta(r, v, w), obj.get("delta"), f"{where}.delta")
     expected = summarize(targets, delta)
     for key, want in asdict(expected).items():
-        if key == "delta":
+        if key == "delta" or (key in LATER_SUMMARY_KEYS and key not in obj):
             continue
         got, at = r.field(obj, key, where)
         if got != want:

@@ -1,4 +1,10 @@
-"""Comparison with a baseline report (`--baseline`) and the webhook notification."""
+"""Comparison with a baseline report (`--baseline`) and the webhook notification.
+
+Accepted files are marked new or recurring like any infected file, but counted apart: the
+delta's `new` and `recurring` count findings only (as `summary.infected_files`), and a
+baseline finding accepted tonight is not resolved (it is still there). The canary file is no
+infected file for the comparison at all: not detecting it is never "resolved".
+"""
 
 from __future__ import annotations
 
@@ -30,6 +36,8 @@ def _keys(report: Report) -> dict[FileKey, ResolvedFile]:
     out: dict[FileKey, ResolvedFile] = {}
     for t in report.targets:
         for f in t.infected_files:
+            if f.canary:
+                continue
             key = (t.server, t.account, f.path, f.virus)
             out.setdefault(key, ResolvedFile(t.server, t.account, t.scan_type, f.path, f.virus))
     return out
@@ -62,7 +70,11 @@ def count_delta(targets: Sequence[TargetResult], resolved: int) -> Delta:
 
 def _mark(t: TargetResult, before: dict[FileKey, ResolvedFile]) -> TargetResult:
     files = tuple(
-        replace(f, delta=RECURRING if (t.server, t.account, f.path, f.virus) in before else NEW)
+        f
+        if f.canary
+        else replace(
+            f, delta=RECURRING if (t.server, t.account, f.path, f.virus) in before else NEW
+        )
         for f in t.infected_files
     )
     return replace(t, infected_files=files)
@@ -85,11 +97,15 @@ def should_notify(report: Report, mode: str) -> bool:
 
 
 def notification_payload(report: Report) -> dict[str, Any]:
-    """A Slack-compatible message: one short `text` line and the summary."""
+    """A Slack-compatible message: one short `text` line and the summary (accepted files and
+    unverified targets named when there are any)."""
     s = report.summary
     new = f" ({s.delta.new} new)" if s.delta is not None else ""
+    accepted = f", {s.accepted} accepted" if s.accepted else ""
+    unverified = f", {s.unverified} unverified (canary not detected)" if s.unverified else ""
     text = (
         f"clamfleet {report.run.inventory}: {s.targets} targets, "
-        f"{s.infected_files} infected files{new}, {s.failed} failed, exit {s.exit_code}"
+        f"{s.infected_files} infected files{new}{accepted}, {s.failed} failed{unverified},"
+        f" exit {s.exit_code}"
     )
     return {"text": text, "summary": summary_to_dict(s)}

@@ -4,7 +4,10 @@ Additive keys beyond the contract: `run.servers`, `run.fleet_id`, `run.rerun_of`
 `run.shard_servers` (always present), `run.pacing` (only when some server was load-paced), and,
 only when a baseline was applied, `summary.delta`, each infected file's `delta` and a top-level
 `resolved` list; only with a history, each infected file's `first_seen` and `nights_seen` and a
-top-level `history` (the last nights' trend).
+top-level `history` (the last nights' trend). Accepted findings and canaries: `summary.accepted`,
+`summary.unverified`, each target's `verified` and each file's `accepted` (always present); a
+file's `expired_acceptance` and `canary` (only when set); `run.canaries` (only when a server has
+one) and `run.accepted` (only when an accepted-findings file was given).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.model import (
+    Acceptance,
+    AcceptedInfo,
+    CanaryInfo,
     ErrorInfo,
     InfectedFile,
     RunInfo,
@@ -63,7 +69,32 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
     }
     if run.pacing:
         doc["pacing"] = {name: pacing_to_dict(p) for name, p in run.pacing.items()}
+    if run.canaries:
+        doc["canaries"] = {name: canary_to_dict(c) for name, c in run.canaries.items()}
+    if run.accepted is not None:
+        doc["accepted"] = accepted_info_to_dict(run.accepted)
     return doc
+
+
+def canary_to_dict(canary: CanaryInfo) -> dict[str, Any]:
+    return {"account": canary.account, "path": canary.path, "virus": canary.virus, "by": canary.by}
+
+
+def accepted_info_to_dict(info: AcceptedInfo) -> dict[str, Any]:
+    """The accepted-findings file of the run; `stale`: its entries that matched no file."""
+    return {
+        "source": info.source,
+        "entries": info.entries,
+        "stale": [
+            {
+                "line": e.line,
+                "reason": e.reason,
+                "expires": e.expires.isoformat(),
+                "when": dict(e.when),
+            }
+            for e in info.stale
+        ],
+    }
 
 
 def pacing_to_dict(pacing: ServerPacing) -> dict[str, Any]:
@@ -90,6 +121,8 @@ def summary_to_dict(summary: Summary) -> dict[str, Any]:
         "infected_files": summary.infected_files,
         "outcomes": dict(summary.outcomes),
         "exit_code": summary.exit_code,
+        "accepted": summary.accepted,
+        "unverified": summary.unverified,
     }
     if summary.delta is not None:
         doc["delta"] = delta_to_dict(summary.delta)
@@ -113,6 +146,7 @@ def target_to_dict(result: TargetResult) -> dict[str, Any]:
         "duration_s": None if result.duration_s is None else round(result.duration_s, 1),
         "api_calls": result.api_calls,
         "error": None if result.error is None else error_to_dict(result.error),
+        "verified": result.verified,
     }
 
 
@@ -132,6 +166,7 @@ def file_to_dict(infected: InfectedFile) -> dict[str, Any]:
         "action": str(infected.action),
         "outcome": str(infected.outcome),
         "message": infected.message,
+        "accepted": acceptance_to_dict(infected.accepted),
     }
     if infected.delta is not None:
         doc["delta"] = infected.delta
@@ -139,7 +174,17 @@ def file_to_dict(infected: InfectedFile) -> dict[str, Any]:
         doc["first_seen"] = format_time(infected.first_seen)
     if infected.nights_seen is not None:
         doc["nights_seen"] = infected.nights_seen
+    if infected.expired_acceptance is not None:
+        doc["expired_acceptance"] = acceptance_to_dict(infected.expired_acceptance)
+    if infected.canary:
+        doc["canary"] = True
     return doc
+
+
+def acceptance_to_dict(acceptance: Acceptance | None) -> dict[str, str] | None:
+    if acceptance is None:
+        return None
+    return {"reason": acceptance.reason, "expires": acceptance.expires.isoformat()}
 
 
 def error_to_dict(error: ErrorInfo) -> dict[str, str]:

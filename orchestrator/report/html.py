@@ -2,6 +2,10 @@
 
 Every value from the report goes through `html.escape`: paths and messages come from scanned
 servers and can contain anything.
+
+A canary that was not detected puts a banner under the verdict (its server's clean verdicts are
+unproven); accepted files have a section of their own (with the entries that matched nothing),
+and the canaries one too. The "Infected files" table lists findings only.
 """
 
 from __future__ import annotations
@@ -9,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from html import escape
 
-from orchestrator.model import EXIT_CLEAN, EXIT_INFECTED, Status, TargetResult
+from orchestrator.model import EXIT_CLEAN, EXIT_INFECTED, ErrorKind, Status, TargetResult
 from orchestrator.report.encode import format_time
 from orchestrator.report.model import Report
 from orchestrator.report.pacing_chart import pacing_charts
 from orchestrator.report.tabular import ServerSummary, per_server, with_history
 from orchestrator.report.trend_chart import trend_section
+from orchestrator.report.verification import canary_checks
 
 VERDICTS = {
     EXIT_CLEAN: ("clean", "Every target scanned, no infected file found"),
@@ -31,6 +36,8 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 .verdict{padding:14px 18px;border-radius:8px;font-weight:600;margin-bottom:16px;color:#fff}
 .verdict.clean{background:#1a7f37}.verdict.infected{background:#cf222e}
 .verdict.incomplete{background:#9a6700}
+.banner{padding:10px 16px;border-radius:8px;margin-bottom:12px;background:#fff8c5;
+border:1px solid #d4a72c;font-weight:600}
 .cards{display:flex;flex-wrap:wrap;gap:10px}
 .card{background:#fff;border:1px solid #d1d9e0;border-radius:8px;padding:10px 14px;min-width:96px}
 .card b{display:block;font-size:22px}.card span{color:#59636e;font-size:12px}
@@ -50,7 +57,13 @@ def _e(value: object) -> str:
 
 
 def _verdict(report: Report) -> tuple[str, str]:
-    return VERDICTS.get(report.summary.exit_code, INCOMPLETE)
+    s = report.summary
+    if s.exit_code not in VERDICTS and s.unverified:
+        why = "a canary was not detected, so clean verdicts are unproven"
+        if s.failed or any(t.error and t.error.kind is ErrorKind.DEFERRED for t in report.targets):
+            why = "some targets could not be scanned, and " + why
+        return INCOMPLETE[0], f"No infection found, but {why}"
+    return VERDICTS.get(s.exit_code, INCOMPLETE)
 
 
 def report_html(report: Report) -> str:
@@ -72,6 +85,8 @@ def report_html(report: Report) -> str:
             else []
         ),
         *_section("Infected files", _infected_table(report)),
+        *(_section("Accepted findings", _accepted(report)) if _has_accepted(report) else []),
+        *(_section("Canaries", _canary_table(report)) if report.run.canaries else []),
         *_section("Failures", _failure_table(report)),
     ]
     return (
@@ -118,12 +133,21 @@ def _headline(report: Report) -> str:
     if s.delta is not None:
         delta = s.delta
         cards += [("new", delta.new), ("recurring", delta.recurring), ("resolved", delta.resolved)]
+    if _has_accepted(report):
+        cards.append(("accepted files", s.accepted))
+    if report.run.canaries:
+        cards.append(("unverified", s.unverified))
     html_cards = "".join(
         f'<div class="card"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for k, v in cards
     )
+    banners = "".join(
+        f'<div class="banner">{_e(check.message())}</div>\n'
+        for check in canary_checks(report.run.canaries, report.targets)
+        if not check.detected
+    )
     return (
         f'<div class="verdict {css}">Exit code {_e(s.exit_code)}: {_e(text)}</div>\n'
-        f'<div class="cards">{html_cards}</div>'
+        f'{banners}<div class="cards">{html_cards}</div>'
     )
 
 
@@ -170,9 +194,13 @@ def _infected_table(report: Report) -> str:
     history = with_history(report)
     rows: list[list[object]] = []
     for t in report.targets:
-        for f in t.infected_files:
+        for f in t.findings:
             row = [t.server, t.account, t.scan_type, f.path, f.virus, f.action, f.outcome]
-            rows.append([*row, f.message, *([f.delta] if report.compared else [])])
+            message = f.message
+            if (expired := f.expired_acceptance) is not None:
+                note = f"acceptance expired on {expired.expires.isoformat()}: {expired.reason}"
+                message = f"{note}; {message}" if message else note
+            rows.append([*row, message, *([f.delta] if report.compared else [])])
             if history:
                 seen = f"{f.first_seen:%Y-%m-%d}" if f.first_seen is not None else ""
                 rows[-1] += [seen, f.nights_seen]
@@ -186,6 +214,55 @@ def _infected_table(report: Report) -> str:
     if history:
         headers += ["first seen", "nights"]
     return _table(headers, rows, numeric={len(headers) - 1} if history else set())
+
+
+def _has_accepted(report: Report) -> bool:
+    return report.run.accepted is not None or report.summary.accepted > 0
+
+
+def _accepted(report: Report) -> str:
+    """Accepted files (never acted on: the policy is not consulted), then stale entries."""
+    headers = ["server", "account", "scan_type", "path", "virus", "reason", "expires"]
+    rows = [
+        [t.server, t.account, t.scan_type, f.path, f.virus, f.accepted.reason, f.accepted.expires]
+        for t in report.targets
+        for f in t.infected_files
+        if f.accepted is not None and not f.canary
+    ]
+    parts = [
+        '<p class="meta">Seen, judged, accepted until the date shown: not counted as infected'
+        " files, and the policy is not consulted for them (no action is ever sent).</p>",
+        _table(headers, rows, numeric=set()),
+    ]
+    info = report.run.accepted
+    if info is not None and info.stale:
+        parts.append(
+            f'<p class="meta">Entries of {_e(info.source)} that matched no infected file this'
+            " run (remove them, or check their globs):</p>"
+        )
+        stale = [
+            [e.line, ", ".join(f"{k}: {v}" for k, v in e.when.items()), e.reason, e.expires]
+            for e in info.stale
+        ]
+        parts.append(_table(["line", "when", "reason", "expires"], stale, numeric={0}))
+    return "\n".join(parts)
+
+
+def _canary_table(report: Report) -> str:
+    headers = ["servers", "scanned by", "account", "path", "virus", "state", "detail"]
+    rows = [
+        [
+            ", ".join(check.servers),
+            check.canary.by,
+            check.canary.account,
+            check.canary.path,
+            check.canary.virus,
+            check.state,
+            check.detected_as or check.detail or "",
+        ]
+        for check in canary_checks(report.run.canaries, report.targets)
+    ]
+    return _table(headers, rows, numeric=set())
 
 
 def _failure_table(report: Report) -> str:

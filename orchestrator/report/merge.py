@@ -3,6 +3,11 @@
 A report whose `run.rerun_of` is set (`--only-failed`) is not a shard: it is folded onto the
 merged result, its targets replacing the same (server, account, scan_type) targets, or the
 `*` row that stood for a server whose accounts could not be listed.
+
+Canaries and accepted findings survive: `run.canaries` is the union, every clean target's
+`verified` is recomputed over the merged targets (a host's canary may have been scanned in
+another report), each file keeps its `accepted` / `canary` marks, and an accepted-findings entry
+is stale only if it matched nothing in every report that used the file.
 """
 
 from __future__ import annotations
@@ -12,9 +17,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from orchestrator.errors import ConfigError
-from orchestrator.model import EXIT_INCOMPLETE, RunInfo, ServerPacing, Target, TargetResult
+from orchestrator.model import (
+    EXIT_INCOMPLETE,
+    AcceptedInfo,
+    CanaryInfo,
+    RunInfo,
+    ServerPacing,
+    Target,
+    TargetResult,
+)
 from orchestrator.report.delta import count_delta
 from orchestrator.report.model import Report, ResolvedFile, summarize
+from orchestrator.report.verification import with_verification
 
 #: The account of the row the runner writes when a server's accounts could not be listed.
 ALL_ACCOUNTS = "*"
@@ -75,6 +89,7 @@ def merge_reports(reports: Sequence[Report], sources: Sequence[str] | None = Non
     covered = frozenset().union(*(s.indexes for s in shards))
     total = shards[0].total
     run = _merged_run(reports, bases[0][1].run, format_shard(covered, total))
+    targets = list(with_verification(run.canaries, targets))
     seen = {t.server for t in targets}
     missing_shards = tuple(i for i in range(1, total + 1) if i not in covered)
     missing_servers = tuple(s for s in servers if s not in seen)
@@ -169,7 +184,25 @@ def _merged_run(reports: Sequence[Report], first: RunInfo, shard: str) -> RunInf
         rerun_of=None,
         shard_servers=_union_in_order(first.servers, [r.run.shard_servers for r in reports]),
         pacing=_merged_pacing(reports),
+        canaries=_merged_canaries(reports),
+        accepted=_merged_accepted(reports),
     )
+
+
+def _merged_canaries(reports: Sequence[Report]) -> dict[str, CanaryInfo]:
+    merged: dict[str, CanaryInfo] = {}
+    for report in reports:
+        merged.update(report.run.canaries)
+    return merged
+
+
+def _merged_accepted(reports: Sequence[Report]) -> AcceptedInfo | None:
+    """Stale: the entries no report that used the file found a match for."""
+    used = [r.run.accepted for r in reports if r.run.accepted is not None]
+    if not used:
+        return None
+    stale = [e for e in used[0].stale if all(e in other.stale for other in used[1:])]
+    return replace(used[0], stale=tuple(stale))
 
 
 def _union_in_order(order: Sequence[str], parts: Sequence[Sequence[str]]) -> tuple[str, ...]:

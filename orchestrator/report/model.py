@@ -27,6 +27,7 @@ from orchestrator.model import (
     TargetResult,
 )
 from orchestrator.report.trend import Trend
+from orchestrator.report.verification import with_verification
 
 SCHEMA = "clamfleet.report/1"
 
@@ -54,6 +55,11 @@ class Summary:
     exit_code: int
     #: Present only when the report was compared with a baseline.
     delta: Delta | None = None
+    #: Infected files an accepted-findings entry in force matched (once per account, as
+    #: `infected_files`, which does not count them).
+    accepted: int = 0
+    #: Clean targets whose server's canary was not detected: their verdicts are unproven.
+    unverified: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +89,12 @@ class Report:
 
 
 def exit_code(results: Iterable[TargetResult]) -> int:
-    """1 if any infected file was found (it wins), else 2 if any target was not fully scanned
-    (failed, or deferred past the window: skipped but never scanned), else 0."""
+    """1 if any infected file was found (it wins; accepted files and the canary are no
+    infection), else 2 if any target was not fully scanned (failed, or deferred past the window:
+    skipped but never scanned) or is clean but unverified (its canary not detected), else 0."""
     failed = False
     for result in results:
-        if result.infected_files:
+        if result.findings:
             return EXIT_INFECTED
         failed = failed or incomplete(result)
     return EXIT_INCOMPLETE if failed else EXIT_CLEAN
@@ -97,14 +104,15 @@ FileKey = tuple[str, str, str, str]  # server, account, path, virus: one file of
 
 
 def account_files(results: Iterable[TargetResult]) -> dict[FileKey, InfectedFile]:
-    """Every infected file once per account, whichever scan types found it.
+    """Every infected file that is a finding (not accepted, not the canary) once per account,
+    whichever scan types found it.
 
     `home` contains `mail/`, `public_html/` and `public_ftp/`, so two targets of one account can
     list the same file: it is one file. Where one occurrence had its action sent (the other
     says so, `not-requested`), that one's outcome is the file's."""
     out: dict[FileKey, InfectedFile] = {}
     for r in results:
-        for f in r.infected_files:
+        for f in r.findings:
             key = (r.server, r.account, f.path, f.virus)
             seen = out.get(key)
             if seen is None or (
@@ -114,10 +122,21 @@ def account_files(results: Iterable[TargetResult]) -> dict[FileKey, InfectedFile
     return out
 
 
+def accepted_files(results: Iterable[TargetResult]) -> dict[FileKey, InfectedFile]:
+    """Every accepted infected file (an entry in force matched it) once per account."""
+    return {
+        (r.server, r.account, f.path, f.virus): f
+        for r in results
+        for f in r.infected_files
+        if f.accepted is not None and not f.canary
+    }
+
+
 def incomplete(result: TargetResult) -> bool:
-    """Whether the target counts against a clean verdict: failed, or deferred by the window."""
+    """Whether the target counts against a clean verdict: failed, deferred by the window, or
+    clean but unverified (its server's canary was not detected: `--only-failed` rescans it)."""
     deferred = result.error is not None and result.error.kind is ErrorKind.DEFERRED
-    return result.status is Status.FAILED or deferred
+    return result.status is Status.FAILED or deferred or result.verified is False
 
 
 def outcome_counts(results: Iterable[TargetResult]) -> dict[str, int]:
@@ -140,12 +159,15 @@ def summarize(results: Sequence[TargetResult], delta: Delta | None = None) -> Su
         outcomes=outcome_counts(results),
         exit_code=exit_code(results),
         delta=delta,
+        accepted=len(accepted_files(results)),
+        unverified=sum(1 for r in results if r.verified is False),
     )
 
 
 def build_report(run: RunInfo, results: Sequence[TargetResult]) -> Report:
-    """The report of `results`, in the order given (the runner passes inventory order)."""
-    targets = tuple(normalize_result(r) for r in results)
+    """The report of `results`, in the order given (the runner passes inventory order); each
+    clean target's `verified` follows its server's canary (`run.canaries`)."""
+    targets = with_verification(run.canaries, [normalize_result(r) for r in results])
     return Report(run=normalize_run(run), summary=summarize(targets), targets=targets)
 
 
@@ -174,6 +196,7 @@ def normalize_run(run: RunInfo) -> RunInfo:
         finished_at=_maybe_utc(run.finished_at),
         servers=tuple(run.servers),
         pacing={name: normalize_pacing(p) for name, p in run.pacing.items()},
+        canaries=dict(run.canaries),
     )
 
 

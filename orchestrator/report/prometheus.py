@@ -6,6 +6,11 @@ labels, six per target: 60,000 series for a 10,000-target fleet) only with `per_
 (`--prometheus-per-target`). Fleet-level gauges carry the shard, so the files of several shards
 in one collector directory never define the same series twice (a server is in one shard only).
 No sample timestamps: the textfile collector refuses them.
+
+Infected-file series count findings: accepted files (`clamfleet_accepted_files`) and the canary
+are apart. `clamfleet_unverified_targets` counts clean targets whose canary was not detected,
+and `clamfleet_server_canary_detected` (servers with a canary) is 0 when its clean verdicts are
+unproven: alert on it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 
 from orchestrator.model import Status, TargetResult
 from orchestrator.report.model import Report, account_files
+from orchestrator.report.verification import checks_by_server
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +50,8 @@ def _last_success(t: TargetResult) -> float | None:
 TARGET_GAUGES = (
     Gauge(
         "clamfleet_target_infected_files",
-        "Infected files found in the target.",
-        lambda t: len(t.infected_files),
+        "Infected files found in the target (accepted ones and the canary aside).",
+        lambda t: len(t.findings),
     ),
     Gauge("clamfleet_target_scanned_files", "Files the target's scan examined.", _scanned_files),
     Gauge("clamfleet_target_scanned_bytes", "Bytes the target's scan examined.", _scanned_bytes),
@@ -110,6 +116,15 @@ def _fleet_lines(report: Report) -> Iterator[str]:
         yield f"clamfleet_targets{labels} {getattr(summary, status)}"
     yield from _header("clamfleet_infected_files", "Infected files found in the run.")
     yield f"clamfleet_infected_files{_labels(shard=report.run.shard)} {summary.infected_files}"
+    yield from _header(
+        "clamfleet_accepted_files", "Infected files an accepted-findings entry in force matched."
+    )
+    yield f"clamfleet_accepted_files{_labels(shard=report.run.shard)} {summary.accepted}"
+    yield from _header(
+        "clamfleet_unverified_targets",
+        "Clean targets whose server's canary was not detected: their verdicts are unproven.",
+    )
+    yield f"clamfleet_unverified_targets{_labels(shard=report.run.shard)} {summary.unverified}"
 
 
 def _server_lines(report: Report) -> Iterator[str]:
@@ -126,6 +141,14 @@ def _server_lines(report: Report) -> Iterator[str]:
     yield from _header("clamfleet_server_infected_files", "Infected files found on the server.")
     for server in by_status:
         yield f"clamfleet_server_infected_files{_labels(server=server)} {files[server]}"
+    checks = checks_by_server(report.run.canaries, report.targets)
+    if checks:
+        yield from _header(
+            "clamfleet_server_canary_detected",
+            "1 if the server's canary was detected this run, 0 if not (clean verdicts unproven).",
+        )
+    for server, check in checks.items():
+        yield f"clamfleet_server_canary_detected{_labels(server=server)} {int(check.detected)}"
 
 
 def _run_lines(report: Report) -> Iterator[str]:

@@ -2,7 +2,13 @@
 
 Paths are absolute paths on the scanned server, written as `file://` URIs (percent-encoded);
 the server, account and scan type are in each result's properties. Failed targets become
-tool execution notifications of the one invocation.
+tool execution notifications of the one invocation, and so does a canary not detected (its
+server's clean verdicts are unproven).
+
+An accepted file is a result with a `suppressions` entry of kind `external` (the accepted-
+findings file), status `accepted`, its reason as the justification: code scanning shows it
+dismissed, not open. A canary file is not a result at all: it proves detection, it is no
+finding.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from urllib.parse import quote
 from orchestrator.model import InfectedFile, Status, TargetResult
 from orchestrator.report.encode import format_time
 from orchestrator.report.model import Report
+from orchestrator.report.verification import canary_checks
 
 SARIF_SCHEMA = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -28,10 +35,16 @@ def file_uri(path: str) -> str:
     return f"file://{encoded}" if path.startswith("/") else encoded
 
 
+def _reported(report: Report) -> list[tuple[TargetResult, InfectedFile]]:
+    """Every infected file but the canary: findings, and accepted files (suppressed)."""
+    return [(t, f) for t in report.targets for f in t.infected_files if not f.canary]
+
+
 def sarif_dict(report: Report) -> dict[str, Any]:
-    viruses = list(dict.fromkeys(f.virus for t in report.targets for f in t.infected_files))
+    files = _reported(report)
+    viruses = list(dict.fromkeys(f.virus for _, f in files))
     index = {virus: i for i, virus in enumerate(viruses)}
-    results = [_result(t, f, index[f.virus]) for t in report.targets for f in t.infected_files]
+    results = [_result(t, f, index[f.virus]) for t, f in files]
     run: dict[str, Any] = {
         "tool": {"driver": _driver(report, viruses)},
         "automationDetails": {"id": f"clamfleet/{report.run.id}"},
@@ -42,6 +55,8 @@ def sarif_dict(report: Report) -> dict[str, Any]:
             "shard": report.run.shard,
             "dry_run": report.run.dry_run,
             "exit_code": report.summary.exit_code,
+            "accepted": report.summary.accepted,
+            "unverified": report.summary.unverified,
         },
     }
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
@@ -84,6 +99,21 @@ def _result(t: TargetResult, f: InfectedFile, rule_index: int) -> dict[str, Any]
     }
     if f.delta in BASELINE_STATES:
         result["baselineState"] = BASELINE_STATES[f.delta]
+    if f.accepted is not None:
+        result["suppressions"] = [
+            {
+                "kind": "external",
+                "status": "accepted",
+                "justification": f.accepted.reason,
+                "properties": {"expires": f.accepted.expires.isoformat()},
+            }
+        ]
+    elif f.expired_acceptance is not None:
+        expired = f.expired_acceptance
+        result["properties"]["acceptance_expired"] = expired.expires.isoformat()
+        result["message"]["text"] += (
+            f" (its acceptance expired on {expired.expires.isoformat()}: {expired.reason})"
+        )
     return result
 
 
@@ -97,7 +127,12 @@ def _invocation(report: Report) -> dict[str, Any]:
         "executionSuccessful": report.summary.failed == 0,
         "startTimeUtc": format_time(report.run.started_at),
         "toolExecutionNotifications": [
-            _notification(t) for t in report.targets if t.status is Status.FAILED
+            *(_notification(t) for t in report.targets if t.status is Status.FAILED),
+            *(
+                {"level": "error", "message": {"text": check.message()}}
+                for check in canary_checks(report.run.canaries, report.targets)
+                if not check.detected
+            ),
         ],
     }
     if report.run.finished_at is not None:

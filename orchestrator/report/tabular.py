@@ -1,4 +1,10 @@
-"""targets.csv, infected.csv and the plain-text summary table printed by `run` and `demo`."""
+"""targets.csv, infected.csv and the plain-text summary table printed by `run` and `demo`.
+
+Columns are only ever appended: targets.csv's `verified` (true, false, or empty where no canary
+applies) and infected.csv's `accepted` (yes, expired or empty), `accepted_reason`,
+`accepted_expires` and `canary` come after the contract's columns (and after `delta`).
+`infected_count` counts findings: an accepted file or the canary is listed, not counted.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import io
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from orchestrator.model import Status, TargetResult
+from orchestrator.model import InfectedFile, Status, TargetResult
 from orchestrator.report.encode import format_time
 from orchestrator.report.model import Report, account_files
 
@@ -22,6 +28,7 @@ TARGET_COLUMNS = [
     "duration_s",
     "error_kind",
     "error_message",
+    "verified",
 ]
 INFECTED_COLUMNS = [
     "server",
@@ -33,6 +40,8 @@ INFECTED_COLUMNS = [
     "outcome",
     "message",
 ]
+#: Appended to infected.csv (after `delta` when there is one).
+ACCEPTED_COLUMNS = ["accepted", "accepted_reason", "accepted_expires", "canary"]
 RESOLVED = "resolved"
 
 Cell = str | int | float | None
@@ -53,12 +62,13 @@ def target_row(t: TargetResult) -> list[Cell]:
         t.account,
         str(t.scan_type),
         str(t.status),
-        len(t.infected_files),
+        len(t.findings),
         None if scan is None else scan.scanned_file_count,
         None if scan is None else scan.scanned_file_size,
         t.duration_s,
         None if t.error is None else str(t.error.kind),
         None if t.error is None else t.error.message,
+        None if t.verified is None else str(t.verified).lower(),
     ]
 
 
@@ -88,19 +98,32 @@ def infected_rows(report: Report) -> Iterator[list[Cell]]:
             row: list[Cell] = [t.server, t.account, str(t.scan_type), f.path, f.virus]
             row += [str(f.action), str(f.outcome), f.message]
             row += [f.delta] if with_delta else []
+            row += acceptance_cells(f)
             if history:
                 first = None if f.first_seen is None else format_time(f.first_seen)
                 row += [first, f.nights_seen]
             yield row
     for r in report.resolved:
         row = [r.server, r.account, str(r.scan_type), r.path, r.virus, None, None, None, RESOLVED]
+        row += [None, None, None, None]  # accepted, its reason and expiry, canary
         yield [*row, None, None] if history else row
 
 
+def acceptance_cells(f: InfectedFile) -> list[Cell]:
+    """accepted (yes / expired / empty), its reason and expiry, and canary (true / empty)."""
+    entry = f.accepted or f.expired_acceptance
+    state = "yes" if f.accepted else "expired" if f.expired_acceptance else None
+    reason = None if entry is None else entry.reason
+    expires = None if entry is None else entry.expires.isoformat()
+    return [state, reason, expires, "true" if f.canary else None]
+
+
 def infected_csv(report: Report) -> str:
-    header = [*INFECTED_COLUMNS, "delta"] if report.compared else INFECTED_COLUMNS
-    if with_history(report):
-        header = [*INFECTED_COLUMNS, "delta", *HISTORY_COLUMNS]
+    """The contract's columns, then (appended, in the order they came) `delta` after a
+    comparison, the accepted/canary columns, and with a history `first_seen`, `nights_seen`."""
+    history = with_history(report)
+    delta = ["delta"] if report.compared or history else []
+    header = [*INFECTED_COLUMNS, *delta, *ACCEPTED_COLUMNS, *(HISTORY_COLUMNS if history else [])]
     return _csv(header, infected_rows(report))
 
 

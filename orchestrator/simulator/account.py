@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.simulator.disinfect import DisinfectTask, apply_step, done_record
@@ -92,6 +92,8 @@ class AccountState:
             return CLAMD_DOWN
         plan = self.plan(scan_type)
         duration = self._duration(plan)
+        if faults.blind:  # every file is read, none is detected
+            plan = replace(plan, infected_at=(), viruses=())
         stalls = self.spec.user in faults.stall_accounts
         meter = None
         if self.load is not None:

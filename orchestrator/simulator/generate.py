@@ -165,3 +165,50 @@ def _assemble(
 
 def _with_duration(account: AccountSpec, seconds: float) -> AccountSpec:
     return replace(account, scan_seconds=seconds)
+
+
+# -- planted files: canaries and known false positives (the demo, tests) ----------------------
+
+CANARY_USER = "clamcanary"
+CANARY_PATH = "public_html/eicar.txt"
+#: The EICAR test file's name in ClamAV's main database (`Win.Test.EICAR_HDB-1` in others).
+EICAR = "Eicar-Signature"
+
+
+def with_canary(
+    spec: FleetSpec,
+    servers: Sequence[str] | None = None,
+    *,
+    user: str = CANARY_USER,
+    path: str = CANARY_PATH,
+    virus: str = EICAR,
+) -> FleetSpec:
+    """The fleet with a dedicated canary account on every server (or those named) holding the
+    EICAR test file at `path`: a small account, scanned in a fraction of the usual time."""
+    files = (SimFile("public_html/index.html", 400), SimFile(path, 68, virus))
+    account = AccountSpec(user=user, files=files, scan_seconds=round(spec.scan_seconds / 5, 4))
+    chosen = set(servers) if servers is not None else {s.name for s in spec.servers}
+    return replace(
+        spec,
+        servers=tuple(
+            replace(s, accounts=(*s.accounts, account)) if s.name in chosen else s
+            for s in spec.servers
+        ),
+    )
+
+
+def with_file(spec: FleetSpec, server: str, user: str, file: SimFile) -> FleetSpec:
+    """The fleet with one more file in one account (a known false positive, say)."""
+    spec.server(server)  # KeyError for an unknown name
+    servers = tuple(
+        replace(
+            s,
+            accounts=tuple(
+                replace(a, files=(*a.files, file)) if a.user == user else a for a in s.accounts
+            ),
+        )
+        if s.name == server
+        else s
+        for s in spec.servers
+    )
+    return replace(spec, servers=servers)

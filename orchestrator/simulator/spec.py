@@ -80,6 +80,10 @@ class Faults:
     loadavg_fail_first: int = 0  # the first N systemloadavg readings fail at WHM level
     loadavg_fail_every: int = 0  # every Nth systemloadavg reading fails at WHM level
 
+    #: clamd is blind: scans run and complete as usual and detect nothing (an ExcludePath, a
+    #: MaxFileSize, a permissions problem, a broken signature database)
+    blind: bool = False
+
     def __post_init__(self) -> None:
         if self.outage_mode not in OUTAGE_MODES:
             raise ValueError(

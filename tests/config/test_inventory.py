@@ -270,7 +270,7 @@ def test_select_servers_by_glob_keeps_inventory_order() -> None:
             one_server("    prot: 2087\n"),
             "inventory.yaml:5: servers[0].prot: unknown key 'prot' (allowed: name, host, url,"
             " groups, port, auth, tls, accounts, exclude_accounts, include_suspended, scan_types,"
-            " max_concurrent_scans, requests_per_second, load)",
+            " max_concurrent_scans, requests_per_second, load, canary)",
             id="unknown-key",
         ),
         pytest.param(
@@ -448,7 +448,7 @@ def test_select_servers_by_glob_keeps_inventory_order() -> None:
             one_server("settings:\n  timeout: {scan: 1}\n"),
             "inventory.yaml:6: settings.timeout: unknown key 'timeout' (allowed:"
             " max_concurrent_servers, requests_per_second, poll_interval, timeouts, window,"
-            " history, notify)",
+            " history, notify, accepted)",
             id="unknown-settings-key",
         ),
         pytest.param(

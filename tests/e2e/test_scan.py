@@ -173,6 +173,16 @@ def test_demo_runs_end_to_end(cli: Callable[..., Outcome]) -> None:
     assert "a real run would have exited with code" in result.stdout
     assert "report:" in result.stdout
     assert "0 protocol violations" in result.stdout  # the simulator's referee saw none
+    report = result.report
+    assert report["summary"]["exit_code"] == 1, "its real infections stay findings"
+    assert "a real run would have exited with code 1" in result.stdout
+    accepted = [f for t in report["targets"] for f in t["infected_files"] if f["accepted"]]
+    assert len(accepted) == 1 and report["summary"]["accepted"] == 1
+    assert "PHPMailer" in accepted[0]["accepted"]["reason"]
+    canaries = [f for t in report["targets"] for f in t["infected_files"] if f.get("canary")]
+    assert len(canaries) == len(report["run"]["canaries"]) == 3  # one per server, all found
+    assert report["summary"]["unverified"] == 0
+    assert "canaries: 3 of 3 detected" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -72,11 +72,13 @@ def test_json_and_both_csvs_agree(written: Path) -> None:
             "duration_s",
             "error_kind",
             "error_message",
+            "verified",
         ]
     with (written / "infected.csv").open(newline="") as fh:
-        assert next(csv.reader(fh)) == (
-            ["server", "account", "scan_type", "path", "virus", "action", "outcome", "message"]
-        )
+        assert next(csv.reader(fh)) == [
+            *("server", "account", "scan_type", "path", "virus", "action", "outcome", "message"),
+            *("accepted", "accepted_reason", "accepted_expires", "canary"),
+        ]
     rows = read_csv(written / "targets.csv")
     expected_rows = [
         {
@@ -90,6 +92,7 @@ def test_json_and_both_csvs_agree(written: Path) -> None:
             "duration_s": "" if t["duration_s"] is None else str(t["duration_s"]),
             "error_kind": t["error"]["kind"] if t["error"] else "",
             "error_message": t["error"]["message"] if t["error"] else "",
+            "verified": "",
         }
         for t in doc["targets"]
     ]
@@ -101,6 +104,7 @@ def test_json_and_both_csvs_agree(written: Path) -> None:
             "account": t["account"],
             "scan_type": t["scan_type"],
             **{k: f[k] or "" for k in ("path", "virus", "action", "outcome", "message")},
+            **dict.fromkeys(("accepted", "accepted_reason", "accepted_expires", "canary"), ""),
         }
         for t in doc["targets"]
         for f in t["infected_files"]
@@ -232,6 +236,8 @@ def test_prometheus_textfile_holds_fleet_and_server_totals_not_targets(written: 
         ("1/1", "skipped"): 1,
     }
     assert samples("clamfleet_infected_files", "shard") == {("1/1",): 3}
+    assert samples("clamfleet_accepted_files", "shard") == {("1/1",): 0}
+    assert samples("clamfleet_unverified_targets", "shard") == {("1/1",): 0}
     by_server = samples("clamfleet_server_targets", "server", "status")
     assert by_server[("web01", "infected")] == 2 and by_server[("web01", "clean")] == 1
     assert by_server[("web02", "failed")] == 1 and by_server[("web02", "skipped")] == 1
@@ -245,7 +251,7 @@ def test_prometheus_textfile_holds_fleet_and_server_totals_not_targets(written: 
     # By default nothing grows with the number of targets (10,000 targets: 60,000 series).
     assert not [name for name in families if name.startswith("clamfleet_target_")]
     sample_count = sum(len(f.samples) for f in families.values())
-    assert sample_count == 4 + 1 + 3 * (4 + 1) + 2
+    assert sample_count == 4 + 1 + 2 + 3 * (4 + 1) + 2
     (exit_sample,) = families["clamfleet_run_exit_code"].samples
     assert exit_sample.value == 1 and exit_sample.labels == {"shard": "1/1"}
     (done,) = families["clamfleet_run_finished_timestamp_seconds"].samples

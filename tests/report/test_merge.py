@@ -239,12 +239,19 @@ def test_infected_csv_gets_a_delta_column_and_resolved_rows_only_when_compared()
         "outcome",
         "message",
         "delta",
+        "accepted",
+        "accepted_reason",
+        "accepted_expires",
+        "canary",
     ]
     assert [r["delta"] for r in rows] == ["recurring", "recurring", "resolved"]
     resolved = rows[-1]
     assert (resolved["account"], resolved["action"], resolved["outcome"]) == ("bob", "", "")
     plain = render(now, ["csv"])["infected.csv"].splitlines()[0]
-    assert plain == "server,account,scan_type,path,virus,action,outcome,message"
+    assert plain == (
+        "server,account,scan_type,path,virus,action,outcome,message"
+        ",accepted,accepted_reason,accepted_expires,canary"
+    )
     html = render(compared, ["html"])["report.html"]
     assert "<span>resolved</span>" in html
 

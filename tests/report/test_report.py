@@ -171,8 +171,11 @@ def expected_target(server: str, account: str, status: str, **over: Any) -> dict
         "duration_s": 10.0,
         "api_calls": 5,
         "error": None,
+        "verified": None,  # additive: set on clean targets of a server with a canary
     }
     target.update(over)
+    for f in target["infected_files"]:
+        f.setdefault("accepted", None)  # additive: the accepted-findings entry, if one matched
     return target
 
 
@@ -201,6 +204,8 @@ EXPECTED: dict[str, Any] = {
         "infected_files": 3,
         "outcomes": {"not-requested": 1, "quarantined": 1, "error": 1},
         "exit_code": 1,
+        "accepted": 0,  # additive: accepted files, counted apart
+        "unverified": 0,  # additive: clean targets whose canary was not detected
     },
     "targets": [
         expected_target(

@@ -109,6 +109,24 @@ async def test_stalled_scans_stop_near_40_percent_and_never_complete() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_blind_server_scans_every_file_and_detects_none() -> None:
+    async with running(fleet_of(alice(), faults=Faults(blind=True))) as api:
+        status = (await api.scan_to_completion("alice"))["data"]
+        listed = (await api.uapi("alice", "list_infected_files"))["data"]
+        there = api.fleet.account_state("sim01", "alice").infected()
+    assert status["scanned_file_count"] == status["total_file_count"] == 4
+    assert status["infected_files"] == [] and listed == []
+    assert len(there) == 3, "the infected files are there all along"
+
+
+def test_blind_is_a_simulate_fault_knob() -> None:
+    from orchestrator.simulator.knobs import with_fault_args
+
+    spec = with_fault_args(generate_fleet(servers=2, accounts=1), ["sim02:blind=true"])
+    assert [s.faults.blind for s in spec.servers] == [False, True]
+
+
+@pytest.mark.asyncio
 async def test_stop_server_refuses_connections() -> None:
     spec = generate_fleet(servers=2, accounts=1, seed=3, scan_seconds=0.2)
     async with running(spec) as api:

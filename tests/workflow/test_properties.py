@@ -15,6 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from orchestrator import workflow
 from orchestrator.config import Policy, Rule
 from orchestrator.engine.driver import plan_actions as _plan
+from orchestrator.engine.exempt import Judge
 from orchestrator.engine.policy import DestructiveBudget, in_mail
 from orchestrator.engine.runner import RunOptions
 from orchestrator.model import (
@@ -216,6 +217,7 @@ def drive(policy: Policy, listing: list[tuple[str, str]], dry_run: bool) -> tupl
     run = SimpleNamespace(
         options=RunOptions(policy=policy, dry_run=dry_run),
         budget=DestructiveBudget(policy.limits),
+        judge=Judge(),  # no canary, nothing accepted: every file goes to the policy
         sent={},
     )
     planned: ActionsPlanned = _plan(cast(Any, run), TARGET, cmd.files)
