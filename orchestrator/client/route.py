@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from orchestrator.client.channel import Channel
-from orchestrator.client.parse import check_status, parse_uapi, parse_whm
+from orchestrator.client.parse import Answer, check_status, parse_whm, uapi_data
 from orchestrator.client.retry import RetryPolicy, with_retries
 from orchestrator.config import AuthMethod
 from orchestrator.errors import AuthError, ProtocolError, TargetError
@@ -24,6 +24,15 @@ DISINFECT = "disinfect_files"
 
 class Route(Protocol):
     """How a ClamScanner function reaches one account of the server."""
+
+    #: Whether answers come through WHM `uapi_cpanel` (`parse.uapi_data` unwraps them).
+    whm: bool
+
+    async def answer(
+        self, account: str, function: str, params: Mapping[str, str] | None, *, post: bool
+    ) -> Answer:
+        """The whole answer, its envelope intact (HTTP status and JSON already checked)."""
+        ...
 
     async def uapi(
         self, account: str, function: str, params: Mapping[str, str] | None, *, post: bool
@@ -46,15 +55,22 @@ def route_for(channel: Channel, retry: RetryPolicy) -> Route:
 class ExecuteRoute:
     """The account's own credentials: `/execute/ClamScanner/<function>`."""
 
+    whm = False
+
     def __init__(self, channel: Channel) -> None:
         self._channel = channel
+
+    async def answer(
+        self, account: str, function: str, params: Mapping[str, str] | None, *, post: bool
+    ) -> Answer:
+        url = self._channel.endpoint(f"/execute/{MODULE}/{function}")
+        return await self._channel.call(url, params, function, post=post)
 
     async def uapi(
         self, account: str, function: str, params: Mapping[str, str] | None, *, post: bool
     ) -> Any:
-        url = self._channel.endpoint(f"/execute/{MODULE}/{function}")
-        answer = await self._channel.call(url, params, function, post=post)
-        return parse_uapi(answer, self._channel.server.name, function)
+        answer = await self.answer(account, function, params, post=post)
+        return uapi_data(answer, self._channel.server.name, function, whm=False)
 
     async def disinfect(self, account: str, body: bytes) -> Any:
         url = self._channel.endpoint(f"/execute/{MODULE}/{DISINFECT}")
@@ -64,13 +80,15 @@ class ExecuteRoute:
 class WhmRoute:
     """A WHM token: UAPI as each account through `uapi_cpanel`, disinfection in its session."""
 
+    whm = True
+
     def __init__(self, channel: Channel, retry: RetryPolicy) -> None:
         self._channel = channel
         self._retry = retry
 
-    async def uapi(
+    async def answer(
         self, account: str, function: str, params: Mapping[str, str] | None, *, post: bool
-    ) -> Any:
+    ) -> Answer:
         query = {
             "api.version": "1",
             "cpanel.user": account,
@@ -79,10 +97,13 @@ class WhmRoute:
             **(params or {}),
         }
         url = self._channel.endpoint("/json-api/uapi_cpanel")
-        answer = parse_whm(await self._channel.call(url, query, function, post=post), function)
-        data = answer.get("data")
-        uapi = data.get("uapi") if isinstance(data, dict) else None
-        return parse_uapi(uapi, self._channel.server.name, function)
+        return await self._channel.call(url, query, function, post=post)
+
+    async def uapi(
+        self, account: str, function: str, params: Mapping[str, str] | None, *, post: bool
+    ) -> Any:
+        answer = await self.answer(account, function, params, post=post)
+        return uapi_data(answer, self._channel.server.name, function, whm=True)
 
     async def disinfect(self, account: str, body: bytes) -> Any:
         """create_user_session gives a one-time login URL; logging in sets the `cpsession`
@@ -90,18 +111,29 @@ class WhmRoute:
         try:
             # A new session (and its one-time login URL) per attempt: nothing is disinfected
             # before the POST, so this part is safe to retry.
-            post_url, cookie = await with_retries(
-                self._retry,
-                lambda: self._open_session(account),
-                server=self._channel.server.name,
-                function="create_user_session",
-            )
+            prefix, cookie = await self._session(account)
         except TargetError as exc:
             raise exc.never_sent() from None  # disinfect_files itself was never sent
-        return await self._channel.post_json(post_url, body, cookie=cookie, function=DISINFECT)
+        url = f"{prefix}/execute/{MODULE}/{DISINFECT}"
+        return await self._channel.post_json(url, body, cookie=cookie, function=DISINFECT)
+
+    async def session_answer(self, account: str, function: str) -> Answer:
+        """A ClamScanner read (a GET) inside the account's cPanel session: the whole answer.
+        The session route of `disinfect`, checked without disinfecting (validate --check-api)."""
+        prefix, cookie = await self._session(account)
+        url = f"{prefix}/execute/{MODULE}/{function}"
+        return await self._channel.session_get(url, cookie=cookie, function=function)
+
+    async def _session(self, account: str) -> tuple[str, str]:
+        return await with_retries(
+            self._retry,
+            lambda: self._open_session(account),
+            server=self._channel.server.name,
+            function="create_user_session",
+        )
 
     async def _open_session(self, account: str) -> tuple[str, str]:
-        """create_user_session, then its login URL: (disinfect_files URL, session cookie)."""
+        """create_user_session, then its login URL: (`origin/cpsessNNN`, session cookie)."""
         channel, name = self._channel, self._channel.server.name
         params = {"api.version": "1", "user": account, "service": "cpaneld"}
         url = channel.endpoint("/json-api/create_user_session")
@@ -121,7 +153,7 @@ class WhmRoute:
             raise AuthError("cPanel session login set no session", server=name, function="login")
         cookie = "; ".join(f"{k}={v}" for k, v in login.cookies.items())
         token = str(data["cp_security_token"]).rstrip("/")
-        return f"{origin}{token}/execute/{MODULE}/{DISINFECT}", cookie
+        return f"{origin}{token}", cookie
 
 
 def session_origin(base_url: str, login_url: str) -> str:
