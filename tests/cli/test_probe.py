@@ -76,6 +76,7 @@ def probe(tmp_path: Path) -> Iterator[Callable[..., tuple[SimulatorThread, Probe
             auth: str = "whm",
             prescan: bool = False,
             edit: Callable[[dict[str, Any]], None] | None = None,
+            before: Callable[[SimulatorThread], None] | None = None,
             **options: Any,
         ) -> tuple[SimulatorThread, Probed]:
             fleet = stack.enter_context(SimulatorThread(spec))
@@ -90,6 +91,8 @@ def probe(tmp_path: Path) -> Iterator[Callable[..., tuple[SimulatorThread, Probe
             if edit is not None:
                 edit_inventory(path, edit)
             inventory = load_inventory(path, env={**os.environ, **env})
+            if before is not None:
+                before(fleet)
             out = io.StringIO()
             code = check_api(inventory, ProbeOptions(**options), out=out, retry=QUICK)
             return fleet, Probed(code, out.getvalue())
@@ -200,6 +203,20 @@ def test_refused_credentials_end_the_server_after_one_request(
     assert set(probed.rows().values()) == {Verdict.UNCHECKED}
     assert len(fleet.request_log("sim01")) == 1
     assert probed.code == 2
+
+
+def test_an_unreachable_server_is_told_from_one_that_answers_differently(probe: Any) -> None:
+    _, probed = probe(canary_fleet(), before=lambda fleet: fleet.stop_server("sim01"))
+    assert "FAIL unreachable" in probed.text
+    assert set(probed.rows().values()) == {Verdict.UNCHECKED}
+    assert probed.code == 2
+
+
+def test_a_canary_that_is_no_account_of_the_server_starts_nothing(probe: Any) -> None:
+    fleet, probed = probe(canary_fleet(), canary="nobody", scan_canary=True)
+    assert fleet.calls("sim01", "start_scan") == 0
+    assert "no account nobody a run would scan on this server" in probed.text
+    assert probed.rows()["envelope"] is Verdict.HOLDS
 
 
 def test_record_writes_one_transcript_per_server(probe: Any, tmp_path: Path) -> None:
