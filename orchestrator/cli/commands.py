@@ -239,10 +239,11 @@ def _print_outcome(report: Report, paths: list[Path], interrupted: bool) -> None
 
 def validate(args: argparse.Namespace) -> int:
     """Offline by default: no request, no secret read (so CI can lint without the tokens)."""
-    from orchestrator.cli import lint
+    from orchestrator.cli import lint, probe
 
     log.configure(args.log_format, args.log_level)
-    online = bool(args.check_connectivity)
+    probe_options = probe.options_of(args)  # usage errors before any secret is read
+    online = bool(args.check_connectivity or args.check_api)
     inventory = load_inventory(args.inventory, secrets=online)
     policy = load_policy(args.policy) if args.policy else None
     accepted = acceptance.load(args.accepted, inventory)
@@ -250,7 +251,10 @@ def validate(args: argparse.Namespace) -> int:
         from orchestrator.cli.preflight import check_connectivity
 
         _register_secrets(inventory, None)
-        return check_connectivity(inventory, policy=policy)
+        codes = [check_connectivity(inventory, policy=policy)] if args.check_connectivity else []
+        if args.check_api:
+            codes.append(probe.check_api(inventory, probe_options))
+        return max(codes)
     count = len(inventory.servers)
     plural = "" if count == 1 else "s"
     print(f"{args.inventory}: OK, {count} server{plural} (secrets not read)")

@@ -11,7 +11,7 @@ import textwrap
 from typing import Any
 
 EPILOG = """\
-exit codes (run, merge; validate --check-connectivity: 0 or 2; history: 0 or 3):
+exit codes (run, merge; validate --check-connectivity / --check-api: 0 or 2; history: 0 or 3):
   0   every target scanned, no infected file found
   1   at least one infected file found (wins over 2; the report also lists failures)
   2   no infection found, but some target could not be fully scanned
@@ -20,7 +20,8 @@ exit codes (run, merge; validate --check-connectivity: 0 or 2; history: 0 or 3):
 
 environment:
   the variables the inventory names   token_env / password_env: WHM_TOKEN, ALICE_TOKEN, ...
-                                      (read by run and validate --check-connectivity only)
+                                      (read by run and validate --check-connectivity /
+                                      --check-api only)
   the variable --notify-webhook names the webhook URL (never the URL on the command line)
   the variables --notify / settings.notify name   Apprise URLs (mailto://..., slack://...)
   JOB_COMPLETION_INDEX                --shard auto/N in a Kubernetes Indexed Job (0-based)

@@ -249,7 +249,43 @@ def _add_validate(p: argparse.ArgumentParser) -> None:
         " log out the cPanel session disinfect_files needs); exit 2 unless every server"
         " passes (default: off: offline, no secret read)",
     )
+    _add_check_api(p)
     _add_logging(p)
+
+
+def _add_check_api(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--check-api",
+        action="store_true",
+        help="read the secrets and check, server by server, each assumption clamfleet makes"
+        " about cPanel's answers (read-only requests); exit 2 unless all hold (default: off)",
+    )
+    p.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="with --check-api: write each server's requests and answers here as JSON, every"
+        " secret, cookie and session id removed (default: none)",
+    )
+    p.add_argument(
+        "--redact-hosts",
+        action="store_true",
+        help="with --record: replace host names, account domains and server names too"
+        " (default: off)",
+    )
+    p.add_argument(
+        "--canary-account",
+        metavar="NAME",
+        help="with --check-api: an account of every server that --scan-canary may scan"
+        " (default: none)",
+    )
+    p.add_argument(
+        "--scan-canary",
+        action="store_true",
+        help="with --canary-account: start a scan of that account, and send `ignore` for what it"
+        " finds, to check what only a scan shows (default: off: read-only, those rows say"
+        " 'could not check')",
+    )
 
 
 def _add_merge(p: argparse.ArgumentParser) -> None:

@@ -15,6 +15,10 @@ Layers, top down, one per module (each imports only the ones below it; `.importl
                   exception translated at this one boundary. The only importer of aiohttp/yarl.
     health.py     per-host login verdicts (cPHulk budget) and the per-server breaker
     parse.py      cPanel's answers -> values or typed errors (pure, shared with tests)
+
+Beside them, pure too (validate --check-api): assumptions.py, what clamfleet assumes about
+cPanel's answers; answer_checks.py, a check for each, decided by parse.py; transcript.py,
+recorded exchanges (the transport's optional recorder) and their redaction.
 """
 
 from orchestrator.client.channel import Acquire

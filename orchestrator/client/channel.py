@@ -87,6 +87,11 @@ class Channel:
         raw = await self.send("POST", url, function, headers=headers, data=body, sending=sending)
         return parse_uapi(self._checked(raw, function), self.server.name, function)
 
+    async def session_get(self, url: str | Url, *, cookie: str, function: str) -> Answer:
+        """A GET inside a cPanel session (its cookie, no Authorization): the whole answer."""
+        raw = await self.send("GET", url, function, headers={"Cookie": cookie})
+        return self._checked(raw, function)
+
     async def send(
         self,
         method: str,

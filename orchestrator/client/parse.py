@@ -150,6 +150,15 @@ def parse_uapi(result: Any, server: str, function: str) -> Any:
     raise ApiError(message, **where)
 
 
+def uapi_data(answer: Answer, server: str, function: str, *, whm: bool) -> Any:
+    """The UAPI function's `data` from a whole answer: the bare (or command-line) result object,
+    or through WHM `uapi_cpanel` (`whm`) the one in `data.uapi`, after `metadata.result`."""
+    if not whm:
+        return parse_uapi(answer, server, function)
+    data = parse_whm(answer, function).get("data")
+    return parse_uapi(data.get("uapi") if isinstance(data, dict) else None, server, function)
+
+
 def parse_status(data: Any) -> StatusData | None:
     if data is None:
         return None  # "No active scans.": this account never scanned

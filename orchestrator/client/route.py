@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from orchestrator.client.channel import Channel
-from orchestrator.client.parse import check_status, parse_uapi, parse_whm
+from orchestrator.client.parse import Answer, check_status, parse_whm, uapi_data
 from orchestrator.client.retry import RetryPolicy, with_retries
 from orchestrator.config import AuthMethod
 from orchestrator.errors import AuthError, ProtocolError, TargetError
@@ -25,6 +25,15 @@ DISINFECT = "disinfect_files"
 
 class Route(Protocol):
     """How a ClamScanner function reaches one account of the server."""
+
+    #: Whether answers come through WHM `uapi_cpanel` (`parse.uapi_data` unwraps them).
+    whm: bool
+
+    async def answer(
+        self, account: str, function: str, params: Mapping[str, str] | None, *, post: bool
+    ) -> Answer:
+        """The whole answer, its envelope intact (HTTP status and JSON already checked)."""
+        ...
 
     async def uapi(
         self, account: str, function: str, params: Mapping[str, str] | None, *, post: bool
@@ -50,15 +59,22 @@ def route_for(channel: Channel, retry: RetryPolicy) -> Route:
 class ExecuteRoute:
     """The account's own credentials: `/execute/ClamScanner/<function>`."""
 
+    whm = False
+
     def __init__(self, channel: Channel) -> None:
         self._channel = channel
+
+    async def answer(
+        self, account: str, function: str, params: Mapping[str, str] | None, *, post: bool
+    ) -> Answer:
+        url = self._channel.endpoint(f"/execute/{MODULE}/{function}")
+        return await self._channel.call(url, params, function, post=post)
 
     async def uapi(
         self, account: str, function: str, params: Mapping[str, str] | None, *, post: bool
     ) -> Any:
-        url = self._channel.endpoint(f"/execute/{MODULE}/{function}")
-        answer = await self._channel.call(url, params, function, post=post)
-        return parse_uapi(answer, self._channel.server.name, function)
+        answer = await self.answer(account, function, params, post=post)
+        return uapi_data(answer, self._channel.server.name, function, whm=False)
 
     async def disinfect(
         self, account: str, body: bytes, sending: Callable[[], None] | None = None
@@ -70,13 +86,15 @@ class ExecuteRoute:
 class WhmRoute:
     """A WHM token: UAPI as each account through `uapi_cpanel`, disinfection in its session."""
 
+    whm = True
+
     def __init__(self, channel: Channel, retry: RetryPolicy) -> None:
         self._channel = channel
         self._retry = retry
 
-    async def uapi(
+    async def answer(
         self, account: str, function: str, params: Mapping[str, str] | None, *, post: bool
-    ) -> Any:
+    ) -> Answer:
         query = {
             "api.version": "1",
             "cpanel.user": account,
@@ -85,10 +103,13 @@ class WhmRoute:
             **(params or {}),
         }
         url = self._channel.endpoint("/json-api/uapi_cpanel")
-        answer = parse_whm(await self._channel.call(url, query, function, post=post), function)
-        data = answer.get("data")
-        uapi = data.get("uapi") if isinstance(data, dict) else None
-        return parse_uapi(uapi, self._channel.server.name, function)
+        return await self._channel.call(url, query, function, post=post)
+
+    async def uapi(
+        self, account: str, function: str, params: Mapping[str, str] | None, *, post: bool
+    ) -> Any:
+        answer = await self.answer(account, function, params, post=post)
+        return uapi_data(answer, self._channel.server.name, function, whm=True)
 
     async def disinfect(
         self, account: str, body: bytes, sending: Callable[[], None] | None = None
@@ -114,6 +135,17 @@ class WhmRoute:
             server=self._channel.server.name,
             function="create_user_session",
         )
+
+    async def session_answer(self, account: str, function: str) -> Answer:
+        """A ClamScanner read (a GET) inside the account's cPanel session: the whole answer.
+        The session route of `disinfect`, checked without disinfecting (validate --check-api);
+        the session is logged out afterwards."""
+        session = await self.open_session(account)
+        try:
+            url = f"{session.base}/execute/{MODULE}/{function}"
+            return await self._channel.session_get(url, cookie=session.cookie, function=function)
+        finally:
+            await self.end_session(session)
 
     async def end_session(self, session: Session) -> bool:
         """Log the session out: cPanel destroys a session when it logs out (else it expires

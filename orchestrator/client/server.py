@@ -14,6 +14,7 @@ from typing import Any
 from orchestrator.client.channel import Acquire, Channel
 from orchestrator.client.parse import (
     Account,
+    Answer,
     parse_accounts,
     parse_disinfection,
     parse_infected,
@@ -110,6 +111,36 @@ class ServerClient:
         if not self._whm:
             return None
         return parse_load(await self._whm_read("systemloadavg", {"api.version": "1"}))
+
+    # -- whole answers, envelope intact (validate --check-api) --------------------------------
+
+    @property
+    def via_whm(self) -> bool:
+        """Whether ClamScanner answers come through WHM `uapi_cpanel` (`parse.uapi_data`)."""
+        return self._route.whm
+
+    async def read_answer(
+        self, account: str, function: str, params: Mapping[str, str] | None = None
+    ) -> Answer:
+        """A ClamScanner read's whole answer, retried like every read."""
+        call = partial(self._route.answer, account, function, params, post=False)
+        answer: Answer = await self._retried(function, call)
+        return answer
+
+    async def whm_answer(self, function: str, params: Mapping[str, str]) -> Answer:
+        """A WHM API 1 read's whole answer (`metadata` not yet checked), retried."""
+        url = self._channel.endpoint(f"/json-api/{function}")
+        answer: Answer = await self._retried(
+            function, lambda: self._channel.call(url, params, function)
+        )
+        return answer
+
+    async def session_answer(self, account: str, function: str) -> Answer:
+        """A ClamScanner read inside the account's cPanel session (the route `disinfect` takes
+        through WHM); only for WHM-token servers."""
+        if not isinstance(self._route, WhmRoute):
+            raise TypeError("a cPanel session is opened through WHM only")
+        return await self._route.session_answer(account, function)
 
     # -- plumbing ----------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ headers, i.e. the token, and a chained traceback would print them.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from yarl import URL
 
 from orchestrator import __version__
 from orchestrator.client.health import Hosts
+from orchestrator.client.transcript import Exchange
 from orchestrator.config import TlsConfig
 from orchestrator.errors import RequestTimeout, TargetError, TlsError, TransportError
 
@@ -26,6 +28,9 @@ Url = URL
 
 #: How a request is verified: an SSL context, or False for `tls.verify: false`.
 SslSetting = ssl.SSLContext | bool
+
+#: Called with every exchange, secrets still in it (validate --check-api --record redacts).
+Recorder = Callable[[Exchange], None]
 
 
 def user_agent(run_id: str | None) -> str:
@@ -62,7 +67,9 @@ class Http:
         limit_per_host: int = 4,
         hosts: Hosts | None = None,
         run_id: str | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
+        self._recorder = recorder
         self._user_agent = user_agent(run_id)
         self._timeout = aiohttp.ClientTimeout(
             total=request_timeout, sock_connect=min(request_timeout, 15.0)
@@ -120,6 +127,7 @@ class Http:
         data: bytes | None = None,
     ) -> Raw:
         """One request, no redirect followed; `where` (server, function) names its errors."""
+        started = time.monotonic()
         try:
             async with self.session.request(
                 method,
@@ -131,6 +139,14 @@ class Http:
                 allow_redirects=False,
             ) as resp:
                 body = await resp.read()
+                if self._recorder is not None:
+                    self._recorder(
+                        Exchange(
+                            *where, method, str(resp.url), tuple(resp.request_info.headers.items()),
+                            data, resp.status, tuple(resp.headers.items()), body,
+                            seconds=time.monotonic() - started,
+                        )
+                    )  # fmt: skip
                 return Raw(
                     resp.status,
                     resp.headers.get("Content-Type", ""),
@@ -139,7 +155,16 @@ class Http:
                     {k: m.value for k, m in resp.cookies.items()},
                 )
         except (aiohttp.ClientError, ssl.SSLError, TimeoutError) as exc:
-            raise translated(exc, *where) from None
+            error = translated(exc, *where)
+            if self._recorder is not None:
+                sent = URL(url).update_query(params) if params else URL(url)
+                self._recorder(
+                    Exchange(
+                        *where, method, str(sent), tuple((headers or {}).items()), data,
+                        error=str(error), seconds=time.monotonic() - started,
+                    )
+                )  # fmt: skip
+            raise error from None
 
 
 def translated(exc: BaseException, server: str, function: str) -> TargetError:

@@ -16,6 +16,11 @@ MIN_SCOPE_SHARE = 0.05
 ALREADY_RUNNING = (
     "A virus scan is already in progress! Please wait until it completes before scanning again."
 )
+#: The same refusal on a server in German (Faults.scan_busy_text_localized).
+ALREADY_RUNNING_DE = (
+    "Ein Virenscan läuft bereits! Bitte warten Sie, bis er abgeschlossen ist, bevor Sie erneut"
+    " scannen."
+)
 CLAMD_DOWN = "The system failed to connect to the “ClamAV®” service"
 
 
@@ -72,9 +77,11 @@ class AccountState:
         share = plan.total_weight / home if home else 0.0
         return max(self.scan_seconds * max(share, MIN_SCOPE_SHARE), 1e-3)
 
-    def _next_time_started(self, now: float) -> int:
+    def _next_time_started(self, now: float, faults: Faults) -> int:
         # Strictly increasing: two scans started within one second would otherwise carry the
         # same time_started, and a client could not tell the new scan from the finished one.
+        if faults.time_started_not_renewed and self._last_started:
+            return self._last_started
         self._last_started = max(int(now), self._last_started + 1)
         return self._last_started
 
@@ -84,10 +91,10 @@ class AccountState:
     def begin_scan(self, now: float, scan_type: str, faults: Faults) -> str | None:
         """start_scan after validation: reset the status, then refuse or start. Error or None."""
         previous = self.scan_status(now)
-        self._reset = (now, self._next_time_started(now))  # step 2 comes before the checks
+        self._reset = (now, self._next_time_started(now, faults))  # step 2 comes first
         self._stale = None
         if self.scan_running(now):
-            return ALREADY_RUNNING
+            return ALREADY_RUNNING_DE if faults.scan_busy_text_localized else ALREADY_RUNNING
         if faults.clamd_down or self.spec.user in faults.clamd_down_accounts:
             return CLAMD_DOWN
         plan = self.plan(scan_type)

@@ -246,7 +246,10 @@ def _uapi(rt: ServerRuntime, parsed: Parsed, user: str, now: float, req: Request
         )
     if parsed.args.pop("__invalid_json__", False):
         return json_response(uapi.failure("The system could not parse the JSON request body."))
-    return json_response(rt.call_uapi(user, parsed.function or "", parsed.args, now, req))
+    answer = rt.call_uapi(user, parsed.function or "", parsed.args, now, req)
+    if rt.faults.uapi_envelope_legacy:
+        return json_response({"cpanelresult": answer})
+    return json_response(answer)
 
 
 def _execute(
@@ -285,7 +288,8 @@ def _session_login(rt: ServerRuntime, parsed: Parsed, now: float) -> web.Respons
     if session is None:
         return invalid_token()
     response = web.Response(status=302, headers={"Location": f"{session.token}/"})
-    response.set_cookie(COOKIE, session.name, path="/", httponly=True)
+    if not rt.faults.session_login_no_cookie:
+        response.set_cookie(COOKIE, session.name, path="/", httponly=True)
     return response
 
 

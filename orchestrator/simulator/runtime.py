@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.simulator import uapi
-from orchestrator.simulator.account import ALREADY_RUNNING, AccountState
+from orchestrator.simulator.account import ALREADY_RUNNING, ALREADY_RUNNING_DE, AccountState
 from orchestrator.simulator.auth import Hulk, Sessions
 from orchestrator.simulator.clock import Clock
 from orchestrator.simulator.faults import FaultState
@@ -144,7 +144,7 @@ class ServerRuntime:
         facts = account.facts(now)
         answer = uapi.call(account, function, args, now, self.faults)
         if function == "start_scan":
-            refused = answer["errors"] == [ALREADY_RUNNING]
+            refused = answer["errors"] in ([ALREADY_RUNNING], [ALREADY_RUNNING_DE])
             took = answer["status"] == 1
             scan_type = str(args.get("scan_type"))
             running = self._running_of(req.run, now, account.run) if took else 0

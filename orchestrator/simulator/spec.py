@@ -84,6 +84,21 @@ class Faults:
     #: MaxFileSize, a permissions problem, a broken signature database)
     blind: bool = False
 
+    # validate --check-api: each assumption's "differs" variant (README, "The API probe")
+    uapi_envelope_legacy: bool = False  # UAPI result in {"cpanelresult": …} / data.result
+    scan_paths_as_strings: bool = False  # get_scan_paths data ["home", …], not [{id, message}]
+    time_started_as_string: bool = False  # "1764295200", as cPanel's docs show (still holds)
+    time_started_as_date: bool = False  # time_started a date text, not epoch seconds
+    listaccts_suspended_as_text: bool = False  # listaccts suspended "true"/"false", not 1/0
+    loadavg_as_list: bool = False  # systemloadavg data [one, five, fifteen], not an object
+    session_login_no_cookie: bool = False  # the session login redirects but sets no cookie
+    disinfection_status_idle: bool = False  # check_disinfection_status "idle" for "none"
+    scan_busy_text_localized: bool = False  # the "already in progress" refusal in German
+    time_started_not_renewed: bool = False  # a new scan keeps the previous time_started
+    infected_paths_relative: bool = False  # list_infected_files file home-relative
+    paths_unescaped: bool = False  # list_infected_files file not HTML-escaped
+    disinfection_done_without_type: bool = False  # last log record {"status": "done"}, no type
+
     def __post_init__(self) -> None:
         if self.outage_mode not in OUTAGE_MODES:
             raise ValueError(

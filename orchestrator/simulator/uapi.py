@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -69,6 +70,8 @@ def get_scan_paths(account: AccountState, args: Args, now: float, faults: Faults
     allowed = sorted(t for t in account.spec.allowed_scan_types if t in PATH_MESSAGES)
     if not allowed:
         return failure(DISABLED)
+    if faults.scan_paths_as_strings:
+        return result(list(allowed), transformed=True)
     return result([{"id": t, "message": PATH_MESSAGES[t]} for t in allowed], transformed=True)
 
 
@@ -104,6 +107,11 @@ def get_scan_status(
     status = account.scan_status(now)
     if status is None:
         return result(messages=["No active scans."])
+    started = status["time_started"]
+    if faults.time_started_as_date:
+        status = status | {"time_started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started))}
+    elif faults.time_started_as_string:
+        status = status | {"time_started": str(started)}
     return result(status)
 
 
@@ -112,9 +120,14 @@ def list_infected_files(
 ) -> dict[str, Any]:
     run = account.run
     found = account.infected_list(now)
-    data = (
-        [{"file": run.abs(p), "virus_type": safe_html_encode(v)} for p, v in found] if run else []
-    )
+    if run is None:
+        return result([], transformed=True)
+    file: Callable[[str], str] = run.abs
+    if faults.infected_paths_relative:
+        file = safe_html_encode
+    elif faults.paths_unescaped:
+        file = run.raw
+    data = [{"file": file(p), "virus_type": safe_html_encode(v)} for p, v in found]
     return result(data, transformed=True)
 
 
@@ -149,7 +162,19 @@ def check_disinfection_status(
         last_id = int(raw) if raw not in (None, "") else 0
     except (TypeError, ValueError):
         return failure(f"The “last_id” argument must be a positive integer, not “{raw}”.")
-    return result(status_answer(account.task, account.home, now, last_id))
+    answer = status_answer(account.task, account.home, now, last_id)
+    if faults.disinfection_status_idle and answer["status"] == "none":
+        answer["status"] = "idle"
+    if faults.disinfection_done_without_type:
+        answer["details"] = [_untyped_done(r) for r in answer["details"]]
+    return result(answer)
+
+
+def _untyped_done(record: dict[str, Any]) -> dict[str, Any]:
+    """The final record as disinfect_files' doc text describes it: `{"status": "done"}`."""
+    if record.get("type") != "done":
+        return record
+    return {"id": record["id"], "status": "done"}
 
 
 HANDLERS: dict[str, Handler] = {

@@ -68,6 +68,8 @@ def listaccts(rt: ServerRuntime, args: Mapping[str, Any]) -> dict[str, Any]:
         except re.error:
             return fail("listaccts", f"Invalid regular expression: {search}")
         entries = [e for e in entries if _matches(e, fields, str(search or ""), pattern, exact)]
+    if rt.faults.listaccts_suspended_as_text:
+        entries = [e | {"suspended": "true" if e["suspended"] else "false"} for e in entries]
     if want := args.get("want"):
         keep = set(str(want).split(","))
         entries = [{k: v for k, v in e.items() if k in keep} for e in entries]
@@ -107,6 +109,8 @@ def uapi_cpanel(
         )
     else:
         inner = rt.call_uapi(user, function, params, now, req)
+    if rt.faults.uapi_envelope_legacy:
+        return ok("uapi_cpanel", {"result": inner})
     return ok("uapi_cpanel", {"uapi": inner})  # result 1 even when the inner call failed
 
 
@@ -134,5 +138,7 @@ def systemloadavg(rt: ServerRuntime, now: float) -> dict[str, Any]:
     if rt.fault_state.loadavg_fails():  # a transient failure (Faults.loadavg_fail_*)
         return fail("systemloadavg", "Failed to read the system load average: try again.")
     one, five, fifteen = rt.loadavg(now)
+    if rt.faults.loadavg_as_list:
+        return ok("systemloadavg", [round(one, 2), round(five, 2), round(fifteen, 2)])
     return ok("systemloadavg", {"one": round(one, 2), "five": round(five, 2),
                                 "fifteen": round(fifteen, 2)})  # fmt: skip
