@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from orchestrator.config.pacing_keys import read_window
+from orchestrator.config.pacing_keys import read_max_duration, read_window
 from orchestrator.config.types import PollInterval, Settings, Timeouts
 from orchestrator.config.yamlsrc import Value
 
@@ -19,6 +19,7 @@ SETTINGS_KEYS = (
     "poll_interval",
     "timeouts",
     "window",
+    "max_duration",
 )
 
 T = TypeVar("T")
@@ -38,6 +39,7 @@ def read_settings(value: Value) -> Settings:
         poll_interval=_get(entries, "poll_interval", _poll_interval, base.poll_interval),
         timeouts=_get(entries, "timeouts", _timeouts, base.timeouts),
         window=_get(entries, "window", read_window, base.window),
+        max_duration=_get(entries, "max_duration", read_max_duration, base.max_duration),
     )
 
 
