@@ -196,6 +196,19 @@ class RunInfo:
     shard_servers: tuple[str, ...] = ()
     #: Load-aware pacing per server (only paced servers); additive, see ServerPacing.
     pacing: Mapping[str, ServerPacing] = field(default_factory=dict, hash=False)
+    #: The finish-by window the run had (None: none); additive, see RunWindow.
+    window: RunWindow | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunWindow:
+    """The run's finish-by window as it was resolved (report `run.window`): no new scan after
+    `end`, an aware timestamp in its own timezone's offset; `timezone` as configured ("local"
+    or an IANA name); `source` "settings" (settings.window) or "--finish-by"."""
+
+    end: datetime
+    timezone: str
+    source: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from fnmatch import fnmatchcase
 
-from orchestrator.config import Inventory, Policy, Rule, Server
+from orchestrator.config import AuthMethod, Inventory, Policy, Rule, Server
+from orchestrator.config.durations import format_duration
+from orchestrator.config.hosts import shared_limits
 from orchestrator.config.policy import WHEN_GLOBS
 from orchestrator.model import Action, ScanType
 
@@ -62,6 +64,67 @@ def inventory_warnings(inventory: Inventory) -> Iterator[str]:
             yield f"{server.name}: tls.ca_file {ca} does not exist here (a run needs it)"
         if (overlap := home_overlap(server.scan_types)) is not None:
             yield f"{server.name}: {overlap}"
+
+
+def pacing_lines(inventory: Inventory) -> list[str]:
+    """What `validate` says about load-aware pacing and the window."""
+    lines = []
+    paced = [s for s in inventory.servers if s.load.max is not None]
+    if paced:
+        lines.append("load-aware: " + ", ".join(f"{s.name} (max {s.load.max:g})" for s in paced))
+    blind = [s.name for s in inventory.servers if s.auth.method is not AuthMethod.WHM_TOKEN]
+    if blind:
+        lines.append(
+            "no load reading (cPanel login, fixed max_concurrent_scans): " + ", ".join(blind)
+        )
+    window = inventory.settings.window
+    if window.end is not None:
+        lines.append(f"window: no new scan after {window.end:%H:%M} ({window.timezone})")
+    if (deadline := inventory.settings.max_duration) is not None:
+        lines.append(f"max_duration: no new scan after {format_duration(deadline)} of run")
+    waits = {s.load.patience for s in inventory.servers if s.load.max is not None}
+    if waits:
+        patience = ", ".join(format_duration(p) for p in sorted(waits))
+        lines.append(f"load.patience: targets the load keeps waiting {patience} are deferred")
+    return lines
+
+
+def host_lines(inventory: Inventory) -> list[str]:
+    """Entries on one host (scheme+host+port) share its limits: what they share, combined."""
+    lines = []
+    for host in shared_limits(inventory.servers).values():
+        if not host.shared:
+            continue
+        shown = ", ".join(host.servers[:5]) + (", ..." if len(host.servers) > 5 else "")
+        load = f", load.max {host.load.max:g}" if host.load.max is not None else ""
+        lines.append(
+            f"shared host {host.label}: {len(host.servers)} entries ({shown}) share one"
+            f" budget: requests_per_second {host.requests_per_second:g},"
+            f" max_concurrent_scans {host.max_concurrent_scans}{load} (the smallest given)"
+        )
+    return lines
+
+
+def load_warnings(inventory: Inventory) -> Iterator[str]:
+    """A `load.max` that cannot mean what was meant: under 1 (one scan alone is ~1 of load), or
+    above what the scan cap can ever add (often a percentage written where a load belongs)."""
+    for server in inventory.servers:
+        ceiling, cap = server.load.max, server.max_concurrent_scans
+        if ceiling is None:
+            continue
+        if ceiling < 1:
+            yield (
+                f"{server.name}: load.max {ceiling:g} is under 1: one scan alone adds about 1"
+                " to the load, so the server is over max as soon as anything runs. load.max is"
+                " a load average, not a share: 75 % of 4 cores is 3"
+            )
+        elif ceiling > cap:
+            yield (
+                f"{server.name}: load.max {ceiling:g} is above what max_concurrent_scans {cap}"
+                f" can add (each scan is about 1 of load): it holds scans back only while the"
+                f" server's own load is over {ceiling - cap:g}. load.max is a load average, not"
+                " a percentage: 75 % of 4 cores is 3"
+            )
 
 
 def home_overlap(scan_types: Iterable[ScanType]) -> str | None:

@@ -108,7 +108,7 @@ def check_connectivity(
 
 async def check_fleet(inventory: Inventory, retry: RetryPolicy) -> list[ServerCheck]:
     """Every server concurrently, at most max_concurrent_servers at once, within its rate."""
-    limits = FleetLimits(inventory.settings)
+    limits = FleetLimits(inventory.settings, inventory_servers=inventory.servers)  # per host
     checks = [ServerCheck(server) for server in inventory.servers]
     http = Http(request_timeout=inventory.settings.timeouts.request)
     async with http, anyio.create_task_group() as tg:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ from orchestrator.model import (
     Outcome,
     PacingSample,
     RunInfo,
+    RunWindow,
     ScanStats,
     ScanType,
     ServerPacing,
@@ -185,6 +187,22 @@ def _run(r: _Reader, value: Any, where: str) -> RunInfo:
             name: _pacing(r, p, f"{where}.pacing.{name}")
             for name, p in r.obj(run.get("pacing") or {}, f"{where}.pacing").items()
         },
+        window=r.optional(partial(_window, r), run.get("window"), f"{where}.window"),
+    )
+
+
+def _window(r: _Reader, value: Any, where: str) -> RunWindow:
+    obj = r.obj(value, where)
+
+    def get(key: str) -> tuple[Any, str]:
+        return r.field(obj, key, where)
+
+    text, end_where = get("end")
+    r.time(text, end_where)  # an aware ISO 8601 timestamp (the checks and their messages)
+    return RunWindow(
+        end=datetime.fromisoformat(r.text(text, end_where)),  # with its own offset kept
+        timezone=r.text(*get("timezone")),
+        source=r.text(*get("source")),
     )
 
 

@@ -1,7 +1,8 @@
 """Report -> the report.json document (README "Report"), keys in the contract's order.
 
 Additive keys beyond the contract: `run.servers`, `run.fleet_id`, `run.rerun_of`,
-`run.shard_servers` (always present), `run.pacing` (only when some server was load-paced), and,
+`run.shard_servers` (always present), `run.pacing` (only when some server was load-paced),
+`run.window` (only when the run had a finish-by window), and,
 only when a baseline was applied, `summary.delta`, each infected file's `delta` and a top-level
 `resolved` list.
 """
@@ -15,6 +16,7 @@ from orchestrator.model import (
     ErrorInfo,
     InfectedFile,
     RunInfo,
+    RunWindow,
     ScanStats,
     ServerPacing,
     TargetResult,
@@ -59,7 +61,18 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
     }
     if run.pacing:
         doc["pacing"] = {name: pacing_to_dict(p) for name, p in run.pacing.items()}
+    if run.window is not None:
+        doc["window"] = window_to_dict(run.window)
     return doc
+
+
+def window_to_dict(window: RunWindow) -> dict[str, Any]:
+    """`end` keeps its timezone's offset: `2026-12-05T06:00:00+01:00`."""
+    return {
+        "end": window.end.replace(microsecond=0).isoformat(),
+        "timezone": window.timezone,
+        "source": window.source,
+    }
 
 
 def pacing_to_dict(pacing: ServerPacing) -> dict[str, Any]:

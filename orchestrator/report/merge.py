@@ -12,7 +12,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from orchestrator.errors import ConfigError
-from orchestrator.model import EXIT_INCOMPLETE, RunInfo, ServerPacing, Target, TargetResult
+from orchestrator.model import (
+    EXIT_INCOMPLETE,
+    RunInfo,
+    RunWindow,
+    ServerPacing,
+    Target,
+    TargetResult,
+)
 from orchestrator.report.delta import count_delta
 from orchestrator.report.model import Report, ResolvedFile, summarize
 
@@ -169,7 +176,15 @@ def _merged_run(reports: Sequence[Report], first: RunInfo, shard: str) -> RunInf
         rerun_of=None,
         shard_servers=_union_in_order(first.servers, [r.run.shard_servers for r in reports]),
         pacing=_merged_pacing(reports),
+        window=_merged_window(reports),
     )
+
+
+def _merged_window(reports: Sequence[Report]) -> RunWindow | None:
+    """The shards of one night share one window: the first shard's (an original before its
+    rerun, which resolved its own window later)."""
+    ordered = sorted(reports, key=lambda r: (r.run.rerun_of is not None, r.run.started_at))
+    return next((r.run.window for r in ordered if r.run.window is not None), None)
 
 
 def _union_in_order(order: Sequence[str], parts: Sequence[Sequence[str]]) -> tuple[str, ...]:
