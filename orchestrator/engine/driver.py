@@ -153,14 +153,14 @@ class Driver:
         client: ServerClient,
         health: ServerHealth,
         sizes: Mapping[str, float] | None = None,
-        held: Callable[[], str | None] = lambda: None,
+        held: Callable[[bool], str | None] = lambda _patience: None,
     ) -> None:
         self.run = run
         self.client = client
         self.health = health
         self.sizes = sizes or {}
-        #: Why the server's load keeps targets from starting past load.patience (None: it does
-        #: not): those are deferred.
+        #: Why the server's load keeps every target from starting (None: it does not);
+        #: `held(True)`: only once that has lasted load.patience (they are then deferred).
         self.held = held
         self.throughput = Throughput()  # this server's bytes per second per scan, this run
 
@@ -223,8 +223,10 @@ class Driver:
         window = self.run.window
         now = datetime.now(UTC)
         if window.closed(now):
-            return window.message()
-        if (held := self.held()) is not None:
+            # the window closed on targets the load was keeping back: the load is why
+            held = self.held(False)
+            return window.message() if held is None else f"{held} until the {window.message()}"
+        if (held := self.held(True)) is not None:
             return held
         if target.scan_type is not ScanType.HOME:
             return None

@@ -73,14 +73,17 @@ def stopped_result(target: Target, message: str) -> TargetResult:
     return TargetResult(target, Status.FAILED, error=ErrorInfo(ErrorKind.INTERRUPTED, message))
 
 
-def load_message(controller: LoadController, since: datetime) -> str:
-    """Why the load deferred a target: `load 3.6 over max 3 since 02:10` (`since`: the wall
-    time the load began to keep every start back, in the window's timezone)."""
+def load_message(controller: LoadController, since: datetime, *, patience: bool = True) -> str:
+    """Why the load kept a target back: `load 3.6 over max 3 since 02:10` (`since`: the wall
+    time the load began to keep every start back, in the window's timezone), and, when that
+    is why it is deferred, `(waited load.patience 1h)`."""
     last = controller.last_load
     load = "load" if last is None else f"load {round(last, 1):g}"
     ceiling = f"{controller.max_load:g}" if controller.max_load is not None else "?"
-    patience = format_duration(controller.patience or 0.0)
-    return f"{load} over max {ceiling} since {since:%H:%M} (waited load.patience {patience})"
+    message = f"{load} over max {ceiling} since {since:%H:%M}"
+    if patience:
+        message += f" (waited load.patience {format_duration(controller.patience or 0.0)})"
+    return message
 
 
 class Member(Protocol):

@@ -246,7 +246,11 @@ class FleetRun:
                 # only WHM entries read the load; cPanel logins on the host share its cap
                 reads = server.auth.method is AuthMethod.WHM_TOKEN and host.controller.adaptive
                 driver = Driver(
-                    self, client, health, selection.sizes, held=lambda: self._held(host, reads)
+                    self,
+                    client,
+                    health,
+                    selection.sizes,
+                    held=lambda patience: self._held(host, reads, patience),
                 )
                 lanes = Lanes[Slot](
                     queue,
@@ -296,16 +300,16 @@ class FleetRun:
             return True
         return reads and host.controller.exhausted(self.limits.clock())
 
-    def _held(self, host: HostScans, reads: bool) -> str | None:
-        """The deferral message while the load has kept the host's targets waiting past
-        load.patience ("load 3.6 over max 3 since 02:10 ..."); None otherwise."""
+    def _held(self, host: HostScans, reads: bool, patience: bool) -> str | None:
+        """While the load keeps every target of the host back, why ("load 3.6 over max 3 since
+        02:10"); with `patience`, only once that has lasted load.patience. None otherwise."""
         controller = host.controller
         now = self.limits.clock()
         since = controller.blocked_since
-        if not reads or since is None or not controller.exhausted(now):
+        if not reads or since is None or (patience and not controller.exhausted(now)):
             return None
         wall = in_zone(datetime.now(UTC), self.inventory.settings.window.timezone)
-        return load_message(controller, wall - timedelta(seconds=now - since))
+        return load_message(controller, wall - timedelta(seconds=now - since), patience=patience)
 
     async def _read_load(self, server: Server, client: ServerClient, host: HostScans) -> None:
         """systemloadavg whenever the host's controller wants a reading (only while targets

@@ -60,6 +60,23 @@ def test_a_load_that_never_falls_under_max_ends_the_run_after_patience_naming_th
     assert finished and finished[0]["exit_code"] == 2
 
 
+def test_targets_the_load_kept_back_until_the_window_closed_are_named_by_the_load(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome]
+) -> None:
+    sim = simulate(
+        busy_fleet(accounts=2, background=3.5),
+        server_keys={"load": {"max": 3, "check_interval": 0.1}},  # patience: an hour
+    )
+    result = cli("run", sim.inventory, "--finish-by", "+1s")
+    assert result.code == 2, result.stderr
+    for t in result.report["targets"]:
+        assert t["error"]["kind"] == "deferred"
+        message = t["error"]["message"]
+        assert message.startswith("load 3.5 over max 3 since "), message
+        assert " until the window closed at " in message
+    assert sim.fleet.calls("sim01", function="start_scan") == 0
+
+
 def test_a_server_whose_load_cannot_be_read_runs_one_scan_at_a_time_never_its_cap(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome]
 ) -> None:
@@ -172,9 +189,9 @@ def test_sigterms_while_the_report_is_written_do_not_stop_it(
     spec = generate_fleet(servers=1, accounts=2, infected_ratio=0.0, seed=6, scan_seconds=0.2)
     sim = simulate(spec)
     out = tmp_path / "out"
+    argv = ["run", str(sim.inventory), "--out", str(out), "--no-progress"]
     proc = subprocess.run(
-        [sys.executable, "-c", SIGTERMS_WHILE_WRITING, "run", str(sim.inventory), "--out", str(out)]
-        + ["--no-progress"],
+        [sys.executable, "-c", SIGTERMS_WHILE_WRITING, *argv],
         env={**os.environ, **sim.env},
         capture_output=True,
         text=True,
