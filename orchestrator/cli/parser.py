@@ -180,8 +180,8 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     _add_per_target(p)
     p.add_argument(
         "--finish-by",
-        metavar="HH:MM[ ZONE]|+DURATION",
-        help="start no new scan after this time: HH:MM (in settings.window.timezone, local if"
+        metavar="WHEN",
+        help="start no new scan after WHEN: HH:MM (in settings.window.timezone, local if"
         " unset), 'HH:MM Europe/Berlin', or a duration from the start such as +5h30m (default:"
         " settings.window, none if unset); later targets are reported skipped/deferred",
     )
