@@ -164,6 +164,8 @@ def inventory_keys(policy: Policy, fleet: FleetSpec) -> dict[str, dict[str, obje
             entry["load"] = {
                 "max": ceiling(server.load),
                 "check_interval": CHECK_INTERVAL / fleet.time_scale,
+                # the simulated averages move K times faster than the kernel's 60 s
+                "time_constant": 60.0 / fleet.time_scale,
             }
         keys[server.name] = entry
     return keys

@@ -22,9 +22,12 @@ values by the pure code that decides them, never raised:
     timeout        workflow: the scan or the disinfection ran past its timeout
     stalled        workflow: the scan's counters stopped moving for timeouts.stall
     policy_limit   workflow (from policy.py's plan): a destructive cap left the actions unsent
-    interrupted    runner: the run was stopped (SIGINT/SIGTERM, or clamfleet failed) first
+    interrupted    runner: the run was stopped (SIGINT/SIGTERM, max_duration, or clamfleet
+                   failed) first
     skipped        targets.py: a suspended account, or one matching exclude_accounts
-    deferred       pacer.py: the finish-by window closed before the target could start
+    deferred       pacer.py: the finish-by window closed before the target could start (or
+                   it would not finish before it), or the load stayed over load.max for
+                   load.patience
     internal       workflow: a reply its transition table does not allow (also TargetError's
                    own kind, for a TargetError raised without a subclass)
 

@@ -267,6 +267,19 @@ class RunInfo:
     canaries: Mapping[str, CanaryInfo] = field(default_factory=dict, hash=False)
     #: The accepted-findings file, when one was given.
     accepted: AcceptedInfo | None = None
+    #: The finish-by window the run had (None: none); additive, see RunWindow.
+    window: RunWindow | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunWindow:
+    """The run's finish-by window as it was resolved (report `run.window`): no new scan after
+    `end`, an aware timestamp in its own timezone's offset; `timezone` as configured ("local"
+    or an IANA name); `source` "settings" (settings.window) or "--finish-by"."""
+
+    end: datetime
+    timezone: str
+    source: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,9 @@ from orchestrator.cli import acceptance
 from orchestrator.cli.execute import ScanJob, arun, scan_and_report, write_with_history
 from orchestrator.cli.notify import notify, webhook_url
 from orchestrator.cli.notify_apprise import notifiers, send_all
-from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Policy
+from orchestrator.config import REPORT_ONLY, Inventory, Policy
 from orchestrator.config.inventory import load_inventory, select_servers
-from orchestrator.config.pacing_keys import with_finish_by
+from orchestrator.config.pacing_keys import with_finish_by, with_max_duration
 from orchestrator.config.policy import load_policy
 from orchestrator.config.yamlsrc import read_document
 from orchestrator.engine.journal import Journal
@@ -29,6 +29,7 @@ from orchestrator.engine.shard import ignored_env, resolve_shard, servers_in_sha
 from orchestrator.errors import ConfigError
 from orchestrator.model import (
     RunInfo,
+    RunWindow,
     ScanType,
     Target,
 )
@@ -43,7 +44,7 @@ from orchestrator.report import (
 )
 from orchestrator.report.history import history_path, prepare_history
 from orchestrator.report.model import incomplete
-from orchestrator.workflow.pacing import Window
+from orchestrator.workflow.window import Window
 
 logger = structlog.get_logger("clamfleet")
 _arun = arun  # the name it had here before execute.py (tests and callers use it)
@@ -56,6 +57,7 @@ _arun = arun  # the name it had here before execute.py (tests and callers use it
 def run(args: argparse.Namespace) -> int:
     log.configure(args.log_format, args.log_level)
     inventory = with_finish_by(load_inventory(args.inventory), args.finish_by)
+    inventory = with_max_duration(inventory, args.max_duration)
     if args.servers:
         inventory = select_servers(inventory, args.servers)
     shard_index, shard_total = resolve_shard(args.shard, os.environ)
@@ -108,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         fleet_id=fleet_id,
         rerun_of=previous.run.id if previous else None,
         shard_servers=tuple(s.name for s in inventory.servers),
+        window=run_window(window),
     )
     job = ScanJob(
         inventory,
@@ -124,13 +127,13 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         outcome = scan_and_report(job)
-        if journal is not None and not outcome.interrupted:
-            journal.finish()
+        if journal is not None and not outcome.interrupted and outcome.stopped is None:
+            journal.finish()  # stopped early (signal, max_duration): --resume may go on
     finally:
         if journal is not None:
             journal.close()
     report = outcome.report
-    _print_outcome(report, outcome.paths, outcome.interrupted)
+    _print_outcome(report, outcome.paths, outcome.interrupted, outcome.stopped)
     if webhook:
         notify(webhook, report, args.notify_on, _arun)
     send_all(report, outcome.paths, notify_to)
@@ -223,12 +226,23 @@ def _register_secrets(inventory: Inventory, webhook: str | None) -> None:
         log.register_secret(webhook)
 
 
-def _print_outcome(report: Report, paths: list[Path], interrupted: bool) -> None:
+def run_window(window: Window) -> RunWindow | None:
+    """The report's record of the window (None: the run had none)."""
+    if window.end is None:
+        return None
+    return RunWindow(end=window.end, timezone=window.timezone, source=window.source)
+
+
+def _print_outcome(
+    report: Report, paths: list[Path], interrupted: bool, stopped: str | None = None
+) -> None:
     print(summary_table(report))
     for line in [*acceptance.count_lines(report), *acceptance.attention_lines(report)]:
         print(line)
     if interrupted:
         print("run interrupted: partial report written")
+    elif stopped is not None:
+        print(f"{stopped}: scans not finished by then are reported interrupted")
     folder = paths[0].parent if paths else None
     print(f"report: {folder}  (exit code {report.summary.exit_code})")
 
@@ -262,12 +276,15 @@ def validate(args: argparse.Namespace) -> int:
         print("\n".join(lint.server_lines(server)))
         if (line := acceptance.canary_line(server)) is not None:
             print(line)
+    for line in lint.host_lines(inventory):
+        print(line)
     warnings = list(lint.inventory_warnings(inventory))
+    warnings += lint.load_warnings(inventory)
     warnings += lint.limit_warnings(inventory)
     warnings += lint.account_name_warnings(inventory)
     document = read_document(args.inventory, "inventory")
     warnings += lint.listed_twice(document.node if document else None, str(args.inventory))
-    for line in pacing_lines(inventory):
+    for line in lint.pacing_lines(inventory):
         print(line)
     if policy is not None:
         print(f"{args.policy}: OK, {len(policy.rules)} rules, default {policy.default}")
@@ -280,23 +297,6 @@ def validate(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"warning: {warning}")
     return 0
-
-
-def pacing_lines(inventory: Inventory) -> list[str]:
-    """What `validate` says about load-aware pacing and the window."""
-    lines = []
-    paced = [s for s in inventory.servers if s.load.max is not None]
-    if paced:
-        lines.append("load-aware: " + ", ".join(f"{s.name} (max {s.load.max:g})" for s in paced))
-    blind = [s.name for s in inventory.servers if s.auth.method is not AuthMethod.WHM_TOKEN]
-    if blind:
-        lines.append(
-            "no load reading (cPanel login, fixed max_concurrent_scans): " + ", ".join(blind)
-        )
-    window = inventory.settings.window
-    if window.end is not None:
-        lines.append(f"window: no new scan after {window.end:%H:%M} ({window.timezone})")
-    return lines
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from orchestrator.config import AuthMethod, Inventory, Policy, Rule, Server
+from orchestrator.config.durations import format_duration
+from orchestrator.config.hosts import shared_limits
 from orchestrator.config.when import WHEN_GLOBS
 from orchestrator.engine.targets import excluded_by, expected_accounts
 from orchestrator.model import Action, ScanType
@@ -36,7 +38,6 @@ CALLS_PER_TARGET = 8
 NIGHT_SECONDS = 12 * 3600.0
 #: A 1-minute load average an idle server rarely reads under: a `load.max` below it keeps every
 #: scan waiting.
-IDLE_LOAD = 0.5
 #: The longest load average (15 min): read less often than this, the load tells pacing nothing
 #: about the moment it decides in.
 SLOWEST_USEFUL_CHECK = 900.0
@@ -100,8 +101,8 @@ def _canary_excluded(server: Server) -> str | None:
 
 def limit_warnings(inventory: Inventory) -> Iterator[str]:
     """Limits that load, but leave a server unable to do its work: a request rate that cannot
-    serve its targets in a night, a `load.max` no server sits under, a load read so rarely it
-    says nothing. (Kept apart from the pacing checks of `inventory_warnings`.)"""
+    serve its targets in a night, a load read so rarely it says nothing (a `load.max` that
+    cannot mean what was meant: `load_warnings`)."""
     settings = inventory.settings
     total = 0
     for server in inventory.servers:
@@ -112,11 +113,6 @@ def limit_warnings(inventory: Inventory) -> Iterator[str]:
         load = server.load
         if load.max is None:
             continue
-        if load.max < IDLE_LOAD:
-            yield (
-                f"{server.name}: load.max {load.max:g}: an idle server's 1-minute load rarely"
-                f" reads under {IDLE_LOAD:g}, so no scan would ever start there"
-            )
         if load.check_interval > SLOWEST_USEFUL_CHECK:
             yield (
                 f"{server.name}: load.check_interval {_span(load.check_interval)}: the load"
@@ -239,6 +235,67 @@ def _repeats(node: yaml.SequenceNode, key: str, file: str) -> Iterator[str]:
             line = item.start_mark.line + 1
             yield f"{file}:{line}: {key} lists {item.value} twice (one is kept)"
         seen.add(item.value)
+
+
+def pacing_lines(inventory: Inventory) -> list[str]:
+    """What `validate` says about load-aware pacing and the window."""
+    lines = []
+    paced = [s for s in inventory.servers if s.load.max is not None]
+    if paced:
+        lines.append("load-aware: " + ", ".join(f"{s.name} (max {s.load.max:g})" for s in paced))
+    blind = [s.name for s in inventory.servers if s.auth.method is not AuthMethod.WHM_TOKEN]
+    if blind:
+        lines.append(
+            "no load reading (cPanel login, fixed max_concurrent_scans): " + ", ".join(blind)
+        )
+    window = inventory.settings.window
+    if window.end is not None:
+        lines.append(f"window: no new scan after {window.end:%H:%M} ({window.timezone})")
+    if (deadline := inventory.settings.max_duration) is not None:
+        lines.append(f"max_duration: no new scan after {format_duration(deadline)} of run")
+    waits = {s.load.patience for s in inventory.servers if s.load.max is not None}
+    if waits:
+        patience = ", ".join(format_duration(p) for p in sorted(waits))
+        lines.append(f"load.patience: targets the load keeps waiting {patience} are deferred")
+    return lines
+
+
+def host_lines(inventory: Inventory) -> list[str]:
+    """Entries on one host (scheme+host+port) share its limits: what they share, combined."""
+    lines = []
+    for host in shared_limits(inventory.servers).values():
+        if not host.shared:
+            continue
+        shown = ", ".join(host.servers[:5]) + (", ..." if len(host.servers) > 5 else "")
+        load = f", load.max {host.load.max:g}" if host.load.max is not None else ""
+        lines.append(
+            f"shared host {host.label}: {len(host.servers)} entries ({shown}) share one"
+            f" budget: requests_per_second {host.requests_per_second:g},"
+            f" max_concurrent_scans {host.max_concurrent_scans}{load} (the smallest given)"
+        )
+    return lines
+
+
+def load_warnings(inventory: Inventory) -> Iterator[str]:
+    """A `load.max` that cannot mean what was meant: under 1 (one scan alone is ~1 of load), or
+    above what the scan cap can ever add (often a percentage written where a load belongs)."""
+    for server in inventory.servers:
+        ceiling, cap = server.load.max, server.max_concurrent_scans
+        if ceiling is None:
+            continue
+        if ceiling < 1:
+            yield (
+                f"{server.name}: load.max {ceiling:g} is under 1: one scan alone adds about 1"
+                " to the load, so the server is over max as soon as anything runs. load.max is"
+                " a load average, not a share: 75 % of 4 cores is 3"
+            )
+        elif ceiling > cap:
+            yield (
+                f"{server.name}: load.max {ceiling:g} is above what max_concurrent_scans {cap}"
+                f" can add (each scan is about 1 of load): it holds scans back only while the"
+                f" server's own load is over {ceiling - cap:g}. load.max is a load average, not"
+                " a percentage: 75 % of 4 cores is 3"
+            )
 
 
 def home_overlap(scan_types: Iterable[ScanType]) -> str | None:

@@ -181,9 +181,18 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     _add_per_target(p)
     p.add_argument(
         "--finish-by",
-        metavar="HH:MM",
-        help="start no new scan after this time (default: settings.window.end, none if unset);"
-        " later targets are reported skipped/deferred",
+        metavar="WHEN",
+        help="start no new scan after WHEN: HH:MM (in settings.window.timezone, local if"
+        " unset), 'HH:MM Europe/Berlin', or a duration from the start such as +5h30m (default:"
+        " settings.window, none if unset); later targets are reported skipped/deferred",
+    )
+    p.add_argument(
+        "--max-duration",
+        metavar="DURATION",
+        help="the run's deadline, e.g. 6h, 90m, 1h30m or seconds: no new scan after it, scans"
+        " in flight followed for a grace (10%% of it, at most 60 s), then the report is written"
+        " with the rest interrupted; no timeout(1) needed (default: settings.max_duration,"
+        " none if unset)",
     )
     _add_logging(p)
 

@@ -145,9 +145,10 @@ def sends_actions(policy: Policy) -> bool:
 async def check_fleet(
     inventory: Inventory, retry: RetryPolicy, session: bool = False
 ) -> list[ServerCheck]:
-    """Every server concurrently, at most max_concurrent_servers at once, within its rate.
-    `session`: also try the cPanel session disinfect_files needs (whm_token servers)."""
-    limits = FleetLimits(inventory.settings)
+    """Every server concurrently, at most max_concurrent_servers at once, within its rate
+    (entries on one host share its rate). `session`: also try the cPanel session
+    disinfect_files needs (whm_token servers)."""
+    limits = FleetLimits(inventory.settings, inventory_servers=inventory.servers)  # per host
     checks = [ServerCheck(server) for server in inventory.servers]
     http = Http(request_timeout=inventory.settings.timeouts.request)
     async with http, anyio.create_task_group() as tg:

@@ -152,15 +152,21 @@ class Channel:
         proven: bool = False,
         sending: Callable[[], None] | None = None,
     ) -> Raw:
-        await self._limiter.acquire()
-        if proven:
-            # Another entry's first login may be on its way to this host: wait for its answer
-            # (the turn), and send nothing if it was refused meanwhile. Without this, a request
-            # of accepted credentials could follow a refusal there within the run.
-            logins = self._logins
-            if logins.turn.locked():
+        logins = self._logins
+        while True:
+            if proven and logins.turn.locked():
+                # Another entry's first login may be on its way to this host: wait for its
+                # answer (the turn), and send nothing if it was refused meanwhile. Without this,
+                # a request of accepted credentials could follow a refusal there within the run.
                 async with logins.turn:
                     pass
+            await self._limiter.acquire()
+            # The slot is booked for *now*: send at once (a wait between booking and sending
+            # would let requests that waited together leave together, over the host's rate).
+            # A login that took the turn meanwhile is waited for first, and a new slot booked.
+            if not (proven and logins.turn.locked()):
+                break
+        if proven:
             logins.check(self.server.name, function)
         if self._on_request is not None:
             self._on_request()

@@ -1,7 +1,8 @@
 """`ServerClient`: every call clamfleet makes to one server, on top of its route and channel.
 
-Reads (status, infected list, scan paths, disinfection status, listaccts, systemloadavg) are
-retried by the retry policy; state changes (`start_scan`, `disinfect_files`) are sent once.
+Reads (status, infected list, scan paths, disinfection status, listaccts) are retried by the
+retry policy; state changes (`start_scan`, `disinfect_files`) are sent once, and so is a load
+reading (`systemloadavg`): a failed one is simply the next check's business.
 """
 
 from __future__ import annotations
@@ -106,11 +107,15 @@ class ServerClient:
         return parse_accounts(await self._whm_read("listaccts", params))
 
     async def system_load(self) -> LoadReading | None:
-        """WHM `systemloadavg` (a read: retried like one). None for cPanel-login servers, which
-        cannot read it; failures raise like any other call (the caller falls back to the cap)."""
+        """WHM `systemloadavg`, one attempt: a reading retried for seconds describes a moment
+        already past, and a server too busy to answer is the last one to hammer. None for
+        cPanel-login servers, which cannot read it; a failure raises like any other call (the
+        caller keeps the last good limit until the next check)."""
         if not self._whm:
             return None
-        return parse_load(await self._whm_read("systemloadavg", {"api.version": "1"}))
+        url = self._channel.endpoint("/json-api/systemloadavg")
+        answer = await self._channel.call(url, {"api.version": "1"}, "systemloadavg")
+        return parse_load(parse_whm(answer, "systemloadavg"))
 
     # -- whole answers, envelope intact (validate --check-api) --------------------------------
 

@@ -376,7 +376,9 @@ CHECKS: dict[str, Callable[[Value], object]] = {
     "tls.verify": Value.boolean,
     "tls.ca_file": _check_ca,
     "load.max": check_max,
-    "load.check_interval": Value.positive,
+    "load.check_interval": Value.duration,
+    "load.patience": Value.duration,
+    "load.time_constant": Value.duration,
     "canary": read_canary,
 }
 

@@ -1,4 +1,5 @@
-"""Inventory keys of load-aware pacing: per-server `load:`, `settings.window`, `--finish-by`.
+"""Inventory keys of load-aware pacing: per-server `load:`, `settings.window`, `--finish-by`,
+`settings.max_duration` and `--max-duration`.
 
 Kept beside inventory.py (which calls these) so the loader stays one concern per module. The
 same rules as everywhere in the inventory: unknown keys are errors, every error names the file,
@@ -17,17 +18,18 @@ from dataclasses import replace
 from datetime import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from orchestrator.config.durations import SYNTAX, parse_duration
 from orchestrator.config.types import AuthMethod, Inventory, LoadLimit, WindowSetting
 from orchestrator.config.yamlsrc import Value
 from orchestrator.errors import ConfigError
 
-LOAD_KEYS = ("max", "check_interval")
+LOAD_KEYS = ("max", "check_interval", "patience", "time_constant")
 WINDOW_KEYS = ("end", "timezone")
 CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 
 
 def load_entries(value: Value) -> dict[str, Value]:
-    """`load: {max, check_interval}` as the loader's dotted keys (`load.max`, ...)."""
+    """`load: {max, check_interval, patience, time_constant}` as the loader's dotted keys."""
     return {f"load.{k}": v for k, v in value.mapping(LOAD_KEYS, null_ok=True).items()}
 
 
@@ -38,8 +40,11 @@ def check_max(value: Value) -> float | None:
 def load_limit(merged: dict[str, Value], method: AuthMethod) -> LoadLimit:
     """The server's resolved `load`, from the merged layers."""
     base = LoadLimit()
-    interval = merged.get("load.check_interval")
-    check_interval = interval.positive() if interval is not None else base.check_interval
+
+    def seconds(key: str, default: float) -> float:
+        value = merged.get(f"load.{key}")
+        return value.duration() if value is not None else default
+
     entry = merged.get("load.max")
     ceiling = check_max(entry) if entry is not None else None
     if entry is not None and ceiling is not None and method is not AuthMethod.WHM_TOKEN:
@@ -50,7 +55,12 @@ def load_limit(merged: dict[str, Value], method: AuthMethod) -> LoadLimit:
                 f"needs a whm_token server: {method} cannot read systemloadavg "
                 "(leave it out; this server keeps max_concurrent_scans)"
             )
-    return LoadLimit(max=ceiling, check_interval=check_interval)
+    return LoadLimit(
+        max=ceiling,
+        check_interval=seconds("check_interval", base.check_interval),
+        patience=seconds("patience", base.patience),
+        time_constant=seconds("time_constant", base.time_constant),
+    )
 
 
 def read_window(value: Value) -> WindowSetting:
@@ -90,14 +100,54 @@ def parse_clock(text: str) -> time:
     return time(int(match[1]), int(match[2]))
 
 
+FINISH_BY = "HH:MM, HH:MM ZONE (06:00 Europe/Berlin) or +DURATION (+5h30m)"
+
+
 def with_finish_by(inventory: Inventory, text: str | None) -> Inventory:
-    """`--finish-by HH:MM` replaces `settings.window.end` (the window's timezone is kept)."""
+    """`--finish-by` replaces `settings.window`: `HH:MM` (in the window's timezone, `local`
+    unless the inventory names one), `HH:MM ZONE`, or `+DURATION` after the run's start."""
+    if text is None:
+        return inventory
+    window = parse_finish_by(text, inventory.settings.window.timezone)
+    settings = replace(inventory.settings, window=window)
+    return replace(inventory, settings=settings)
+
+
+def parse_finish_by(text: str, timezone: str = "local") -> WindowSetting:
+    """`--finish-by`'s value as a window; ConfigError naming the forms otherwise."""
+    value = text.strip()
+    try:
+        if value.startswith("+"):
+            after = parse_duration(value[1:])
+            return WindowSetting(timezone=timezone, after=after, source="--finish-by")
+        clock, _, zone = value.partition(" ")
+        zone = zone.strip() or timezone
+        end = parse_clock(clock)
+    except ValueError:
+        raise ConfigError(f"expected {FINISH_BY}, got {text!r}", field="--finish-by") from None
+    if zone != "local":
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"unknown timezone {zone!r} (use local or an IANA name like Europe/Berlin)",
+                field="--finish-by",
+            ) from None
+    return WindowSetting(end=end, timezone=zone, source="--finish-by")
+
+
+def read_max_duration(value: Value) -> float | None:
+    """`settings.max_duration`: null (no deadline) or a duration."""
+    return None if value.is_null else value.duration()
+
+
+def with_max_duration(inventory: Inventory, text: str | None) -> Inventory:
+    """`--max-duration DURATION` replaces `settings.max_duration`."""
     if text is None:
         return inventory
     try:
-        end = parse_clock(text)
+        seconds = parse_duration(text)
     except ValueError:
-        raise ConfigError(f"expected HH:MM, got {text!r}", field="--finish-by") from None
-    settings = inventory.settings
-    window = replace(settings.window, end=end)
-    return replace(inventory, settings=replace(settings, window=window))
+        raise ConfigError(f"expected {SYNTAX}, got {text!r}", field="--max-duration") from None
+    settings = replace(inventory.settings, max_duration=seconds)
+    return replace(inventory, settings=settings)

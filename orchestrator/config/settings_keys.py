@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from orchestrator.config.pacing_keys import read_window
+from orchestrator.config.pacing_keys import read_max_duration, read_window
 from orchestrator.config.types import NotifyOn, NotifySetting, PollInterval, Settings, Timeouts
 from orchestrator.config.yamlsrc import Value
 from orchestrator.secretref import NOT_SHOWN, is_env_name
@@ -26,6 +26,7 @@ SETTINGS_KEYS = (
     "history",
     "notify",
     "accepted",
+    "max_duration",
 )
 NOTIFY_KEYS = ("url_env", "on")
 
@@ -49,6 +50,7 @@ def read_settings(value: Value) -> Settings:
         history=_get(entries, "history", _history, base.history),
         notify=_get(entries, "notify", _notify, base.notify),
         accepted=_get(entries, "accepted", _optional_path, base.accepted),
+        max_duration=_get(entries, "max_duration", read_max_duration, base.max_duration),
     )
 
 

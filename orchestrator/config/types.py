@@ -47,6 +47,12 @@ class LoadLimit:
 
     max: float | None = None
     check_interval: float = 30.0  # seconds between two systemloadavg readings
+    #: Seconds the load may keep every waiting target from starting (over max, nothing of ours
+    #: running) before they are deferred, named by the load.
+    patience: float = 3600.0
+    #: The time constant of the 1-minute load average the readings return: 60 s on Linux (the
+    #: kernel's). Only a simulated server whose time runs K times faster has 60/K.
+    time_constant: float = 60.0
 
 
 def scan_reads(scan_type: ScanType, path: str) -> bool:
@@ -125,6 +131,15 @@ class WindowSetting:
 
     end: time | None = None
     timezone: str = "local"
+    #: `--finish-by +DURATION`: the window ends this many seconds after the run's start
+    #: (instead of at `end`).
+    after: float | None = None
+    #: Where the window came from, for the log and the report: "settings" or "--finish-by".
+    source: str = "settings"
+
+    @property
+    def set(self) -> bool:
+        return self.end is not None or self.after is not None
 
 
 class NotifyOn(StrEnum):
@@ -162,6 +177,9 @@ class Settings:
     #: `settings.accepted`: the accepted-findings file (relative paths start at the inventory's
     #: folder); `run --accepted FILE` wins over it.
     accepted: Path | None = None
+    #: The run's deadline, seconds after its start (`settings.max_duration`, `--max-duration`):
+    #: no new scan after it, running ones followed for a short grace, the report written.
+    max_duration: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

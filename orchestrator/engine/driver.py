@@ -1,7 +1,8 @@
 """One server's targets driven through their workflows, one request at a time.
 
     Driver.begin    a target's first state (fresh, or resumed from the journal), or None when
-                    it needs no work: already finished, or deferred by the finish-by window
+                    it needs no work: already finished, deferred (the finish-by window, the
+                    load's patience), or stopped by the run's deadline
     Driver.advance  state -> command -> request -> reply -> state, until the workflow waits
                     (back to the lanes' timer heap) or finishes (its result is recorded)
 
@@ -27,7 +28,7 @@ from orchestrator.client.parse import scan_in_progress
 from orchestrator.config import Policy
 from orchestrator.engine import policy as policy_mod
 from orchestrator.engine.exempt import Judge
-from orchestrator.engine.pacer import deferred_result
+from orchestrator.engine.pacer import deferred_result, stopped_result
 from orchestrator.engine.policy import DestructiveBudget, plan
 from orchestrator.errors import ApiError, ProtocolError, TargetError, TransportError
 from orchestrator.model import (
@@ -62,7 +63,8 @@ from orchestrator.workflow.events import (
     Tick,
     Wait,
 )
-from orchestrator.workflow.pacing import Throughput, Window, predicted_seconds
+from orchestrator.workflow.pacing import Throughput, predicted_seconds
+from orchestrator.workflow.window import Window
 
 log = structlog.get_logger("clamfleet")
 
@@ -120,6 +122,8 @@ class Fleet(Protocol):
     clock: Callable[[], float]
     cfg: workflow.WorkflowConfig
     window: Window
+    #: Set once the run's deadline (max_duration) is reached: why nothing starts any more.
+    stopping: str | None
     budget: DestructiveBudget
     #: which infected files are not findings (the canary, accepted ones): never acted on
     judge: Judge
@@ -156,11 +160,15 @@ class Driver:
         client: ServerClient,
         health: ServerHealth,
         sizes: Mapping[str, float] | None = None,
+        held: Callable[[bool], str | None] = lambda _patience: None,
     ) -> None:
         self.run = run
         self.client = client
         self.health = health
         self.sizes = sizes or {}
+        #: Why the server's load keeps every target from starting (None: it does not);
+        #: `held(True)`: only once that has lasted load.patience (they are then deferred).
+        self.held = held
         self.throughput = Throughput()  # this server's bytes per second per scan, this run
 
     def begin(self, target: Target) -> tuple[Slot, float | None] | None:
@@ -171,8 +179,11 @@ class Driver:
             run.observer.target_finished(done)
             return None
         saved = journal.state(target) if journal is not None else None
-        if saved is None and not self._fits(target):
-            run.record(deferred_result(target, run.window))
+        if run.stopping is not None:  # a resumed target too: its journal state is kept
+            run.record(stopped_result(target, f"not started: {run.stopping}"))
+            return None
+        if saved is None and (deferral := self._deferral(target)) is not None:
+            run.record(deferred_result(target, deferral))
             return None
         run.observer.target_started(target)
         if saved is not None:
@@ -210,22 +221,31 @@ class Driver:
         self.run.record(result)
         return None
 
-    def _fits(self, target: Target) -> bool:
-        """Whether a target may still start: the window is open, and a `home` scan predicted
-        from the account's disk use and this server's measured speed ends before it closes.
+    def _deferral(self, target: Target) -> str | None:
+        """Why a target may not start now (None: it may): the window has closed, the load has
+        kept the server's targets waiting past load.patience, or a `home` scan predicted from
+        the account's disk use and this server's measured speed would end after the window.
         (Other scan types read part of the account: their size is not known, so they start
         while the window is open.) A resumed target is never deferred: it may be running."""
         window = self.run.window
         now = datetime.now(UTC)
+        if window.closed(now):
+            # the window closed on targets the load was keeping back: the load is why
+            held = self.held(False)
+            return window.message() if held is None else f"{held} until the {window.message()}"
+        if (held := self.held(True)) is not None:
+            return held
         if target.scan_type is not ScanType.HOME:
-            return not window.closed(now)
+            return None
         seconds = predicted_seconds(
             self.sizes.get(target.account), self.throughput.bytes_per_second
         )
-        return window.fits(now, seconds)
+        if seconds is not None and not window.fits(now, seconds):
+            return window.would_not_finish(seconds)
+        return None
 
     def interrupted(self, slot: Slot) -> None:
-        self.run.record(_interrupted(slot.state, slot.started))
+        self.run.record(_interrupted(slot.state, slot.started, self.run.stopping))
 
     async def _advance(self, slot: Slot) -> Finish | Wait:
         """Run the slot's requests until its workflow waits or finishes."""
@@ -387,8 +407,16 @@ def _result(state: workflow.State, command: Finish, started: datetime) -> Target
     )
 
 
-def _interrupted(state: workflow.State, started: datetime) -> TargetResult:
+def _interrupted(
+    state: workflow.State, started: datetime, stopping: str | None = None
+) -> TargetResult:
     finished = datetime.now(UTC)
+    message = f"run interrupted during {state.phase}"
+    if stopping is not None:
+        message = (
+            f"{stopping}: stopped following it during {state.phase} (what runs on the server"
+            " goes on; --only-failed rescans it)"
+        )
     return TargetResult(
         target=state.target,
         status=Status.FAILED,
@@ -398,5 +426,5 @@ def _interrupted(state: workflow.State, started: datetime) -> TargetResult:
         finished_at=finished,
         duration_s=(finished - started).total_seconds(),
         api_calls=state.api_calls,
-        error=ErrorInfo(ErrorKind.INTERRUPTED, f"run interrupted during {state.phase}"),
+        error=ErrorInfo(ErrorKind.INTERRUPTED, message),
     )

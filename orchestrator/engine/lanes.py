@@ -96,9 +96,11 @@ class Lanes(Generic[S]):
 
     and two admission rules: `admit(running)`, whether one more target may start with `running`
     in flight (the scan cap, or load-aware pacing: see pacing.py), and `closing()`, true once no
-    target may start any more (the finish-by window): every target still queued is then handed
-    to `begin` at once, which reports it deferred. While targets wait and none may start (the
-    server is over its load ceiling), the scheduler sleeps until `wake()`.
+    target may start any more (the finish-by window, the run's deadline, the load's patience
+    run out): every target still queued is then handed to `begin` at once, which reports it
+    deferred (or interrupted). While targets wait and none may start (the server is over its
+    load ceiling), the scheduler sleeps until `wake()`. `released()` is called whenever a
+    target finishes (entries of one host share its scans: the others may start one now).
     """
 
     def __init__(
@@ -111,10 +113,12 @@ class Lanes(Generic[S]):
         advance: Callable[[S], Awaitable[float | None]],
         interrupted: Callable[[S], None],
         closing: Callable[[], bool] = lambda: False,
+        released: Callable[[], None] = lambda: None,
     ) -> None:
         self.queue = queue
         self.admit = admit
         self.closing = closing
+        self._released = released
         self.clock = clock
         self._begin = begin
         self._advance = advance
@@ -193,3 +197,4 @@ class Lanes(Generic[S]):
             del self.live[target]
             self.queue.release(target)
             self.wake()  # a lane is free (or the account's next type may go), or all are done
+            self._released()

@@ -1,4 +1,8 @@
-"""The shared limits: request rates (global and per server) and concurrency caps.
+"""The shared limits: request rates (global and per host) and concurrency caps.
+
+Inventory entries on one host (scheme+host+port: config/hosts.py) share one request pacer at
+the smallest `requests_per_second` any of them gives: five cPanel-login entries of one server
+at 5/s each are 5 requests per second to that server, not 25.
 
 `requests_per_second: R` is a promise to a server's owner: never more than R requests in any
 one-second window, and no burst beyond a single request. A `Pacer` keeps its requests at least
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from orchestrator.config import Server, Settings
+from orchestrator.config.hosts import HostKey, HostLimits, host_key, shared_limits
 
 Clock = Callable[[], float]
 MIN_SLEEP = 0.001  # seconds: the event loop's timer resolution (libuv's, under uvloop)
@@ -105,18 +110,35 @@ class FleetLimits:
     settings: Settings
     clock: Clock = anyio.current_time
     sleep: Sleep = anyio.sleep
+    #: Every entry of the inventory: the ones on one host share that host's limits.
+    inventory_servers: tuple[Server, ...] = ()
     global_pacer: Pacer = field(init=False)
     servers: anyio.CapacityLimiter = field(init=False)
+    hosts: dict[HostKey, HostLimits] = field(init=False)
+    _pacers: dict[HostKey, Pacer] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.global_pacer = Pacer(self.settings.requests_per_second)
         self.servers = anyio.CapacityLimiter(self.settings.max_concurrent_servers)
+        self.hosts = shared_limits(self.inventory_servers)
 
     def bind_loop_clock(self) -> None:
         """Read the default clock straight from the running loop (call inside it)."""
         if self.clock is anyio.current_time:
             self.clock = loop_clock()
 
+    def host(self, server: Server) -> HostLimits:
+        """The limits `server` shares with the other entries on its host."""
+        key = host_key(server.base_url)
+        found = self.hosts.get(key)
+        if found is None:  # not in the inventory given (a caller's own server): alone
+            found = self.hosts[key] = shared_limits([server])[key]
+        return found
+
     def gate_for(self, server: Server) -> Gate:
-        """The gate of one server: its own pacer and the fleet's global one."""
-        return Gate(Pacer(server.requests_per_second), self.global_pacer, self.clock, self.sleep)
+        """The gate of one server: its host's pacer and the fleet's global one."""
+        host = self.host(server)
+        own = self._pacers.get(host.key)
+        if own is None:
+            own = self._pacers[host.key] = Pacer(host.requests_per_second)
+        return Gate(own, self.global_pacer, self.clock, self.sleep)

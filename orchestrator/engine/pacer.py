@@ -3,26 +3,29 @@
 `pacing.py` decides (pure); this takes the reading through the server's client and feeds it to
 the controller, so the runner's wiring is a call, not a block of error handling.
 
-How the runner uses it (runner.FleetRun._server): one `LoadController` per server, created
-with the targets; `take_reading` in a task of its own whenever `check_due` says so (only while
-targets wait), then the lanes are woken; the lanes start a target only while
-`controller.may_start(running)`; a target the window closed on (or a `home` scan predicted to
-end after it) becomes `deferred_result`; `FleetRun.pacing()` puts every adaptive controller's
-`summary()` into the report's `run.pacing`.
+How the runner uses it (runner.FleetRun._server): one `HostScans` per host (scheme+host+port:
+the inventory entries on it share one scan cap and one `LoadController`); `take_reading` in a
+task of its own whenever `check_due` says so (only while targets wait), then the host's lanes
+are woken; the lanes start a target only while `HostScans.may_start`; a target the window
+closed on (or a `home` scan predicted to end after it), or one the load kept waiting for
+`load.patience`, becomes `deferred_result`; `FleetRun.pacing()` puts every adaptive
+controller's `summary()` into the report's `run.pacing`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sized
+from datetime import datetime
 from typing import Protocol
 
 import structlog
 
+from orchestrator.config.durations import format_duration
+from orchestrator.config.hosts import HostLimits
 from orchestrator.errors import TargetError
 from orchestrator.model import ErrorInfo, ErrorKind, LoadReading, Status, Target, TargetResult
-from orchestrator.workflow.pacing import (
-    LoadController,
-    Window,
-)
+from orchestrator.workflow.pacing import LoadController
+from orchestrator.workflow.window import Window
 
 log = structlog.get_logger("clamfleet")
 
@@ -52,13 +55,82 @@ async def take_reading(
         log.warning(
             "load.unreadable",
             error=error,
-            hint="systemloadavg failed: this server keeps max_concurrent_scans until it works",
+            hint="systemloadavg failed: this server keeps the scan limit of its last good"
+            " reading (1 before any) until a reading works again",
         )
     return reading
 
 
-def deferred_result(target: Target, window: Window) -> TargetResult:
-    """A target the window closed on before it started: skipped, counted as incomplete."""
-    return TargetResult(
-        target, Status.SKIPPED, error=ErrorInfo(ErrorKind.DEFERRED, window.message())
-    )
+def deferred_result(target: Target, window: Window | str) -> TargetResult:
+    """A target that never started because the window closed (or it would not have finished
+    before it), or because the load kept it waiting: skipped, counted as incomplete."""
+    message = window.message() if isinstance(window, Window) else window
+    return TargetResult(target, Status.SKIPPED, error=ErrorInfo(ErrorKind.DEFERRED, message))
+
+
+def stopped_result(target: Target, message: str) -> TargetResult:
+    """A target the run's deadline (max_duration) came before: interrupted, not started."""
+    return TargetResult(target, Status.FAILED, error=ErrorInfo(ErrorKind.INTERRUPTED, message))
+
+
+def load_message(controller: LoadController, since: datetime, *, patience: bool = True) -> str:
+    """Why the load kept a target back: `load 3.6 over max 3 since 02:10` (`since`: the wall
+    time the load began to keep every start back, in the window's timezone), and, when that
+    is why it is deferred, `(waited load.patience 1h)`."""
+    last = controller.last_load
+    load = "load" if last is None else f"load {round(last, 1):g}"
+    ceiling = f"{controller.max_load:g}" if controller.max_load is not None else "?"
+    message = f"{load} over max {ceiling} since {since:%H:%M}"
+    if patience:
+        message += f" (waited load.patience {format_duration(controller.patience or 0.0)})"
+    return message
+
+
+class Member(Protocol):
+    """One inventory entry's scheduler (lanes.Lanes), as its host sees it."""
+
+    @property
+    def live(self) -> Sized: ...
+    @property
+    def queue(self) -> object: ...
+    def wake(self) -> None: ...
+
+
+class HostScans:
+    """The scans of one host across its inventory entries: one cap (the smallest given), one
+    load controller (the load is the machine's), one reading at a time.
+
+    Entries that cannot read the load (cPanel logins) count against the host's scans but are
+    held only by the cap: they cannot take readings, and nothing must wait for readings that
+    only a WHM entry of the host, perhaps not running now, would take.
+    """
+
+    def __init__(self, limits: HostLimits, controller: LoadController) -> None:
+        self.limits = limits
+        self.controller = controller
+        self.reading = False  # a systemloadavg request is in flight (one per host at a time)
+        self._members: list[Member] = []
+
+    def join(self, member: Member) -> None:
+        self._members.append(member)
+
+    def leave(self, member: Member) -> None:
+        if member in self._members:
+            self._members.remove(member)
+
+    def running(self) -> int:
+        return sum(len(m.live) for m in self._members)
+
+    def waiting(self) -> bool:
+        return any(bool(m.queue) for m in self._members)
+
+    def may_start(self, reads_load: bool) -> bool:
+        running = self.running()
+        if reads_load:
+            return self.controller.may_start(running)
+        return running < self.controller.cap
+
+    def wake(self) -> None:
+        """A slot of the host is free, or its limit changed: every entry's lanes look again."""
+        for member in list(self._members):
+            member.wake()

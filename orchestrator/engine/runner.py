@@ -4,17 +4,25 @@
       └── task group
             ├── server task (web01)  ── holds a max_concurrent_servers slot
             │     targets.select: which targets, which skipped (listaccts)
-            │     pacing.LoadController: how many may run now (the cap, or under load.max),
-            │       fed by systemloadavg readings in a task of their own
+            │     pacer.HostScans: the host's scans (entries on one scheme+host+port share
+            │       one cap and one pacing.LoadController: the cap, or under load.max), fed
+            │       by systemloadavg readings in a task of their own
             │     lanes.Lanes: that many targets in flight, one per account; a timer heap of
             │       waiting targets, a ready queue, a few workers running
             │       driver.Driver.advance: state -> command -> request -> reply -> state
             └── server task (web02) ...
+      └── deadline task (settings.max_duration): then no new start; after a grace, cancel
 
 The workflow is pure (workflow.py), so a target between two requests is nothing but its
 `State`: no task, no stack. A target's failure is a result, never an exception: one server's
 trouble cannot stop another. Cancellation (SIGINT/SIGTERM, via the CLI's cancel scope) turns
 targets in flight into `interrupted` results and is then re-raised, never swallowed.
+
+The run's deadline (`settings.max_duration`, `run --max-duration`), counted from the moment the
+run starts: no new scan starts after it (targets not started are `interrupted`, "not started:
+max_duration 6h reached"); scans in flight are followed for a grace of 10 % of max_duration, at
+most GRACE_MAX (60 s), so those about to end still report; then they are interrupted like on
+SIGTERM, and the run ends normally: the report is written, cron needs no `timeout(1)`.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import anyio
 import structlog
@@ -36,6 +44,8 @@ from orchestrator.client.health import (
 from orchestrator.client.health import ServerHealth
 from orchestrator.client.parse import Account
 from orchestrator.config import REPORT_ONLY, Accepted, AuthMethod, Inventory, Policy, Server
+from orchestrator.config.durations import format_duration
+from orchestrator.config.hosts import HostKey
 from orchestrator.engine import targets as targets_mod
 from orchestrator.engine.driver import Driver, Journal, Slot
 from orchestrator.engine.driver import NullObserver as NullObserver  # the seams, where callers look
@@ -43,7 +53,7 @@ from orchestrator.engine.driver import Observer as Observer
 from orchestrator.engine.exempt import Judge
 from orchestrator.engine.lanes import AccountQueue, Lanes
 from orchestrator.engine.limiter import FleetLimits
-from orchestrator.engine.pacer import take_reading
+from orchestrator.engine.pacer import HostScans, load_message, take_reading
 from orchestrator.engine.policy import DestructiveBudget
 from orchestrator.errors import TargetError
 from orchestrator.model import (
@@ -55,12 +65,22 @@ from orchestrator.model import (
     Target,
     TargetResult,
 )
-from orchestrator.workflow.pacing import LoadController, Window
+from orchestrator.workflow.pacing import LoadController
+from orchestrator.workflow.window import Window, in_zone
 
 log = structlog.get_logger("clamfleet")
 
 #: The shortest sleep between two looks at whether a load reading is due.
 MIN_READING_GAP = 0.05
+#: After the deadline, scans in flight are followed for this share of max_duration...
+GRACE_SHARE = 0.1
+#: ... but never longer than this (seconds): `--max-duration 6h` ends by 6h01m plus the report.
+GRACE_MAX = 60.0
+
+
+def grace_for(max_duration: float) -> float:
+    """How long scans in flight are still followed once max_duration is reached."""
+    return min(GRACE_MAX, GRACE_SHARE * max_duration)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +124,7 @@ class FleetRun:
         settings = inventory.settings
         self.inventory = inventory
         self.options = options
-        self.limits = FleetLimits(settings)
+        self.limits = FleetLimits(settings, inventory_servers=inventory.servers)
         self.http = Http(
             request_timeout=settings.timeouts.request,
             limit_per_host=options.connections_per_host,
@@ -120,6 +140,9 @@ class FleetRun:
         self.cfg = _workflow_config(inventory)
         self.window = options.window or Window.resolve(settings.window, datetime.now(UTC))
         self.controllers: dict[str, LoadController] = {}
+        self.hosts: dict[HostKey, HostScans] = {}
+        #: Set when max_duration is reached ("max_duration 6h reached"): nothing starts any more.
+        self.stopping: str | None = None
         self.targets: dict[str, tuple[Target, ...]] = {}
         self.results_by_target: dict[Target, TargetResult] = {}
         #: per (server, account): paths whose action this run has sent (its POST left), and with
@@ -132,9 +155,32 @@ class FleetRun:
     async def run(self) -> None:
         self._restore_remediation()
         self.limits.bind_loop_clock()
-        async with self.http, anyio.create_task_group() as tg:
-            for server in self.inventory.servers:
-                tg.start_soon(self._server, server, name=f"server:{server.name}")
+        deadline = self.inventory.settings.max_duration
+        async with self.http, anyio.create_task_group() as outer:
+            with anyio.CancelScope() as fleet:  # cancelled by the deadline (after its grace)
+                if deadline is not None:
+                    outer.start_soon(self._deadline, deadline, fleet, name="deadline")
+                async with anyio.create_task_group() as tg:
+                    for server in self.inventory.servers:
+                        tg.start_soon(self._server, server, name=f"server:{server.name}")
+            outer.cancel_scope.cancel()  # the deadline task ends with the fleet
+
+    async def _deadline(self, seconds: float, fleet: anyio.CancelScope) -> None:
+        """max_duration: stop starting, follow what runs for the grace, then interrupt it."""
+        await anyio.sleep(seconds)
+        grace = grace_for(seconds)
+        self.stopping = f"max_duration {format_duration(seconds)} reached"
+        log.warning(
+            "run.deadline",
+            max_duration_s=seconds,
+            grace_s=grace,
+            hint=f"no new scan starts; scans in flight are followed for {grace:g} s more, then"
+            " reported interrupted, and the report is written",
+        )
+        for host in self.hosts.values():
+            host.wake()  # the queued targets are reported at once
+        await anyio.sleep(grace)
+        fleet.cancel()
 
     def results(self) -> list[TargetResult]:
         """One result per target, in inventory order; targets never reached are interrupted."""
@@ -147,6 +193,8 @@ class FleetRun:
                 result = self.results_by_target.get(target)
                 if result is None:
                     message = "run ended before this target started"
+                    if self.stopping is not None:
+                        message = f"not started: {self.stopping}"
                     result = TargetResult(
                         target, Status.FAILED, error=ErrorInfo(ErrorKind.INTERRUPTED, message)
                     )
@@ -194,6 +242,8 @@ class FleetRun:
     async def _server(self, server: Server) -> None:
         with structlog.contextvars.bound_contextvars(server=server.name):
             async with self.limits.servers:
+                if self.stopping is not None:
+                    return  # past the deadline: not even listaccts (its targets: interrupted)
                 gate = self.limits.gate_for(server)
                 client = ServerClient(self.http, server, gate, self.options.retry)
                 health = self.http.hosts.for_server(server)
@@ -206,47 +256,98 @@ class FleetRun:
                 first = {t.account for t in todo if self._in_flight(t)}
                 order = targets_mod.start_order(todo, selection.sizes, first, selection.canary)
                 queue = AccountQueue(order)
-                pacer = self._pacer(server)
-                driver = Driver(self, client, health, selection.sizes)
+                host = self._host(server)
+                # only WHM entries read the load; cPanel logins on the host share its cap
+                reads = server.auth.method is AuthMethod.WHM_TOKEN and host.controller.adaptive
+                driver = Driver(
+                    self,
+                    client,
+                    health,
+                    selection.sizes,
+                    held=lambda patience: self._held(host, reads, patience),
+                )
                 lanes = Lanes[Slot](
                     queue,
-                    admit=pacer.may_start,
-                    closing=lambda: self.window.closed(datetime.now(UTC)),
+                    admit=lambda _running: host.may_start(reads),
+                    closing=lambda: self._closing(host, reads),
+                    released=host.wake,
                     clock=self.limits.clock,
                     begin=driver.begin,
                     advance=driver.advance,
                     interrupted=driver.interrupted,
                 )
-                workers = min(server.max_concurrent_scans, 2 * self.options.connections_per_host)
-                async with anyio.create_task_group() as tg:
-                    if pacer.adaptive:
-                        tg.start_soon(self._read_load, server, client, pacer, lanes)
-                    await lanes.run(workers=workers)
-                    tg.cancel_scope.cancel()  # the readings end with the server's last target
+                cap = min(server.max_concurrent_scans, host.controller.cap)
+                workers = min(cap, 2 * self.options.connections_per_host)
+                host.join(lanes)
+                try:
+                    async with anyio.create_task_group() as tg:
+                        if reads:
+                            tg.start_soon(self._read_load, server, client, host)
+                        await lanes.run(workers=workers)
+                        tg.cancel_scope.cancel()  # the readings end with the server's last target
+                finally:
+                    host.leave(lanes)
 
-    def _pacer(self, server: Server) -> LoadController:
-        """The server's concurrency: its fixed cap, or (with `load.max`) following its load."""
-        controller = LoadController(
-            server.load.max,
-            server.max_concurrent_scans,
-            server.load.check_interval,
-            origin=self.limits.clock(),
-        )
-        self.controllers[server.name] = controller
-        return controller
+    def _host(self, server: Server) -> HostScans:
+        """The scans of `server`'s host, shared with the other entries on it (one cap, one
+        load controller: its fixed cap, or, with `load.max`, following its load)."""
+        limits = self.limits.host(server)
+        host = self.hosts.get(limits.key)
+        if host is None:
+            controller = LoadController(
+                limits.load.max,
+                limits.max_concurrent_scans,
+                limits.load.check_interval,
+                time_constant=limits.load.time_constant,
+                patience=limits.load.patience,
+                origin=self.limits.clock(),
+            )
+            host = self.hosts[limits.key] = HostScans(limits, controller)
+        if server.auth.method is AuthMethod.WHM_TOKEN or not host.controller.adaptive:
+            self.controllers[server.name] = host.controller
+        return host
 
-    async def _read_load(
-        self, server: Server, client: ServerClient, pacer: LoadController, lanes: Lanes[Slot]
-    ) -> None:
-        """systemloadavg whenever the controller wants a reading (only while targets wait)."""
+    def _closing(self, host: HostScans, reads: bool) -> bool:
+        """No target of this entry may start any more: deadline, window, or the load's
+        patience ran out (what each queued target then becomes: Driver.begin)."""
+        if self.stopping is not None or self.window.closed(datetime.now(UTC)):
+            return True
+        return reads and host.controller.exhausted(self.limits.clock())
+
+    def _held(self, host: HostScans, reads: bool, patience: bool) -> str | None:
+        """While the load keeps every target of the host back, why ("load 3.6 over max 3 since
+        02:10"); with `patience`, only once that has lasted load.patience. None otherwise."""
+        controller = host.controller
+        now = self.limits.clock()
+        since = controller.blocked_since
+        if not reads or since is None or (patience and not controller.exhausted(now)):
+            return None
+        wall = in_zone(datetime.now(UTC), self.inventory.settings.window.timezone)
+        return load_message(controller, wall - timedelta(seconds=now - since), patience=patience)
+
+    async def _read_load(self, server: Server, client: ServerClient, host: HostScans) -> None:
+        """systemloadavg whenever the host's controller wants a reading (only while targets
+        wait; one reading at a time for all the host's entries), and a look when the load's
+        patience runs out."""
         clock = self.limits.clock
+        pacer = host.controller
         while True:
             now = clock()
-            if pacer.check_due(now, waiting=bool(lanes.queue)):
-                await take_reading(client, pacer, now, len(lanes.live))
+            if not host.reading and pacer.check_due(now, waiting=host.waiting()):
+                host.reading = True
+                try:
+                    await take_reading(client, pacer, now, host.running())
+                finally:
+                    host.reading = False
                 self.observer.server_pacing(server.name, pacer.last_load, pacer.limit())
-                lanes.wake()  # the limit may have risen, or the load fallen under max
+                host.wake()  # the limit may have risen, or the load fallen under max
             due = pacer.next_check_at()
+            ends = pacer.patience_ends_at()
+            if ends is not None:
+                if clock() >= ends:
+                    host.wake()  # patience ran out: the waiting targets are deferred
+                else:
+                    due = min(due, ends) if due is not None else ends
             await anyio.sleep(
                 max(MIN_READING_GAP, (due - clock()) if due else pacer.check_interval)
             )

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import date, datetime
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +29,7 @@ from orchestrator.model import (
     Outcome,
     PacingSample,
     RunInfo,
+    RunWindow,
     ScanStats,
     ScanType,
     ServerPacing,
@@ -209,6 +211,7 @@ def _run(r: _Reader, value: Any, where: str) -> RunInfo:
         accepted=r.optional(
             lambda v, w: _accepted_info(r, v, w), run.get("accepted"), f"{where}.accepted"
         ),
+        window=r.optional(partial(_window, r), run.get("window"), f"{where}.window"),
     )
 
 
@@ -243,6 +246,21 @@ def _stale(r: _Reader, value: Any, where: str) -> StaleEntry:
         reason=r.text(*r.field(obj, "reason", where)),
         expires=r.date(*r.field(obj, "expires", where)),
         when={k: r.text(v, f"{when_where}.{k}") for k, v in r.obj(when, when_where).items()},
+    )
+
+
+def _window(r: _Reader, value: Any, where: str) -> RunWindow:
+    obj = r.obj(value, where)
+
+    def get(key: str) -> tuple[Any, str]:
+        return r.field(obj, key, where)
+
+    text, end_where = get("end")
+    r.time(text, end_where)  # an aware ISO 8601 timestamp (the checks and their messages)
+    return RunWindow(
+        end=datetime.fromisoformat(r.text(text, end_where)),  # with its own offset kept
+        timezone=r.text(*get("timezone")),
+        source=r.text(*get("source")),
     )
 
 

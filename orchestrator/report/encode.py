@@ -1,7 +1,8 @@
 """Report -> the report.json document (README "Report"), keys in the contract's order.
 
 Additive keys beyond the contract: `run.servers`, `run.fleet_id`, `run.rerun_of`,
-`run.shard_servers` (always present), `run.pacing` (only when some server was load-paced), and,
+`run.shard_servers` (always present), `run.pacing` (only when some server was load-paced),
+`run.window` (only when the run had a finish-by window), and,
 only when a baseline was applied, `summary.delta`, each infected file's `delta` and a top-level
 `resolved` list; only with a history, each infected file's `first_seen` and `nights_seen` and a
 top-level `history` (the last nights' trend). Accepted findings and canaries: `summary.accepted`,
@@ -22,6 +23,7 @@ from orchestrator.model import (
     ErrorInfo,
     InfectedFile,
     RunInfo,
+    RunWindow,
     ScanStats,
     ServerPacing,
     TargetResult,
@@ -73,6 +75,8 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
         doc["canaries"] = {name: canary_to_dict(c) for name, c in run.canaries.items()}
     if run.accepted is not None:
         doc["accepted"] = accepted_info_to_dict(run.accepted)
+    if run.window is not None:
+        doc["window"] = window_to_dict(run.window)
     return doc
 
 
@@ -94,6 +98,15 @@ def accepted_info_to_dict(info: AcceptedInfo) -> dict[str, Any]:
             }
             for e in info.stale
         ],
+    }
+
+
+def window_to_dict(window: RunWindow) -> dict[str, Any]:
+    """`end` keeps its timezone's offset: `2026-12-05T06:00:00+01:00`."""
+    return {
+        "end": window.end.replace(microsecond=0).isoformat(),
+        "timezone": window.timezone,
+        "source": window.source,
     }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from html import escape
 
-from orchestrator.model import EXIT_CLEAN, EXIT_INFECTED, ErrorKind, Status, TargetResult
+from orchestrator.model import EXIT_CLEAN, EXIT_INFECTED, ErrorKind, RunWindow, Status, TargetResult
 from orchestrator.report.encode import format_time
 from orchestrator.report.model import Report
 from orchestrator.report.pacing_chart import pacing_charts
@@ -114,7 +114,18 @@ def _meta(report: Report) -> str:
     ]
     if run.rerun_of:
         parts.append(f"rerun of {run.rerun_of}")
+    if run.window is not None:
+        parts.append(window_text(run.window))
     return f'<p class="meta">{_e(" · ".join(parts))}</p>'
+
+
+def window_text(window: RunWindow) -> str:
+    """`window: no new scan after 06:00 Europe/Berlin (2026-12-05 06:00 +01:00, settings)`."""
+    end = window.end
+    return (
+        f"window: no new scan after {end:%H:%M} {window.timezone}"
+        f" ({end:%Y-%m-%d %H:%M %z}, {window.source})"
+    )
 
 
 def _headline(report: Report) -> str:

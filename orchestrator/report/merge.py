@@ -22,6 +22,7 @@ from orchestrator.model import (
     AcceptedInfo,
     CanaryInfo,
     RunInfo,
+    RunWindow,
     ServerPacing,
     Target,
     TargetResult,
@@ -186,6 +187,7 @@ def _merged_run(reports: Sequence[Report], first: RunInfo, shard: str) -> RunInf
         pacing=_merged_pacing(reports),
         canaries=_merged_canaries(reports),
         accepted=_merged_accepted(reports),
+        window=_merged_window(reports),
     )
 
 
@@ -203,6 +205,13 @@ def _merged_accepted(reports: Sequence[Report]) -> AcceptedInfo | None:
         return None
     stale = [e for e in used[0].stale if all(e in other.stale for other in used[1:])]
     return replace(used[0], stale=tuple(stale))
+
+
+def _merged_window(reports: Sequence[Report]) -> RunWindow | None:
+    """The shards of one night share one window: the first shard's (an original before its
+    rerun, which resolved its own window later)."""
+    ordered = sorted(reports, key=lambda r: (r.run.rerun_of is not None, r.run.started_at))
+    return next((r.run.window for r in ordered if r.run.window is not None), None)
 
 
 def _union_in_order(order: Sequence[str], parts: Sequence[Sequence[str]]) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from orchestrator.model import (
     Outcome,
     PacingSample,
     RunInfo,
+    RunWindow,
     ScanType,
     ServerPacing,
     Status,
@@ -197,7 +198,16 @@ def normalize_run(run: RunInfo) -> RunInfo:
         servers=tuple(run.servers),
         pacing={name: normalize_pacing(p) for name, p in run.pacing.items()},
         canaries=dict(run.canaries),
+        window=None if run.window is None else normalize_window(run.window),
     )
+
+
+def normalize_window(window: RunWindow) -> RunWindow:
+    """To the second, keeping its own offset (`06:00+01:00` reads as the clock it was)."""
+    end = window.end
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
+    return replace(window, end=end.replace(microsecond=0))
 
 
 def normalize_pacing(pacing: ServerPacing) -> ServerPacing:

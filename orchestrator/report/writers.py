@@ -31,6 +31,14 @@ from orchestrator.report.tabular import infected_csv, targets_csv
 Renderer = Callable[[Report], str]
 
 
+class ReportWriteError(OSError):
+    """Raised when a report file cannot be written (disk full, permissions): names the file."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        super().__init__(cause.errno, f"{path}: {cause.strerror or cause}")
+        self.path = path
+
+
 def report_json(report: Report) -> str:
     return json.dumps(report_to_dict(report), indent=2, ensure_ascii=False) + "\n"
 
@@ -92,14 +100,23 @@ def write_report(
     """
     contents = render(report, formats, prometheus_per_target=prometheus_per_target)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportWriteError(out_dir, exc) from exc
     staged: list[tuple[str, Path]] = []
     try:
         for name, text in contents.items():
-            staged.append((_stage(out_dir, name, text), out_dir / name))
+            try:
+                staged.append((_stage(out_dir, name, text), out_dir / name))
+            except OSError as exc:
+                raise ReportWriteError(out_dir / name, exc) from exc
         _remove_stale(out_dir, OWNED_FILES - contents.keys())
         for temp, final in staged:
-            os.replace(temp, final)
+            try:
+                os.replace(temp, final)
+            except OSError as exc:
+                raise ReportWriteError(final, exc) from exc
     finally:
         for temp, _ in staged:
             with contextlib.suppress(FileNotFoundError):

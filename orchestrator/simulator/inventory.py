@@ -15,7 +15,10 @@ from typing import Any
 
 import yaml
 
+from orchestrator.simulator.load import TAUS
 from orchestrator.simulator.spec import AccountSpec, FleetSpec, ServerSpec
+
+LOAD_TAU = TAUS[0]  # the 1-minute average's time constant, simulated seconds
 
 AUTHS = ("whm", "cpanel_token", "cpanel_password")
 
@@ -62,6 +65,17 @@ def _entries(server: ServerSpec, url: str, auth: str, env: dict[str, str]) -> li
     return out
 
 
+def _load_keys(
+    spec: FleetSpec, server: ServerSpec, given: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The entry's `load:` keys: the ones given, and, on a server whose time runs K times
+    faster (`time_scale`), the time constant its load averages really have (60 s / K)."""
+    keys = dict(given or {})
+    if server.load is not None and spec.time_scale != 1.0:
+        keys.setdefault("time_constant", LOAD_TAU / spec.time_scale)
+    return keys
+
+
 def inventory_document(
     spec: FleetSpec,
     urls: Mapping[str, str],
@@ -76,11 +90,13 @@ def inventory_document(
         raise ValueError(f"auth must be one of {', '.join(AUTHS)}, not {auth!r}")
     env: dict[str, str] = {}
     servers = []
+    extra = dict(extra_server_keys or {})
     for server in spec.servers:
         for entry in _entries(server, urls[server.name], auth, env):
             if ca_file is not None:
                 entry["tls"] = {"verify": True, "ca_file": str(ca_file)}
-            servers.append({**entry, **(extra_server_keys or {})})
+            load = _load_keys(spec, server, extra.get("load"))
+            servers.append({**entry, **extra, **({"load": load} if load else {})})
     document: dict[str, Any] = {"servers": servers}
     if settings:
         document["settings"] = dict(settings)

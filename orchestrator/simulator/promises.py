@@ -8,13 +8,10 @@ combines them (`ServerRules.combine`), the stricter reading where the notes are 
 
 - `requests_per_second`: the smallest among the host's entries (an entry that leaves it out
   has the inventory's default, 5);
-- `max_concurrent_scans`: likewise the smallest (default 2): the `host-scan-cap` rule. The
-  client does not share the scan cap among a host's entries yet, and the suite's fleets with
-  several entries per host (the fuzz, per-account logins) would all break the rule, so until
-  the client's fix turns `SHARED_SCAN_CAP` True, a fleet judges the sum of the entries' caps
-  (each entry its own cap: what the client promises today, and with one entry per host, as
-  with `whm_token`, the cap in full) unless it is made with `shared_scan_cap=True`, as
-  `clamfleet simulate` makes its fleet: the command shows the stricter rule already;
+- `max_concurrent_scans`: likewise the smallest (default 2): the `host-scan-cap` rule, which
+  clamfleet keeps (its entries on one host share one cap). `SHARED_SCAN_CAP` (on) can be
+  turned off for a fleet (`shared_scan_cap=False`) to judge each entry's own cap instead (the
+  sum), the looser reading a client that caps entries apart would need;
 - exclusions and `include_suspended` stay each entry's own: an account is excluded when every
   entry that reaches it (`accounts: all`, or a list naming it) excludes it, and a suspended one
   may be asked for when one entry that reaches it says `include_suspended: true`.
@@ -37,8 +34,8 @@ DEFAULT_SERVER_RPS = 5.0
 DEFAULT_SCANS = 2
 DEFAULT_FLEET_RPS = 100.0
 #: Whether a fleet judges a host's entries' scan caps as one (the smallest) by default, or each
-#: entry's own (their sum): see the module docstring. The client's fix turns it True.
-SHARED_SCAN_CAP = False
+#: entry's own (their sum): see the module docstring.
+SHARED_SCAN_CAP = True
 
 
 @dataclass(frozen=True, slots=True)

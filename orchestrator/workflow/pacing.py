@@ -3,8 +3,8 @@
 No I/O and no clock reads: every `now` is passed in (monotonic seconds for the controller, an
 aware wall-clock datetime for the window), so the whole policy is tested without a server.
 
-    LoadController   one per server: the scan concurrency limit from systemloadavg readings
-    Window           the run's cut-off: no new scan starts after it
+    LoadController   one per host: the scan concurrency limit from systemloadavg readings
+    Window           the run's cut-off: no new scan starts after it (window.py, re-exported)
     predicted_seconds / Throughput   how long a scan of an account will probably take
 
 The control law (why each part is there):
@@ -13,10 +13,14 @@ The control law (why each part is there):
   the settled reading minus the scans running) and never plans more scans than fit under max:
   `fit = the most n with base + n < max`.
 - The first reading of an idle server sets the limit to `fit` at once (no slow ramp).
+- Nothing starts before the first reading has answered (or failed): a server already over max
+  must not get a scan just because its load was not known yet.
 - The 1-minute average lags (a new scan shows only ~63 % after a minute). Two readings with
   the same scans running give where it is heading, `(L2 - L1 a) / (1 - a)` with
-  `a = exp(-dt / tau)`, tau = `settle` = 2 x check_interval (one minute by default); that
-  settled value, not the lagging reading, updates `base` and decides increases.
+  `a = exp(-dt / tau)`, tau = the average's time constant: 60 s, the kernel's, whatever
+  `check_interval` is (a shorter interval reads more often, it does not make the average
+  faster); that settled value, not the lagging reading, updates `base` and decides increases.
+  `settle`, the wait after a change before the next increase, is one tau too.
 - Over max: start nothing new (`may_start` is False). Once `settle` has passed since the last
   change, step the limit down (at least by one, to `fit`); while the load is still rising just
   aim at `fit` (scans started before the rise cannot be cancelled, and nothing pretends they
@@ -28,24 +32,29 @@ The control law (why each part is there):
 - Readings cost API calls, so none is due while no target waits to start (nothing to decide),
   and while the load holds steady the interval stretches (x2 per steady reading, up to
   STRETCH x check_interval); any change, overload or failure brings it back to check_interval.
-- A failed reading (None) falls back to the fixed cap, as if no `max` were set, and
-  `take_warning` says so once; the next good reading resumes adapting from what is running.
+- A failed reading (None) is not retried before the next check; the limit stays what the last
+  good reading made it (1 before any), never the upper cap: a reading fails most often when
+  the server is too busy to answer, the worst moment to start more. `take_warning` says so
+  once; the next good reading resumes adapting.
+- Patience: while the load is over max and none of our scans runs, nothing can start; if that
+  lasts `patience` seconds (`exhausted`), the waiting targets are deferred (named by the load)
+  instead of waiting for a load that may never fall: the run ends.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
-from orchestrator.config import WindowSetting
 from orchestrator.model import LoadReading, PacingSample, ServerPacing
+from orchestrator.workflow.window import Window as Window  # where callers found it before
 
 HYSTERESIS = 0.1  # increase only below max * (1 - HYSTERESIS)
 BACKOFF = 0.75  # an overload cuts the limit to at most this share of what was in use
 STRETCH = 4  # a steady load is read at most this many check_intervals apart
 HISTORY = 240  # samples kept per server (older ones are thinned out, never the whole run lost)
+EPSILON = 1e-6  # load units: below what a reading can tell apart
+TIME_CONSTANT = 60.0  # seconds: the kernel's 1-minute load average (exp(-5/60) per 5 s tick)
 
 
 class PacingObserver(Protocol):
@@ -63,13 +72,17 @@ class LoadController:
         cap: int,
         check_interval: float,
         *,
+        time_constant: float = TIME_CONSTANT,
+        patience: float | None = None,
         origin: float | None = None,
         history: int = HISTORY,
     ) -> None:
         self.max_load = max_load
         self.cap = max(1, cap)
         self.check_interval = check_interval
-        self.settle = 2 * check_interval  # ~ the 1-minute average's time constant by default
+        self.settle = time_constant  # the 1-minute average's time constant (tau)
+        self.patience = patience  # None: wait for the load however long it takes
+        self._blocked_since: float | None = None  # over max with nothing of ours running
         self._origin = origin  # history times are relative to this (default: first reading)
         self._limit = 1
         self._fallback = False
@@ -98,8 +111,9 @@ class LoadController:
         return self.max_load is not None
 
     def limit(self) -> int:
-        """Scans that may run at once now: 1..cap (cap without a max, or after a failed read)."""
-        if self.max_load is None or self._fallback:
+        """Scans that may run at once now: 1..cap (cap without a max; after a failed reading
+        what the last good one allowed)."""
+        if self.max_load is None:
             return self.cap
         return self._limit
 
@@ -114,8 +128,28 @@ class LoadController:
         )
 
     def may_start(self, running: int) -> bool:
-        """Whether one more scan may start with `running` scans running."""
+        """Whether one more scan may start with `running` scans running (with a max: never
+        before the first reading has answered or failed)."""
+        if self.max_load is not None and self._checked is None:
+            return False
         return running < self.limit() and not self.overloaded()
+
+    def exhausted(self, now: float) -> bool:
+        """The load has kept every start back (over max, nothing of ours running) for
+        `patience` seconds: the targets still waiting are to be deferred."""
+        ends = self.patience_ends_at()
+        return ends is not None and now >= ends
+
+    def patience_ends_at(self) -> float | None:
+        """When the current wait for the load runs out of patience (None: no such wait)."""
+        if self.patience is None or self._blocked_since is None:
+            return None
+        return self._blocked_since + self.patience
+
+    @property
+    def blocked_since(self) -> float | None:
+        """Since when the load has kept every start back (None: it does not)."""
+        return self._blocked_since
 
     def check_due(self, now: float, *, waiting: bool = True) -> bool:
         """A systemloadavg reading is due (never without `max`, nor with no target `waiting`)."""
@@ -146,17 +180,21 @@ class LoadController:
         if reading is None:
             self._failures += 1
             self._warn = self._warn or self._failures == 1
-            self._fallback = True
+            self._fallback = True  # the limit stays the last good one (1 before any)
+            self._blocked_since = None  # not kept back by the load: the limit lets one start
             self._interval = self.check_interval
             self._record(now, running, None)
             return
-        if self._fallback:  # resume adapting from what runs now
-            self._fallback = False
-            self._limit = min(self.cap, max(1, running))
+        self._fallback = False
         self._account(reading, now)
         previous, self._last, self._last_at = self._last, reading, now
         before = self._limit
         self._adapt(reading.one, previous, now, running)
+        if self.overloaded() and running == 0:
+            if self._blocked_since is None:
+                self._blocked_since = now
+        else:
+            self._blocked_since = None
         steady = self._limit == before and not self.overloaded() and previous is not None
         if steady and not self._increase_pending(reading.one, running):
             self._interval = min(2 * self._interval, STRETCH * self.check_interval)
@@ -214,8 +252,8 @@ class LoadController:
     ) -> float:
         """Update the load that is not our scans; return where the average is heading.
 
-        The 1-minute average moves towards its target as exp(-t / tau) (tau: `settle`, one
-        minute by default), so two readings with the same scans running give the target the
+        The 1-minute average moves towards its target as exp(-t / tau) (tau: `settle`, the
+        kernel's 60 s), so two readings with the same scans running give the target the
         lag hides: (L2 - L1 * a) / (1 - a), a = exp(-dt / tau). Idle, the reading is the base.
         """
         expected = load
@@ -233,7 +271,8 @@ class LoadController:
     def _fit(self) -> int:
         """The most scans with base + scans strictly under max (each scan ~ 1 runnable task)."""
         assert self.max_load is not None
-        return _clamp(math.ceil(self.max_load - self._base) - 1, self.cap)
+        # (less a hair: an estimate a rounding error under a whole number must not buy a scan)
+        return _clamp(math.ceil(self.max_load - self._base - EPSILON) - 1, self.cap)
 
     def _record(self, now: float, running: int, load: float | None) -> None:
         self._seen += 1
@@ -277,53 +316,6 @@ class LoadController:
 
 def _clamp(value: int, cap: int) -> int:
     return max(1, min(cap, value))
-
-
-class Window:
-    """The run's cut-off: an aware datetime, or None for no window."""
-
-    def __init__(self, end: datetime | None) -> None:
-        if end is not None and end.tzinfo is None:
-            raise ValueError("the window end must be an aware datetime")
-        self.end = end
-
-    @classmethod
-    def resolve(cls, setting: WindowSetting, start: datetime) -> Window:
-        """`end` HH:MM in its timezone: the first such moment after the run's `start`."""
-        if setting.end is None:
-            return cls(None)
-        if setting.timezone == "local":
-            local = start.astimezone().replace(tzinfo=None)
-            end = local.replace(hour=setting.end.hour, minute=setting.end.minute, second=0)
-            end = end.replace(microsecond=0)
-            if end <= local:
-                end += timedelta(days=1)
-            return cls(end.astimezone())  # naive -> the system zone's rules on that date
-        zone = ZoneInfo(setting.timezone)
-        here = start.astimezone(zone)
-        wall = here.replace(hour=setting.end.hour, minute=setting.end.minute, second=0)
-        wall = wall.replace(microsecond=0)
-        if wall <= here:
-            wall = (wall.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=zone)
-        return cls(wall)
-
-    def closed(self, now_wall: datetime) -> bool:
-        return self.end is not None and now_wall >= self.end
-
-    def fits(self, now_wall: datetime, predicted_seconds: float | None) -> bool:
-        """Whether a scan started now ends before the window does (unknown length: if open)."""
-        if self.end is None:
-            return True
-        if self.closed(now_wall):
-            return False
-        if predicted_seconds is None:
-            return True
-        return now_wall + timedelta(seconds=predicted_seconds) <= self.end
-
-    def message(self) -> str:
-        if self.end is None:
-            return "no window"
-        return f"window closed at {self.end.strftime('%H:%M')}"
 
 
 def predicted_seconds(disk_used_mib: float | None, bytes_per_second: float | None) -> float | None:

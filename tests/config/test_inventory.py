@@ -448,7 +448,7 @@ def test_select_servers_by_glob_keeps_inventory_order() -> None:
             one_server("settings:\n  timeout: {scan: 1}\n"),
             "inventory.yaml:6: settings.timeout: unknown key 'timeout' (allowed:"
             " max_concurrent_servers, requests_per_second, poll_interval, timeouts, window,"
-            " history, notify, accepted)",
+            " history, notify, accepted, max_duration)",
             id="unknown-settings-key",
         ),
         pytest.param(

@@ -15,10 +15,10 @@ from orchestrator.engine.runner import FleetRun, RunOptions
 from orchestrator.model import ErrorKind, RunInfo, Status
 from orchestrator.report import build_report, write_report
 from orchestrator.report.model import exit_code
-from orchestrator.simulator import generate_fleet
+from orchestrator.simulator import AccountSpec, SimFile, generate_fleet
 from orchestrator.simulator.load import LoadSpec
 from orchestrator.workflow.pacing import Window
-from tests.support import Outcome, Sim
+from tests.support import Outcome, Sim, one_server
 
 
 def loaded_fleet(accounts: int, cores: int, background: float = 0.0) -> Any:
@@ -113,3 +113,25 @@ def test_deferred_targets_are_rescanned_by_only_failed_the_next_night(
     assert rerun.code == 0
     assert {t["status"] for t in rerun.report["targets"]} == {"clean"}
     assert len(rerun.report["targets"]) == 3
+
+
+def test_a_home_scan_predicted_to_end_after_the_window_says_it_would_not_finish(
+    simulate: Callable[..., Sim],
+) -> None:
+    # the largest account goes first: 5 MiB in 1.5 s measures the server's speed, so each next
+    # one (4.9 MiB, listaccts) is predicted at ~1.5 s: past a window then open for ~1 s more
+    mib = 1024 * 1024
+    accounts = (
+        AccountSpec("first", files=(SimFile("big.bin", 5 * mib),), scan_seconds=1.5),
+        AccountSpec("second", files=(SimFile("big.bin", int(4.9 * mib)),)),
+        AccountSpec("third", files=(SimFile("big.bin", int(4.9 * mib)),)),
+    )
+    sim = simulate(one_server(*accounts), server_keys={"max_concurrent_scans": 1})
+    window = Window(datetime.now(UTC) + timedelta(seconds=2.5))
+    fleet = FleetRun(load_inventory(sim.inventory), RunOptions(window=window))
+    anyio.run(fleet.run)
+    first, *rest = fleet.results()
+    assert first.status is Status.CLEAN  # its speed was not known yet: it started
+    for r in rest:
+        assert r.error is not None and r.error.kind is ErrorKind.DEFERRED
+        assert r.error.message.startswith(f"would not finish before {window.clock()} (predicted")

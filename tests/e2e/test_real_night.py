@@ -213,11 +213,6 @@ def test_throttled_starts_take_exactly_once_per_target_and_no_target_fails(
     assert violations == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the client paces and caps each inventory entry apart: five cpanel_token entries "
-    "on one host send five times its rate and run five scans under a cap of one",
-)
 def test_token_entries_on_one_host_share_its_rate_and_scan_cap(
     night: Callable[..., Night], cli: Callable[..., Outcome]
 ) -> None:

@@ -7,13 +7,16 @@ So hundreds of concurrent requests run in milliseconds of wall time, and every t
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import anyio
 import pytest
 from trio.testing import MockClock
 
-from orchestrator.engine.limiter import Gate, Pacer, loop_clock
+from orchestrator.config import AuthMethod, Credentials, Server, Settings
+from orchestrator.engine.limiter import FleetLimits, Gate, Pacer, loop_clock
+from orchestrator.model import Secret
 
 
 @pytest.fixture
@@ -197,3 +200,24 @@ def test_on_asyncio_the_clock_is_the_loops_own_time() -> None:
 @pytest.mark.anyio
 async def test_on_trio_the_clock_falls_back_to_anyio() -> None:
     assert loop_clock() is anyio.current_time
+
+
+@pytest.mark.anyio
+async def test_entries_of_one_host_share_one_pacer_at_the_smallest_rate() -> None:
+    def entry(name: str, url: str, rate: float) -> Server:
+        auth = Credentials(AuthMethod.CPANEL_TOKEN, name, Secret("x"))
+        return Server(name=name, base_url=url, auth=auth, requests_per_second=rate)
+
+    servers = (
+        entry("a", "https://shop:2083", 5),
+        entry("b", "https://shop:2083", 5),
+        entry("c", "https://shop:2083", 4),
+        entry("d", "https://other:2083", 5),
+    )
+    limits = FleetLimits(Settings(requests_per_second=1000), inventory_servers=servers)
+    gates = {s.name: limits.gate_for(s) for s in servers}
+    sent = await send_all(gates, per_gate=4)
+    shop = sorted(sent["a"] + sent["b"] + sent["c"])
+    assert max_in_window(shop) == 4  # three entries at 5, 5 and 4/s: 4/s to the host
+    assert max_in_window(sent["d"]) == 4  # (another host: its own pacer, 4 in 0.6 s)
+    assert min(b - a for a, b in itertools.pairwise(shop)) == pytest.approx(0.25)

@@ -23,7 +23,14 @@ from orchestrator.report import (
     validate_report_dict,
 )
 from orchestrator.report.writers import render
-from tests.report.test_report import T0, result, sample_report, sample_results, sample_run
+from tests.report.test_report import (
+    BERLIN_WINDOW,
+    T0,
+    result,
+    sample_report,
+    sample_results,
+    sample_run,
+)
 
 
 def shard(index: int, total: int, servers: set[str], **run: object) -> Report:
@@ -54,6 +61,14 @@ def test_shards_merge_into_the_report_of_the_union_in_inventory_order() -> None:
     assert len(run.id) == 32 and run.id not in {"run-1", "run-2", "run-3"}
     assert merge_reports(list(reversed(parts))).report == merged.report, "order-independent"
     validate_report_dict(report_to_dict(merged.report))
+
+
+def test_merge_carries_the_nights_window() -> None:
+    parts = [shard(1, 2, {"web01", "web02"}, window=BERLIN_WINDOW), shard(2, 2, {"web03"})]
+    merged = merge_reports(parts).report
+    assert merged.run.window == BERLIN_WINDOW
+    assert report_from_dict(report_to_dict(merged), "m.json").run.window == BERLIN_WINDOW
+    assert merge_reports([shard(1, 1, {"web01", "web02", "web03"})]).report.run.window is None
 
 
 def test_merged_shard_servers_are_every_shards_servers_in_inventory_order() -> None:

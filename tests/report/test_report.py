@@ -21,6 +21,7 @@ from orchestrator.model import (
     InfectedFile,
     Outcome,
     RunInfo,
+    RunWindow,
     ScanStats,
     ScanType,
     Status,
@@ -39,6 +40,7 @@ from orchestrator.report import (
     validate_report_dict,
     write_report,
 )
+from orchestrator.report.writers import render
 
 T0 = datetime(2026, 11, 28, 2, 0, 0, tzinfo=UTC)
 EVIL_PATH = '/home/bob/mail/<script>alert("x")</script>&co\'s.eml'
@@ -446,6 +448,40 @@ def test_report_from_dict_errors_name_file_and_field(mutate: Any, message: str) 
     assert str(info.value) == message
 
 
+BERLIN_WINDOW = RunWindow(
+    end=datetime(2026, 11, 28, 6, 0, tzinfo=timezone(timedelta(hours=1), "CET")),
+    timezone="Europe/Berlin",
+    source="--finish-by",
+)
+
+
+def test_the_window_is_written_with_its_own_offset_and_read_back_equal() -> None:
+    report = sample_report(window=BERLIN_WINDOW)
+    doc = report_to_dict(report)
+    assert doc["run"]["window"] == {
+        "end": "2026-11-28T06:00:00+01:00",
+        "timezone": "Europe/Berlin",
+        "source": "--finish-by",
+    }
+    validate_report_dict(json.loads(json.dumps(doc)))
+    back = report_from_dict(json.loads(json.dumps(doc)), "r.json")
+    assert back == report
+    assert back.run.window is not None and back.run.window.end.strftime("%H:%M") == "06:00"
+    assert "window" not in report_to_dict(sample_report())["run"]  # optional: no window, no key
+
+
+def test_a_window_without_an_offset_is_refused_naming_the_field() -> None:
+    doc = report_to_dict(sample_report(window=BERLIN_WINDOW))
+    doc["run"]["window"]["end"] = "2026-11-28T06:00:00"
+    with pytest.raises(ConfigError, match=r"a\.json: run\.window\.end: timestamp without"):
+        report_from_dict(doc, "a.json")
+
+
+def test_the_html_header_shows_the_window() -> None:
+    html = render(sample_report(window=BERLIN_WINDOW), ["html"])["report.html"]
+    assert "window: no new scan after 06:00 Europe/Berlin (2026-11-28 06:00 +0100" in html
+
+
 def test_report_from_dict_ignores_unknown_additive_keys() -> None:
     doc = report_to_dict(sample_report())
     doc["future"] = {"x": 1}
@@ -533,6 +569,17 @@ runs = st.builds(
     servers=st.lists(names, max_size=4).map(tuple),
     fleet_id=st.just("") | names,
     rerun_of=st.none() | names,
+    window=st.none()
+    | st.builds(
+        RunWindow,
+        end=st.builds(
+            lambda moment, minutes: moment.astimezone(timezone(timedelta(minutes=minutes))),
+            moments,
+            st.integers(-12 * 60, 14 * 60),
+        ),
+        timezone=st.sampled_from(["local", "UTC", "Europe/Berlin"]),
+        source=st.sampled_from(["settings", "--finish-by"]),
+    ),
 )
 
 

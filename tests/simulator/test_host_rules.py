@@ -21,6 +21,7 @@ from orchestrator.simulator import (
     ManualClock,
     SimulatedFleet,
     SimulatorThread,
+    promises,
 )
 from orchestrator.simulator import referee as referee_module
 from orchestrator.simulator.promises import ServerRules, host_rules
@@ -163,10 +164,11 @@ async def test_scans_that_ended_died_or_are_not_the_runs_leave_room_under_the_ca
 
 
 @pytest.mark.asyncio
-async def test_until_the_client_shares_a_hosts_cap_the_suites_fleets_judge_each_entrys_own(
-    tmp_path: Path,
+async def test_a_fleet_can_judge_each_entrys_own_cap_when_told_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with refereed(three()) as api:  # SHARED_SCAN_CAP off: the caps add up
+    monkeypatch.setattr(promises, "SHARED_SCAN_CAP", False)  # the looser reading: caps add up
+    async with refereed(three()) as api:
         keys = {"max_concurrent_scans": 1}
         api.fleet.write_inventory(tmp_path / "i.yaml", auth="cpanel_token", extra_server_keys=keys)
         for user in ("alice", "bob", "carol"):
