@@ -351,5 +351,5 @@ def _interrupted(state: workflow.State, started: datetime) -> TargetResult:
         finished_at=finished,
         duration_s=(finished - started).total_seconds(),
         api_calls=state.api_calls,
-        error=ErrorInfo(ErrorKind.INTERRUPTED, f"run interrupted during {state.phase}"),
+        error=ErrorInfo(ErrorKind.INTERRUPTED, f"run interrupted {workflow.doing(state.phase)}"),
     )

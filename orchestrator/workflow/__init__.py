@@ -25,6 +25,7 @@ from orchestrator.workflow.state import (
     StartAttempts,
     State,
     WorkflowConfig,
+    doing,
     from_dict,
     to_dict,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "State",
     "WorkflowConfig",
     "begin",
+    "doing",
     "from_dict",
     "infected_files",
     "leaves_disinfection_pending",
