@@ -31,8 +31,9 @@ files:
   --policy FILE (YAML)  what to ask cPanel to do with infected files: policy.example.yaml
   --out DIR             report.json, targets.csv, infected.csv (+ --format ...)
   --journal FILE        SQLite progress for --resume
+  --log-file PATH       every log event as JSON lines, appended (with --quiet: all of them)
 
-`clamfleet help` prints this manual with every subcommand's options.
+`clamfleet help` prints this manual with every subcommand's options; so does `man clamfleet`.
 """
 
 _COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+)$")

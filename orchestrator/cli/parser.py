@@ -17,7 +17,7 @@ import structlog
 
 from orchestrator import __version__, log
 from orchestrator.cli.helptext import EPILOG, Formatter, fault_knobs
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, JournalError
 from orchestrator.model import EXIT_INTERNAL, EXIT_INVALID, ScanType
 from orchestrator.report.writers import DEFAULT_FORMATS, FORMATS
 
@@ -159,7 +159,9 @@ def _add_run(p: argparse.ArgumentParser) -> None:
         "--only-failed",
         type=Path,
         metavar="REPORT",
-        help="rescan only that report's failed targets (default: none: every target)",
+        help="rescan only what that report says needs another pass: failed, interrupted and"
+        " deferred targets, and targets with a file whose outcome is unknown or error or whose"
+        " action a limit held back (default: none: every target)",
     )
     p.add_argument(
         "--notify-webhook",
@@ -185,6 +187,23 @@ def _add_run(p: argparse.ArgumentParser) -> None:
         " later targets are reported skipped/deferred",
     )
     _add_logging(p)
+    _add_cron(p)
+
+
+def _add_cron(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only warnings, what needs attention and the verdict line, e.g. for cron"
+        " mail (default: off: also the summary table and info logs)",
+    )
+    p.add_argument(
+        "--log-file",
+        type=Path,
+        metavar="PATH",
+        help="also append every log event to PATH, one JSON object per line, at --log-level"
+        " whatever --quiet hides (default: none)",
+    )
 
 
 def _add_per_target(p: argparse.ArgumentParser) -> None:
@@ -228,6 +247,7 @@ def _add_merge(p: argparse.ArgumentParser) -> None:
         help=f"report formats, comma-separated (default: {','.join(DEFAULT_FORMATS)})",
     )
     _add_per_target(p)
+    _add_cron(p)
 
 
 def _add_simulate(p: argparse.ArgumentParser) -> None:
@@ -342,6 +362,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(error, ConfigError):
             print(f"clamfleet: error: {error.render()}", file=sys.stderr)
             return EXIT_INVALID
+        if isinstance(error, JournalError):
+            # not a bug, but no verdict either: the run stopped (a partial report was written)
+            print(
+                f"clamfleet: error: {error}; the run stopped without a verdict (the report"
+                " holds what had finished); make room, then rerun the same command with"
+                " --resume",
+                file=sys.stderr,
+            )
+            return EXIT_INTERNAL
         return _internal_error(args, error)
 
 
