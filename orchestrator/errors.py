@@ -2,6 +2,7 @@
 
     ClamfleetError             base: never raised itself
     ├── ConfigError            bad invocation, inventory, policy, --out/--journal   exit 3
+    ├── JournalError           the journal cannot be written mid-run (disk full)   exit 70
     └── TargetError            ends a request, target or server; carries a kind    kind=internal
         ├── AuthError          credentials refused, login page, cPHulk lockout      kind=auth
         │   └── HostRefused    not sent: another login on the host was refused     kind=auth
@@ -99,6 +100,14 @@ class ConfigError(ClamfleetError):
             where += ": "
         field = f"{self.field}: " if self.field else ""
         return f"{where}{field}{self.message}"
+
+
+class JournalError(ClamfleetError):
+    """Raised when the --journal file cannot be written (disk full, read-only, I/O error)."""
+
+    # Before the first request it becomes a ConfigError (exit 3: nothing was scanned); mid-run
+    # it stops the run like a crash (partial report, exit 70: no verdict), in words a user
+    # understands ("cannot write the journal: No space left on device"), not as a bug.
 
 
 class TargetError(ClamfleetError):

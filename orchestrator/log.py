@@ -4,6 +4,10 @@ Secrets are redacted twice over: values registered with `register_secret` (every
 password the inventory resolved) are masked wherever they appear in an event, and keys that
 name credentials (authorization, token, password, cookie) are masked whatever their value.
 Tracebacks are rendered without local variables, which could hold a token.
+
+A second destination, `log_file` (`--log-file`), gets every event as one JSON object per line
+(flushed line by line, so a crash loses nothing written), at `level`, while the console may
+show less (`console_level`: `--quiet` keeps warnings and errors there).
 """
 
 from __future__ import annotations
@@ -66,14 +70,37 @@ def redact_processor(
     return event_dict
 
 
-def configure(fmt: str = "console", level: str = "info", stream: TextIO | None = None) -> None:
-    """Configure structlog (and route stdlib logging through the same redaction)."""
-    numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+def _level(name: str | None, default: int = logging.INFO) -> int:
+    if name is None:
+        return default
+    return logging.getLevelNamesMapping().get(name.upper(), default)
+
+
+def configure(
+    fmt: str = "console",
+    level: str = "info",
+    stream: TextIO | None = None,
+    *,
+    console_level: str | None = None,
+    log_file: TextIO | None = None,
+) -> None:
+    """Configure structlog (and route stdlib logging through the same redaction).
+
+    `console_level` (default: `level`) may be higher than `level` when `log_file` takes the
+    full log in JSON lines while the console shows only warnings (`--quiet`).
+    """
+    numeric = _level(level)
+    console = max(_level(console_level, numeric), numeric)
+    lowest = min(numeric, console) if log_file is not None else console
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if log_file is not None:
+        shared.append(_tee_json(log_file, numeric))
+    if console > lowest:
+        shared.append(_drop_below(console))
     renderer: Any
     if fmt == "json":
         # structlog's own dict_tracebacks shows each frame's local variables (a token, a
@@ -88,15 +115,46 @@ def configure(fmt: str = "console", level: str = "info", stream: TextIO | None =
         )
     structlog.configure(
         processors=[*shared, redact_processor, _redact_rendered(renderer)],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        wrapper_class=structlog.make_filtering_bound_logger(lowest),
         logger_factory=_factory(stream),
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(
-        level=max(numeric, logging.WARNING), stream=stream or sys.stderr, force=True
+        level=max(console, logging.WARNING), stream=stream or sys.stderr, force=True
     )
     # stamina's own retry log is a warning per retry: ours is one debug line, redacted above.
     stamina.instrumentation.set_on_retry_hooks([_log_retry])
+
+
+def _event_level(event_dict: MutableMapping[str, Any]) -> int:
+    return _level(str(event_dict.get("level", "info")))
+
+
+def _tee_json(log_file: TextIO, level: int) -> Any:
+    """A processor writing each event at `level` or above to `log_file` as one JSON line
+    (redacted, tracebacks as frames without locals), and passing the event on unchanged."""
+    render = structlog.processors.JSONRenderer()
+
+    def tee(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
+        if _event_level(event_dict) >= level:
+            event = _DICT_TRACEBACKS(logger, method, dict(event_dict))
+            event = redact_processor(logger, method, event)
+            log_file.write(redact_text(str(render(logger, method, event))) + "\n")
+            log_file.flush()
+        return event_dict
+
+    return tee
+
+
+def _drop_below(level: int) -> Any:
+    """A processor ending, for the console, events the log file alone was to get."""
+
+    def drop(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
+        if _event_level(event_dict) < level:
+            raise structlog.DropEvent
+        return event_dict
+
+    return drop
 
 
 def _factory(stream: TextIO | None) -> Callable[..., Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -223,3 +224,75 @@ def edited_report(source: Path, dest: Path, edit: Callable[[TargetResult], Targe
     report = load_report(source)
     write_report(with_targets(report, [edit(t) for t in report.targets]), dest, ["json"])
     return dest / "report.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# a disk that fills up under the journal
+
+
+class FillingDisk:
+    """`sqlite3.connect` for a disk with room for `budget` more writes: then every write fails
+    with SQLite's own full-disk error (SQLITE_FULL, "database or disk is full"), as on a real
+    full filesystem. For tests that cannot mount a tiny tmpfs.
+
+    Writes reach the disk where SQLite's WAL puts them: a statement outside a transaction when
+    it ends, a transaction at its COMMIT (pages stay in memory until then), the switch to WAL
+    at once. `executemany` outside a transaction is stepped row by row, each row its own
+    write, as SQLite does it, so a disk that fills up between two rows is modelled too.
+    Install with `monkeypatch.setattr(sqlite3, "connect", FillingDisk(budget))`."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.real = sqlite3.connect
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _FillingConnection:
+        return _FillingConnection(self, self.real(*args, **kwargs))
+
+    def spend(self) -> None:
+        if self.budget <= 0:
+            error = sqlite3.OperationalError("database or disk is full")
+            error.sqlite_errorcode = 13
+            error.sqlite_errorname = "SQLITE_FULL"
+            raise error
+        self.budget -= 1
+
+
+class _FillingConnection:
+    def __init__(self, disk: FillingDisk, db: sqlite3.Connection) -> None:
+        self.disk = disk
+        self.db = db
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.db.in_transaction
+
+    def _writes(self, sql: str) -> bool:
+        text = sql.lstrip().upper()
+        if text.startswith(("BEGIN", "ROLLBACK", "SELECT")):
+            return False
+        if text.startswith("COMMIT") or "JOURNAL_MODE" in text:
+            return True
+        if text.startswith("PRAGMA"):
+            return "USER_VERSION" in text and "=" in text and not self.db.in_transaction
+        return not self.db.in_transaction
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        if self._writes(sql):
+            self.disk.spend()
+        return self.db.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> sqlite3.Cursor:
+        if self.db.in_transaction:
+            return self.db.executemany(sql, rows)
+        cursor = self.db.cursor()
+        for row in rows:
+            cursor = self.execute(sql, row)
+        return cursor
+
+    def executescript(self, script: str) -> sqlite3.Cursor:
+        for statement in filter(str.strip, script.split(";")):
+            self.execute(statement)
+        return self.db.cursor()
+
+    def close(self) -> None:
+        self.db.close()

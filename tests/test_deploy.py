@@ -20,6 +20,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -755,11 +756,31 @@ def test_systemd_only_exit_1_is_logged_as_infected_and_no_verdict_is_an_error() 
 
 
 def test_systemd_documentation_points_at_a_file_the_install_steps_put_there() -> None:
+    """A `file://` page is copied there by an `install` step; `man:NAME(S)` is the page
+    `pip install` puts in the venv's share/man/manS (pyproject data-files), linked by an `ln`
+    step into a directory `man` searches."""
     docs = _unit("clamfleet.service")["Unit"]["Documentation"].split()
     readme = (DEPLOY / "README.md").read_text()
     (block,) = [b for b in re.findall(r"```sh\n(.*?)```", readme, flags=re.S) if "systemctl" in b]
-    installs = [shlex.split(line) for line in block.splitlines() if line.startswith("install ")]
+    steps = [shlex.split(line) for line in block.splitlines()]
+    installs = [argv for argv in steps if argv[0] == "install"]
+    links = [argv for argv in steps if argv[0] == "ln"]
+    data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "data-files"
+    ]
+    assert any(doc.startswith("man:") for doc in docs), "the manual page is named"
     for doc in docs:
+        if doc.startswith("man:"):
+            match = re.fullmatch(r"man:([\w-]+)\((\d)\)", doc)
+            assert match, doc
+            name, section = match.groups()
+            page = f"{name}.{section}"
+            (shipped,) = [f for f in data_files[f"share/man/man{section}"] if f.endswith(page)]
+            assert (ROOT / shipped).is_file(), f"{shipped}: not in the repository"
+            venv_page = f"/opt/clamfleet/share/man/man{section}/{page}"
+            (link,) = [argv for argv in links if argv[-2] == venv_page]
+            assert link[-1] == f"/usr/local/share/man/man{section}/{page}", link
+            continue
         assert doc.startswith("file://"), doc
         path = doc.removeprefix("file://")
         (step,) = [argv for argv in installs if argv[-1] == path]

@@ -8,22 +8,20 @@ import os
 import sys
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import anyio
 import structlog
 
 from orchestrator import __version__, log
-from orchestrator.cli import acceptance
+from orchestrator.cli import acceptance, nightly
 from orchestrator.cli.execute import ScanJob, arun, scan_and_report, write_with_history
 from orchestrator.cli.notify import notify, webhook_url
 from orchestrator.cli.notify_apprise import notifiers, send_all
-from orchestrator.config import REPORT_ONLY, Inventory, Policy
+from orchestrator.config import REPORT_ONLY, Inventory
 from orchestrator.config.inventory import load_inventory, select_servers
 from orchestrator.config.pacing_keys import with_finish_by, with_max_duration
 from orchestrator.config.policy import load_policy
 from orchestrator.config.yamlsrc import read_document
-from orchestrator.engine.journal import Journal
 from orchestrator.engine.runner import NullObserver, Observer, RunOptions
 from orchestrator.engine.shard import ignored_env, resolve_shard, servers_in_shard
 from orchestrator.errors import ConfigError
@@ -31,19 +29,15 @@ from orchestrator.model import (
     RunInfo,
     RunWindow,
     ScanType,
-    Target,
 )
 from orchestrator.report import (
     FORMATS,
-    Report,
     load_report,
     merge_reports,
     prepare_out_dir,
-    summary_table,
-    writable_dir,
 )
+from orchestrator.report.attention import unsettled_accounts
 from orchestrator.report.history import history_path, prepare_history
-from orchestrator.report.model import incomplete
 from orchestrator.workflow.window import Window
 
 logger = structlog.get_logger("clamfleet")
@@ -55,7 +49,11 @@ _arun = arun  # the name it had here before execute.py (tests and callers use it
 
 
 def run(args: argparse.Namespace) -> int:
-    log.configure(args.log_format, args.log_level)
+    with nightly.logging_for(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     inventory = with_finish_by(load_inventory(args.inventory), args.finish_by)
     inventory = with_max_duration(inventory, args.max_duration)
     if args.servers:
@@ -77,27 +75,30 @@ def run(args: argparse.Namespace) -> int:
         policy=policy,
         dry_run=args.dry_run or args.policy is None,
         scan_types=tuple(ScanType(s) for s in args.scan_types) if args.scan_types else None,
-        only=_failed_targets(previous) if previous else None,
+        only=frozenset(nightly.rerun_selection(previous, inventory)) if previous else None,
+        settle=unsettled_accounts(previous) if previous else frozenset(),
         accepted=accepted,
     )
     # Every input is valid: now the places the run writes to, still before the first request.
     prepare_out_dir(args.out)
     if args.journal is not None:
-        _check_journal_path(args.journal)
+        nightly.check_journal_path(args.journal)
     if history is not None:
         prepare_history(history)
     shard = f"{shard_index}/{shard_total}"
-    journal, meta = _open_journal(args, fleet_id, shard, policy, options.dry_run)
-    run_id = meta.get("run_id") or uuid.uuid4().hex  # --resume: the resumed run's identity
-    started_at = datetime.fromisoformat(meta["started_at"]) if meta else datetime.now(UTC)
+    fresh = {"run_id": uuid.uuid4().hex, "started_at": datetime.now(UTC).isoformat()}
+    journal, meta = nightly.open_journal(args, fleet_id, shard, policy, options.dry_run, fresh)
+    meta = meta or fresh  # --resume: the resumed run's identity and start
+    run_id = meta["run_id"]
+    started_at = datetime.fromisoformat(meta.get("started_at") or fresh["started_at"])
     # --resume: the window is the interrupted run's (06:00 after *its* start, not this one's)
     window = Window.resolve(inventory.settings.window, started_at)
     today = acceptance.run_date(started_at, inventory.settings.window.timezone)
     options = dataclasses.replace(options, run_id=run_id, window=window, accepted_on=today)
-    if journal is not None and not meta:
-        journal.start({"run_id": run_id, "started_at": started_at.isoformat()})
     # After every check of the input: a bad invocation stays a one-line error, no log line.
-    _announce_shard(args.shard, shard_index, shard_total, inventory, len(all_servers))
+    _announce_shard(args.shard, shard_index, shard_total, inventory, len(all_servers), args.quiet)
+    if previous is not None:
+        nightly.announce_rerun(previous, args.only_failed, inventory, args.quiet)
     info = RunInfo(
         id=run_id,
         tool_version=__version__,
@@ -128,27 +129,22 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcome = scan_and_report(job)
         if journal is not None and not outcome.interrupted and outcome.stopped is None:
-            journal.finish()  # stopped early (signal, max_duration): --resume may go on
+            nightly.finish_journal(journal)  # stopped early (signal, max_duration): resumable
     finally:
         if journal is not None:
             journal.close()
     report = outcome.report
-    _print_outcome(report, outcome.paths, outcome.interrupted, outcome.stopped)
+    nightly.print_outcome(
+        report, outcome.paths, outcome.interrupted, quiet=args.quiet, stopped=outcome.stopped
+    )
     if webhook:
         notify(webhook, report, args.notify_on, _arun)
     send_all(report, outcome.paths, notify_to)
     return int(report.summary.exit_code)
 
 
-def _check_journal_path(path: Path) -> None:
-    """The journal's folder must exist and be writable (SQLite adds files beside the journal)."""
-    writable_dir(path.parent, field="--journal")
-    if path.exists() and not path.is_file():
-        raise ConfigError(f"{path}: not a file", field="--journal")
-
-
 def _announce_shard(
-    arg: str | None, index: int, total: int, inventory: Inventory, fleet: int
+    arg: str | None, index: int, total: int, inventory: Inventory, fleet: int, quiet: bool
 ) -> None:
     """The run's first log line: which shard this process scans (and why)."""
     names = [s.name for s in inventory.servers]
@@ -158,7 +154,10 @@ def _announce_shard(
     if not names:
         # Correct, not a failure (exit 0): there are fewer servers than shards, and the other
         # shards' reports cover all of them; `merge` still names any shard that is missing.
-        print(f"shard {index}/{total} has no server to scan ({fleet} servers for {total} shards)")
+        if not quiet:  # the warning below says it
+            print(
+                f"shard {index}/{total} has no server to scan ({fleet} servers for {total} shards)"
+            )
         logger.warning(
             "run.shard_empty",
             shard=f"{index}/{total}",
@@ -167,42 +166,15 @@ def _announce_shard(
         )
 
 
-def _open_journal(
-    args: argparse.Namespace, fleet_id: str, shard: str, policy: Policy, dry_run: bool
-) -> tuple[Journal | None, dict[str, str]]:
-    if args.journal is None:
-        if args.resume:
-            raise ConfigError("--resume needs --journal FILE", field="--resume")
-        return None, {}
-    identity = {
-        "fleet_id": fleet_id,
-        "shard": shard,
-        "policy": str(policy.source or "report-only"),
-        "dry_run": str(dry_run),
-    }
-    journal = Journal(args.journal)
-    meta = journal.open(identity, resume=args.resume)
-    if not meta:
-        journal.start(identity)
-    else:
-        logger.info("run.resumed", run_id=meta.get("run_id"), started_at=meta.get("started_at"))
-    return journal, meta
-
-
 def _observer(args: argparse.Namespace, inventory: Inventory, window: Window) -> Observer:
     # JSON logs are for a collector: no live area redrawn among them.
-    if args.no_progress or not sys.stdout.isatty() or args.log_format == "json":
+    if args.no_progress or args.quiet or not sys.stdout.isatty() or args.log_format == "json":
         return NullObserver()
     try:
         from orchestrator.cli.progress import LiveProgress
     except ImportError:  # pragma: no cover - progress display is optional
         return NullObserver()
     return LiveProgress(inventory, window=window)
-
-
-def _failed_targets(report: Report) -> frozenset[Target]:
-    # deferred targets (the window closed before they started) were never scanned either
-    return frozenset(t.target for t in report.targets if incomplete(t))
 
 
 def parse_formats(text: str | None) -> set[str]:
@@ -231,20 +203,6 @@ def run_window(window: Window) -> RunWindow | None:
     if window.end is None:
         return None
     return RunWindow(end=window.end, timezone=window.timezone, source=window.source)
-
-
-def _print_outcome(
-    report: Report, paths: list[Path], interrupted: bool, stopped: str | None = None
-) -> None:
-    print(summary_table(report))
-    for line in [*acceptance.count_lines(report), *acceptance.attention_lines(report)]:
-        print(line)
-    if interrupted:
-        print("run interrupted: partial report written")
-    elif stopped is not None:
-        print(f"{stopped}: scans not finished by then are reported interrupted")
-    folder = paths[0].parent if paths else None
-    print(f"report: {folder}  (exit code {report.summary.exit_code})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,6 +262,11 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def merge(args: argparse.Namespace) -> int:
+    with nightly.logging_for(args):
+        return _merge(args)
+
+
+def _merge(args: argparse.Namespace) -> int:
     formats = parse_formats(args.formats)
     notify_to = notifiers(args.notify, args.notify_on)
     reports = [load_report(p) for p in args.reports]
@@ -314,13 +277,12 @@ def merge(args: argparse.Namespace) -> int:
     report, paths = write_with_history(
         merged.report, args.out, formats, history, not fold, args.prometheus_per_target
     )
-    print(summary_table(report))
     code = int(report.summary.exit_code)  # 2 when shards or servers are missing
     if merged.missing_shards:
         print(f"missing shards: {', '.join(str(i) for i in merged.missing_shards)}")
     if merged.missing_servers:
         print(f"servers in no report: {', '.join(merged.missing_servers)}")
-    print(f"report: {paths[0].parent}  (exit code {code})")
+    nightly.print_outcome(report, paths, False, quiet=args.quiet, code=code)
     send_all(report, paths, notify_to)
     return code
 

@@ -35,8 +35,9 @@ files:
   --journal FILE        SQLite progress for --resume
   --history FILE        SQLite history of every night: first-seen dates, per-target delta,
                         trends; `clamfleet history` lists and prunes it
+  --log-file PATH       every log event as JSON lines, appended (with --quiet: all of them)
 
-`clamfleet help` prints this manual with every subcommand's options.
+`clamfleet help` prints this manual with every subcommand's options; so does `man clamfleet`.
 """
 
 _COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+)$")

@@ -18,7 +18,7 @@ import structlog
 from orchestrator import __version__, log
 from orchestrator.cli.helptext import EPILOG, Formatter, fault_knobs
 from orchestrator.cli.history import add_history_command
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, JournalError
 from orchestrator.model import EXIT_INTERNAL, EXIT_INVALID, ScanType
 from orchestrator.report.writers import DEFAULT_FORMATS, FORMATS
 
@@ -164,7 +164,9 @@ def _add_run(p: argparse.ArgumentParser) -> None:
         "--only-failed",
         type=Path,
         metavar="REPORT",
-        help="rescan only that report's failed targets (default: none: every target)",
+        help="rescan only what that report says needs another pass: failed, interrupted and"
+        " deferred targets, and targets with a file whose outcome is unknown or error or whose"
+        " action a limit held back (default: none: every target)",
     )
     _add_history_file(p, "settings.history, else none; a shard only reads it: merge records")
     p.add_argument(
@@ -195,6 +197,23 @@ def _add_run(p: argparse.ArgumentParser) -> None:
         " none if unset)",
     )
     _add_logging(p)
+    _add_cron(p)
+
+
+def _add_cron(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only warnings, what needs attention and the verdict line, e.g. for cron"
+        " mail (default: off: also the summary table and info logs)",
+    )
+    p.add_argument(
+        "--log-file",
+        type=Path,
+        metavar="PATH",
+        help="also append every log event to PATH, one JSON object per line, at --log-level"
+        " whatever --quiet hides (default: none)",
+    )
 
 
 def _add_notify(p: argparse.ArgumentParser) -> None:
@@ -317,6 +336,7 @@ def _add_merge(p: argparse.ArgumentParser) -> None:
     _add_per_target(p)
     _add_history_file(p, "none; record a sharded night here, once")
     _add_notify(p)
+    _add_cron(p)
 
 
 def _add_simulate(p: argparse.ArgumentParser) -> None:
@@ -439,6 +459,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(error, ConfigError):
             print(f"clamfleet: error: {error.render()}", file=sys.stderr)
             return EXIT_INVALID
+        if isinstance(error, JournalError):
+            # not a bug, but no verdict either: the run stopped (a partial report was written)
+            print(
+                f"clamfleet: error: {error}; the run stopped without a verdict (the report"
+                " holds what had finished); make room, then rerun the same command with"
+                " --resume",
+                file=sys.stderr,
+            )
+            return EXIT_INTERNAL
         return _internal_error(args, error)
 
 

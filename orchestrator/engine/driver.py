@@ -411,11 +411,11 @@ def _interrupted(
     state: workflow.State, started: datetime, stopping: str | None = None
 ) -> TargetResult:
     finished = datetime.now(UTC)
-    message = f"run interrupted during {state.phase}"
+    message = f"run interrupted {workflow.doing(state.phase)}"
     if stopping is not None:
         message = (
-            f"{stopping}: stopped following it during {state.phase} (what runs on the server"
-            " goes on; --only-failed rescans it)"
+            f"{stopping}: stopped following it {workflow.doing(state.phase)} (what runs on the"
+            " server goes on; --only-failed rescans it)"
         )
     return TargetResult(
         target=state.target,

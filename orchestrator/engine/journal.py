@@ -15,18 +15,29 @@ WAL with synchronous=NORMAL: a committed transaction survives the process dying 
 finished, one of another run (inventory, shard, policy...) or one written by a clamfleet with
 another journal format is refused (exit 3), never silently replaced by a fresh run, which with
 a new `--policy` would act on files nobody reviewed. The format is SQLite's `user_version`.
+
+Every write that must not be half-done is one transaction: a new run's tables, format and
+meta (its identity, id and start) go in together, so a disk that fills up midway leaves either
+no run (`--resume`: "holds no run") or the whole of it, never an identity missing a key that
+would then read as another run's. A write that fails says why in the system's words
+("cannot write the journal: No space left on device"): ConfigError while opening (nothing
+was scanned yet), JournalError during the run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import os
 import sqlite3
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator import workflow
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, JournalError
 from orchestrator.model import ScanType, Target, TargetResult
 from orchestrator.report.decode import target_from_dict
 from orchestrator.report.encode import target_to_dict
@@ -52,6 +63,59 @@ CREATE TABLE IF NOT EXISTS targets (
     PRIMARY KEY (server, account, scan_type)
 );
 """
+
+
+#: SQLite's primary result codes (the low byte of an extended code) that concern us.
+_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT = 3, 8, 10, 11
+_SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 13, 14, 26
+#: How much a probe writes to find out what SQLite's "disk I/O error" was (a few pages).
+_PROBE_BYTES = 64 * 1024
+
+
+def _code(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
+
+
+def not_a_journal(exc: sqlite3.Error) -> bool:
+    """Whether SQLite refused the file's content (not a database, or a damaged one)."""
+    return _code(exc) in (_SQLITE_NOTADB, _SQLITE_CORRUPT)
+
+
+def write_failure(path: Path, exc: sqlite3.Error) -> str:
+    """Why the journal at `path` could not be written, as the system would say it.
+
+    SQLite says "database or disk is full" for ENOSPC, and only "disk I/O error" or "attempt
+    to write a readonly database" when the write to its WAL or the file itself failed: a probe
+    write beside the journal then finds the system's own reason (ENOSPC, EROFS, EACCES).
+    """
+    code = _code(exc)
+    if code == _SQLITE_FULL:
+        return f"{path}: cannot write the journal: {os.strerror(errno.ENOSPC)}"
+    if code in (_SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CANTOPEN, _SQLITE_PERM):
+        if (reason := _probe(path.parent)) is not None:
+            return f"{path}: cannot write the journal: {reason}"
+        if code == _SQLITE_READONLY:
+            return f"{path}: cannot write the journal: the file is read-only"
+    return f"{path}: cannot write the journal: {exc}"
+
+
+def _probe(directory: Path) -> str | None:
+    """The OS's reason a small file cannot be written in `directory` (None: it can be)."""
+    try:
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".clamfleet-journal-probe-")
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    try:
+        os.write(fd, b"\0" * _PROBE_BYTES)
+        os.fsync(fd)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+    return None
 
 
 def _format_of(db: sqlite3.Connection) -> int:
@@ -106,15 +170,20 @@ class Journal:
             version = _format_of(db)
             if resume:
                 return self._resumable(identity, version)
-            if version != FORMAT:  # another format's tables: its run is discarded anyway
-                db.executescript(_DROP)
-            db.executescript(_SCHEMA)
-            db.executescript(_CLEAR)
-            db.execute(f"PRAGMA user_version = {FORMAT}")
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(
-                f"{self.path}: not a clamfleet journal ({exc})", field="--journal"
-            ) from None
+            # One transaction: the old run is gone and the new format recorded, or nothing
+            # changed. Another format's tables are dropped (its run is discarded anyway).
+            drop = _DROP if version != FORMAT else ""
+            script = f"{drop}{_SCHEMA}{_CLEAR}PRAGMA user_version = {FORMAT};"
+            with self._transaction():
+                # statement by statement: executescript() would COMMIT the transaction first
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+        except (sqlite3.Error, JournalError) as exc:
+            if isinstance(exc, sqlite3.Error) and not_a_journal(exc):
+                message = f"{self.path}: not a clamfleet journal ({exc})"
+            else:
+                message = str(exc) if isinstance(exc, JournalError) else self._failed(exc)
+            raise ConfigError(message, field="--journal") from None
         return {}
 
     def _resumable(self, identity: dict[str, str], version: int) -> dict[str, str]:
@@ -129,7 +198,7 @@ class Journal:
             )
         db.executescript(_SCHEMA)
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        if not meta:
+        if "run_id" not in meta:  # empty, or a start that never completed: nothing ran
             raise ConfigError(
                 f"{self.path}: holds no run to resume; run without --resume to start a new run",
                 field="--resume",
@@ -174,11 +243,42 @@ class Journal:
         return None
 
     def start(self, meta: dict[str, str]) -> None:
-        self._put_meta({**meta, "finished": "0"})
+        """Record a new run: its identity, id and start, all in one write. Before the first
+        request: a failure is a ConfigError (exit 3, nothing was scanned)."""
+        try:
+            self._put_meta({**meta, "finished": "0"})
+        except JournalError as exc:
+            raise ConfigError(str(exc), field="--journal") from None
 
     def finish(self) -> None:
         """The run ended by itself (not interrupted): a later --resume starts afresh."""
         self._put_meta({"finished": "1"})
+
+    def _failed(self, exc: sqlite3.Error) -> str:
+        return write_failure(self.path, exc)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN ... COMMIT, rolled back on any failure; a failed write is a JournalError."""
+        db = self._conn
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            if not_a_journal(exc):
+                raise
+            raise JournalError(self._failed(exc)) from None
+
+    def _write(self, sql: str, params: tuple[str, ...]) -> None:
+        """One statement (atomic by itself); a failed write is a JournalError."""
+        try:
+            self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise JournalError(self._failed(exc)) from None
 
     def close(self) -> None:
         if self._db is not None:
@@ -194,7 +294,8 @@ class Journal:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise ConfigError(
-                f"cannot create {lock_path}: {exc.strerror}", field="--journal"
+                f"{lock_path}: cannot write the journal's lock file: {exc.strerror}",
+                field="--journal",
             ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -212,11 +313,14 @@ class Journal:
         return self._db
 
     def _put_meta(self, values: dict[str, str]) -> None:
-        self._conn.executemany(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            list(values.items()),
-        )
+        # One transaction: autocommit would write key by key, and a disk filling up between
+        # two keys left an identity without `dry_run`, which --resume read as another run's.
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                list(values.items()),
+            )
 
     # -- the runner's side (runner.Journal protocol) -------------------------------------------
 
@@ -230,7 +334,7 @@ class Journal:
 
     def save_server_targets(self, server: str, targets: tuple[Target, ...]) -> None:
         encoded = json.dumps([[t.server, t.account, str(t.scan_type)] for t in targets])
-        self._conn.execute(
+        self._write(
             "INSERT INTO servers (server, targets) VALUES (?, ?) "
             "ON CONFLICT(server) DO UPDATE SET targets = excluded.targets",
             (server, encoded),
@@ -258,7 +362,7 @@ class Journal:
         return row[0] if row else None
 
     def _upsert(self, target: Target, column: str, value: str) -> None:
-        self._conn.execute(
+        self._write(
             f"INSERT INTO targets (server, account, scan_type, {column}) VALUES (?, ?, ?, ?) "  # noqa: S608
             f"ON CONFLICT(server, account, scan_type) DO UPDATE SET {column} = excluded.{column}",
             (target.server, target.account, str(target.scan_type), value),

@@ -89,6 +89,9 @@ class RunOptions:
     dry_run: bool = False
     scan_types: tuple[ScanType, ...] | None = None  # --scan-type overrides the inventory
     only: frozenset[Target] | None = None  # --only-failed: just these targets
+    #: --only-failed: (server, account) whose disinfection the previous run stopped following
+    #: (files `unknown`): the account's first target waits for it before its scan starts
+    settle: frozenset[tuple[str, str]] = frozenset()
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connections_per_host: int = 4
     # Sent in the User-Agent (the simulator's referee tells runs apart by it); `run` sets the
@@ -150,7 +153,7 @@ class FleetRun:
         self.sent: dict[tuple[str, str], dict[str, ScanType]] = {}
         #: (server, account) whose last finished target may have left a disinfection running:
         #: the account's next target waits for it first (a task's end deletes the infected list)
-        self.pending_disinfection: set[tuple[str, str]] = set()
+        self.pending_disinfection: set[tuple[str, str]] = set(options.settle)
 
     async def run(self) -> None:
         self._restore_remediation()

@@ -13,19 +13,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from html import escape
 
-from orchestrator.model import EXIT_CLEAN, EXIT_INFECTED, ErrorKind, RunWindow, Status, TargetResult
+from orchestrator.model import RunWindow
+from orchestrator.report.attention import (
+    Item,
+    attention,
+    deferred,
+    effective_outcomes,
+    follow_up,
+    needs_human,
+    report_verdict,
+)
 from orchestrator.report.encode import format_time
-from orchestrator.report.model import Report
+from orchestrator.report.model import Report, incomplete
 from orchestrator.report.pacing_chart import pacing_charts
 from orchestrator.report.tabular import ServerSummary, per_server, with_history
 from orchestrator.report.trend_chart import trend_section
 from orchestrator.report.verification import canary_checks
 
-VERDICTS = {
-    EXIT_CLEAN: ("clean", "Every target scanned, no infected file found"),
-    EXIT_INFECTED: ("infected", "Infected files found"),
-}
-INCOMPLETE = ("incomplete", "No infection found, but some targets could not be scanned")
+#: The follow-up command's REPORT when the page is rendered without knowing where report.json
+#: went (the writers always say).
+REPORT_PLACEHOLDER = "REPORT.json"
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2328;
@@ -49,6 +56,14 @@ td.path{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;word-break:break
 figure{margin:0;background:#fff;border:1px solid #d1d9e0;border-radius:8px;padding:10px}
 figcaption{font-weight:600;margin-bottom:6px}
 .empty{color:#59636e}
+.attention{background:#fff8c5;border:1px solid #d4a72c;border-radius:8px;padding:4px 14px 12px;
+margin-bottom:16px}
+.attention.none{background:#dafbe1;border-color:#4ac26b}
+.attention h2{margin-top:10px}
+.handled{color:#1a7f37;font-weight:600}.human{color:#cf222e;font-weight:700}
+code.cmd{display:block;font-family:ui-monospace,SFMono-Regular,Menlo,monospace;background:#fff;
+border:1px solid #d1d9e0;border-radius:6px;padding:8px 10px;margin-top:8px;word-break:break-all}
+.legend{color:#59636e;margin:0 0 6px}
 """
 
 
@@ -56,22 +71,15 @@ def _e(value: object) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
-def _verdict(report: Report) -> tuple[str, str]:
-    s = report.summary
-    if s.exit_code not in VERDICTS and s.unverified:
-        why = "a canary was not detected, so clean verdicts are unproven"
-        if s.failed or any(t.error and t.error.kind is ErrorKind.DEFERRED for t in report.targets):
-            why = "some targets could not be scanned, and " + why
-        return INCOMPLETE[0], f"No infection found, but {why}"
-    return VERDICTS.get(s.exit_code, INCOMPLETE)
-
-
-def report_html(report: Report) -> str:
+def report_html(report: Report, report_path: str | None = None) -> str:
+    """The page; `report_path` (where report.json is) goes into the follow-up command."""
     title = f"clamfleet report: {report.run.inventory}"
     body = [
         f"<h1>{_e(title)}</h1>",
         _meta(report),
-        _headline(report),
+        _verdict_banner(report),
+        _attention(report, report_path or REPORT_PLACEHOLDER),
+        _cards(report),
         *_section("Servers", _server_table(per_server(report))),
         *_section("Charts", _charts(per_server(report))),
         *(
@@ -87,7 +95,7 @@ def report_html(report: Report) -> str:
         *_section("Infected files", _infected_table(report)),
         *(_section("Accepted findings", _accepted(report)) if _has_accepted(report) else []),
         *(_section("Canaries", _canary_table(report)) if report.run.canaries else []),
-        *_section("Failures", _failure_table(report)),
+        *_section("Failed and deferred targets", _failure_table(report)),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -128,9 +136,57 @@ def window_text(window: RunWindow) -> str:
     )
 
 
-def _headline(report: Report) -> str:
+def _verdict_banner(report: Report) -> str:
+    code = report.summary.exit_code
+    css, text = report_verdict(report)
+    banners = "".join(
+        f'\n<div class="banner">{_e(check.message())}</div>'
+        for check in canary_checks(report.run.canaries, report.targets)
+        if not check.detected
+    )
+    return (
+        f'<div class="verdict {css}">Exit code {_e(code)}: {_e(text[:1].upper() + text[1:])}</div>'
+        + banners
+    )
+
+
+def _attention(report: Report, report_path: str) -> str:
+    """First after the verdict: everything that needs a person, why, and what to run next."""
+    items = attention(report)
+    if not items:
+        return (
+            '<section class="attention none" id="attention"><h2>Needs attention</h2>'
+            "<p>Nothing needs attention.</p></section>"
+        )
+    rows = "\n".join(_attention_row(item) for item in items)
+    command = follow_up(report, report_path)
+    next_step = (
+        ""
+        if command is None
+        else "<p>Scan the targets marked “rescan” again (add the night's <code>--policy</code>"
+        f' to act on what it finds):<code class="cmd">{_e(command)}</code></p>'
+    )
+    return (
+        f'<section class="attention" id="attention"><h2>Needs attention ({len(items)})</h2>\n'
+        "<table>\n<thead><tr><th>kind</th><th>where</th><th>virus</th><th>why</th>"
+        f"<th>next</th></tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>\n{next_step}</section>"
+    )
+
+
+def _attention_row(item: Item) -> str:
+    cells = [
+        f'<td class="human">{_e(item.kind)}</td>',
+        f'<td class="path">{_e(item.where)}</td>',
+        f"<td>{_e(item.virus)}</td>",
+        f"<td>{_e(item.why)}</td>",
+        f"<td>{'rescan' if item.rerun else 'decide'}</td>",
+    ]
+    return "<tr>" + "".join(cells) + "</tr>"
+
+
+def _cards(report: Report) -> str:
     s = report.summary
-    css, text = _verdict(report)
+    deferred_count = sum(1 for t in report.targets if deferred(t))
     cards = [
         ("servers", s.servers),
         ("targets", s.targets),
@@ -138,6 +194,7 @@ def _headline(report: Report) -> str:
         ("infected", s.infected),
         ("failed", s.failed),
         ("skipped", s.skipped),
+        *([("of them deferred", deferred_count)] if deferred_count else []),
         ("infected files", s.infected_files),
     ]
     cards += [(f"outcome {k}", v) for k, v in s.outcomes.items()]
@@ -151,24 +208,31 @@ def _headline(report: Report) -> str:
     html_cards = "".join(
         f'<div class="card"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for k, v in cards
     )
-    banners = "".join(
-        f'<div class="banner">{_e(check.message())}</div>\n'
-        for check in canary_checks(report.run.canaries, report.targets)
-        if not check.detected
-    )
-    return (
-        f'<div class="verdict {css}">Exit code {_e(s.exit_code)}: {_e(text)}</div>\n'
-        f'{banners}<div class="cards">{html_cards}</div>'
-    )
+    return f'<div class="cards">{html_cards}</div>'
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: set[int]) -> str:
-    def cell(tag: str, i: int, value: object) -> str:
+def _table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    numeric: set[int],
+    marks: Sequence[bool | None] = (),
+) -> str:
+    """A table; `marks[i]` colours row i's outcome cell: True needs a person, False handled."""
+
+    def cell(tag: str, i: int, value: object, mark: bool | None = None) -> str:
         css = ' class="n"' if i in numeric else ' class="path"' if headers[i] == "path" else ""
+        if mark is not None and i == OUTCOME_COLUMN:
+            label = "needs a person" if mark else "handled"
+            css = f' class="{"human" if mark else "handled"}" title="{label}"'
         return f"<{tag}{css}>{_e(value)}</{tag}>"
 
     head = "".join(cell("th", i, h) for i, h in enumerate(headers))
-    body = ["<tr>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>" for row in rows]
+    body = [
+        "<tr>"
+        + "".join(cell("td", i, v, marks[r] if r < len(marks) else None) for i, v in enumerate(row))
+        + "</tr>"
+        for r, row in enumerate(rows)
+    ]
     if not body:
         return '<p class="empty">None.</p>'
     return (
@@ -200,10 +264,17 @@ def _server_table(servers: Sequence[ServerSummary]) -> str:
     return _table([*headers, "median duration"], rows, numeric=set(range(1, 8)))
 
 
+OUTCOME_COLUMN = 6
+
+
 def _infected_table(report: Report) -> str:
+    """Every infected file; its outcome cell says (by colour and tooltip) whether the file was
+    handled or still needs a person, judged once per account like the summary counts it."""
     headers = ["server", "account", "scan_type", "path", "virus", "action", "outcome", "message"]
     history = with_history(report)
     rows: list[list[object]] = []
+    marks: list[bool | None] = []
+    outcomes = effective_outcomes(report)
     for t in report.targets:
         for f in t.findings:
             row = [t.server, t.account, t.scan_type, f.path, f.virus, f.action, f.outcome]
@@ -215,6 +286,9 @@ def _infected_table(report: Report) -> str:
             if history:
                 seen = f"{f.first_seen:%Y-%m-%d}" if f.first_seen is not None else ""
                 rows[-1] += [seen, f.nights_seen]
+            marks.append(
+                needs_human(outcomes.get((t.server, t.account, f.path, f.virus), f.outcome))
+            )
     if report.compared:
         headers.append("delta")
         gap = ["", ""] if history else []
@@ -222,9 +296,17 @@ def _infected_table(report: Report) -> str:
             [r.server, r.account, r.scan_type, r.path, r.virus, "", "", "", "resolved", *gap]
             for r in report.resolved
         ]
+        marks += [None] * len(report.resolved)
     if history:
         headers += ["first seen", "nights"]
-    return _table(headers, rows, numeric={len(headers) - 1} if history else set())
+    numeric = {len(headers) - 1} if history else set()
+    if not rows:
+        return _table(headers, rows, numeric=numeric)
+    legend = (
+        '<p class="legend">outcome: <span class="handled">■</span> handled,'
+        ' <span class="human">■</span> needs a person</p>'
+    )
+    return legend + _table(headers, rows, numeric=numeric, marks=marks)
 
 
 def _has_accepted(report: Report) -> bool:
@@ -277,18 +359,21 @@ def _canary_table(report: Report) -> str:
 
 
 def _failure_table(report: Report) -> str:
-    failed: list[TargetResult] = [t for t in report.targets if t.status is Status.FAILED]
+    """Targets that were not fully scanned: failed, interrupted, or deferred by the window."""
     rows = [
         [
             t.server,
             t.account,
             t.scan_type,
+            t.status,
             t.error.kind if t.error else "",
             t.error.message if t.error else "",
         ]
-        for t in failed
+        for t in report.targets
+        if incomplete(t)
     ]
-    return _table(["server", "account", "scan_type", "kind", "message"], rows, numeric=set())
+    headers = ["server", "account", "scan_type", "status", "kind", "message"]
+    return _table(headers, rows, numeric=set())
 
 
 # ---------------------------------------------------------------------------------------------

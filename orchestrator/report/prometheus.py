@@ -1,11 +1,13 @@
 """clamfleet.prom: a Prometheus textfile for node_exporter's textfile collector.
 
 What it holds grows with the number of servers, not of targets: fleet totals (targets by
-status, infected files) and the same per server. Per-target series (server/account/scan_type
-labels, six per target: 60,000 series for a 10,000-target fleet) only with `per_target=True`
-(`--prometheus-per-target`). Fleet-level gauges carry the shard, so the files of several shards
-in one collector directory never define the same series twice (a server is in one shard only).
-No sample timestamps: the textfile collector refuses them.
+status, deferred apart from skipped; infected files, and files by outcome so that `unknown` and
+`error` can alert) and the same per server, with each server's last successful scan time and,
+for load-paced servers, the peak load and the time spent over `load.max`. Per-target series
+(server/account/scan_type labels, six per target: 60,000 series for a 10,000-target fleet)
+only with `per_target=True` (`--prometheus-per-target`). Fleet-level gauges carry the shard, so
+the files of several shards in one collector directory never define the same series twice (a
+server is in one shard only). No sample timestamps: the textfile collector refuses them.
 
 Infected-file series count findings: accepted files (`clamfleet_accepted_files`) and the canary
 are apart. `clamfleet_unverified_targets` counts clean targets whose canary was not detected,
@@ -19,8 +21,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from orchestrator.model import Status, TargetResult
-from orchestrator.report.model import Report, account_files
+from orchestrator.model import Outcome, Status, TargetResult
+from orchestrator.report.attention import deferred
+from orchestrator.report.model import Report, account_files, incomplete
 from orchestrator.report.verification import checks_by_server
 
 
@@ -62,8 +65,8 @@ TARGET_GAUGES = (
     ),
     Gauge(
         "clamfleet_target_failed",
-        "1 if the target could not be fully scanned, else 0.",
-        lambda t: 1 if t.status is Status.FAILED else 0,
+        "1 if the target could not be fully scanned (failed or deferred), else 0.",
+        lambda t: 1 if incomplete(t) else 0,
     ),
     Gauge(
         "clamfleet_target_last_success_timestamp_seconds",
@@ -72,7 +75,18 @@ TARGET_GAUGES = (
     ),
 )
 #: Every status, always written (0 included): an alert on `> 0` needs the series to exist.
-STATUSES = tuple(str(s) for s in Status)
+#: `deferred` (skipped because the window closed first: never scanned, exit code 2) apart from
+#: `skipped` (suspended or excluded: by design).
+DEFERRED = "deferred"
+STATUSES = (*(str(s) for s in Status), DEFERRED)
+#: Every outcome, likewise: `clamfleet_files{outcome="unknown"} > 0` is an alert.
+OUTCOMES = tuple(str(o) for o in Outcome)
+#: Statuses of a target that was scanned to the end.
+SCANNED = frozenset({Status.CLEAN, Status.INFECTED})
+
+
+def status_label(t: TargetResult) -> str:
+    return DEFERRED if deferred(t) else str(t.status)
 
 
 def escape_label(value: str) -> str:
@@ -110,27 +124,35 @@ def _target_lines(report: Report, gauge: Gauge) -> Iterator[str]:
 
 def _fleet_lines(report: Report) -> Iterator[str]:
     summary = report.summary
+    shard = report.run.shard
+    counts = Counter(status_label(t) for t in report.targets)
     yield from _header("clamfleet_targets", "Targets of the run by status.")
-    for status in STATUSES:  # Summary has one count per status, under the status's name
-        labels = _labels(shard=report.run.shard, status=status)
-        yield f"clamfleet_targets{labels} {getattr(summary, status)}"
+    for status in STATUSES:
+        yield f"clamfleet_targets{_labels(shard=shard, status=status)} {counts[status]}"
     yield from _header("clamfleet_infected_files", "Infected files found in the run.")
-    yield f"clamfleet_infected_files{_labels(shard=report.run.shard)} {summary.infected_files}"
+    yield f"clamfleet_infected_files{_labels(shard=shard)} {summary.infected_files}"
+    yield from _header(
+        "clamfleet_files",
+        "Infected files by outcome (unknown and error need a person).",
+    )
+    for outcome in OUTCOMES:  # once per account, as summary.outcomes
+        count = summary.outcomes.get(outcome, 0)
+        yield f"clamfleet_files{_labels(shard=shard, outcome=outcome)} {count}"
     yield from _header(
         "clamfleet_accepted_files", "Infected files an accepted-findings entry in force matched."
     )
-    yield f"clamfleet_accepted_files{_labels(shard=report.run.shard)} {summary.accepted}"
+    yield f"clamfleet_accepted_files{_labels(shard=shard)} {summary.accepted}"
     yield from _header(
         "clamfleet_unverified_targets",
         "Clean targets whose server's canary was not detected: their verdicts are unproven.",
     )
-    yield f"clamfleet_unverified_targets{_labels(shard=report.run.shard)} {summary.unverified}"
+    yield f"clamfleet_unverified_targets{_labels(shard=shard)} {summary.unverified}"
 
 
 def _server_lines(report: Report) -> Iterator[str]:
     by_status: dict[str, Counter[str]] = {}
     for t in report.targets:  # servers in report order (inventory order)
-        by_status.setdefault(t.server, Counter())[str(t.status)] += 1
+        by_status.setdefault(t.server, Counter())[status_label(t)] += 1
     # once per account, as summary.infected_files: the per-server series add up to the total
     files = Counter(server for server, _, _, _ in account_files(report.targets))
     yield from _header("clamfleet_server_targets", "Targets of the server by status.")
@@ -149,6 +171,49 @@ def _server_lines(report: Report) -> Iterator[str]:
         )
     for server, check in checks.items():
         yield f"clamfleet_server_canary_detected{_labels(server=server)} {int(check.detected)}"
+    yield from _last_success_lines(report)
+    yield from _pacing_lines(report)
+
+
+def _last_success_lines(report: Report) -> Iterator[str]:
+    """Per server with something to scan: when its last scan of this run finished, 0 when none
+    did (so `time() - x > 2*86400` fires for a server that failed all night, and no `absent()`
+    is needed). A server whose targets were all skipped by design (suspended, excluded) has no
+    sample."""
+    last: dict[str, float] = {}
+    for t in report.targets:
+        if t.status is Status.SKIPPED and not deferred(t):
+            continue
+        seen = last.setdefault(t.server, 0.0)
+        if t.status in SCANNED and t.finished_at is not None:
+            last[t.server] = max(seen, t.finished_at.timestamp())
+    name = "clamfleet_server_last_success_timestamp_seconds"
+    yield from _header(name, "Unix time the server's last scan of the run finished (0: none).")
+    for server, moment in last.items():
+        yield f"{name}{_labels(server=server)} {format_value(moment)}"
+
+
+def _pacing_lines(report: Report) -> Iterator[str]:
+    """Load-aware pacing (run.pacing): per paced server, `load.max`, the peak 1-minute load
+    and the seconds spent over max. Servers without load.max have none."""
+    pacing = report.run.pacing
+    if not pacing:
+        return
+    gauges = (
+        ("clamfleet_server_load_max", "The server's load.max (1-minute load).", "max_load"),
+        ("clamfleet_server_load_peak", "Peak 1-minute load read during the run.", "peak_load"),
+        (
+            "clamfleet_server_load_over_max_seconds",
+            "Seconds the 1-minute load spent above load.max during the run.",
+            "seconds_over",
+        ),
+    )
+    for name, text, attr in gauges:
+        yield from _header(name, text)
+        for server, p in pacing.items():
+            value = getattr(p, attr)
+            if value is not None:
+                yield f"{name}{_labels(server=server)} {format_value(value)}"
 
 
 def _run_lines(report: Report) -> Iterator[str]:

@@ -28,7 +28,8 @@ from orchestrator.report.prometheus import prometheus_text
 from orchestrator.report.sarif import sarif_dict
 from orchestrator.report.tabular import infected_csv, targets_csv
 
-Renderer = Callable[[Report], str]
+#: A Report in, the file's text out; report.html's renderer also takes `report_path=`.
+Renderer = Callable[..., str]
 
 
 class ReportWriteError(OSError):
@@ -68,8 +69,10 @@ def render(
     formats: Collection[str] = DEFAULT_FORMATS,
     *,
     prometheus_per_target: bool = False,
+    report_path: str | None = None,
 ) -> dict[str, str]:
-    """File name -> content for `formats` (json always), in FORMATS order."""
+    """File name -> content for `formats` (json always), in FORMATS order. `report_path`: where
+    report.json goes, for the follow-up command report.html shows."""
     unknown = set(formats) - set(FORMATS)
     if unknown:
         allowed = ", ".join(FORMATS)
@@ -78,6 +81,10 @@ def render(
     outputs = dict(OUTPUTS)
     if prometheus_per_target:
         outputs["prometheus"] = (("clamfleet.prom", partial(prometheus_text, per_target=True)),)
+    if report_path is not None:  # the page's follow-up command names it
+        outputs["html"] = tuple(
+            (name, partial(page, report_path=report_path)) for name, page in outputs["html"]
+        )
     return {
         name: renderer(report)
         for fmt in FORMATS
@@ -98,8 +105,13 @@ def write_report(
     The files are staged first; then clamfleet files of an earlier run that this one does not
     write are removed, and the new ones renamed into place.
     """
-    contents = render(report, formats, prometheus_per_target=prometheus_per_target)
     out_dir = Path(out_dir)
+    contents = render(
+        report,
+        formats,
+        prometheus_per_target=prometheus_per_target,
+        report_path=report_json_path(out_dir),
+    )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -122,6 +134,11 @@ def write_report(
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
     return [final for _, final in staged]
+
+
+def report_json_path(out_dir: Path) -> str:
+    """Where report.json of `out_dir` is, absolute: the follow-up command works from anywhere."""
+    return os.path.abspath(Path(out_dir) / "report.json")
 
 
 def _remove_stale(out_dir: Path, names: Collection[str]) -> None:

@@ -80,13 +80,12 @@ class Faults:
     loadavg_fail_first: int = 0  # the first N systemloadavg readings fail at WHM level
     loadavg_fail_every: int = 0  # every Nth systemloadavg reading fails at WHM level
 
-    #: clamd is blind: scans run and complete as usual and detect nothing (an ExcludePath, a
-    #: MaxFileSize, a permissions problem, a broken signature database)
-    blind: bool = False
+    #: (an ExcludePath, a MaxFileSize, a permissions problem, a broken signature database)
+    blind: bool = False  # clamd is blind: scans complete as usual and detect nothing
 
     # validate --check-api: each assumption's "differs" variant (README, "The API probe")
-    uapi_envelope_legacy: bool = False  # UAPI result in {"cpanelresult": …} / data.result
-    scan_paths_as_strings: bool = False  # get_scan_paths data ["home", …], not [{id, message}]
+    uapi_envelope_legacy: bool = False  # UAPI result in {"cpanelresult": ...} / data.result
+    scan_paths_as_strings: bool = False  # get_scan_paths data ["home", ...], not [{id, message}]
     time_started_as_string: bool = False  # "1764295200", as cPanel's docs show (still holds)
     time_started_as_date: bool = False  # time_started a date text, not epoch seconds
     listaccts_suspended_as_text: bool = False  # listaccts suspended "true"/"false", not 1/0

@@ -29,6 +29,7 @@ from orchestrator.workflow.state import (
     StartAttempts,
     State,
     WorkflowConfig,
+    doing,
     from_dict,
     to_dict,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "WorkflowConfig",
     "begin",
     "disinfect_sending",
+    "doing",
     "from_dict",
     "infected_files",
     "leaves_disinfection_pending",

@@ -16,7 +16,7 @@ from orchestrator.model import (
 )
 from orchestrator.workflow.events import Command, Finish, PlannedFile, Reply, Verdict, Wait
 from orchestrator.workflow.poll_schedule import backoff
-from orchestrator.workflow.state import Phase, State
+from orchestrator.workflow.state import Phase, State, doing
 
 
 def request(state: State, command: Command) -> tuple[State, Command]:
@@ -54,7 +54,7 @@ def fail(state: State, error: ErrorInfo) -> tuple[State, Command]:
 
 
 def unexpected(state: State, reply: Reply) -> tuple[State, Command]:
-    message = f"unexpected {type(reply).__name__} in phase {state.phase}"
+    message = f"unexpected {type(reply).__name__} {doing(state.phase)}"
     return fail(state, ErrorInfo(ErrorKind.INTERNAL, message))
 
 

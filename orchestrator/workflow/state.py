@@ -36,6 +36,28 @@ class Phase(StrEnum):
 
 TERMINAL = frozenset({Phase.DONE, Phase.FAILED})
 
+#: What a target was doing in each phase, for messages a user reads ("run interrupted while
+#: its scan was running"): a phase's own name ("foreign", "verify_start") is ours, not theirs.
+DOING: dict[Phase, str] = {
+    Phase.SETTLING: "while waiting for the account's previous disinfection to finish",
+    Phase.PRECHECK: "before its scan started (while reading the account's scan status)",
+    Phase.FOREIGN: "while waiting for a scan that someone else started on the account",
+    Phase.STARTING: "while starting its scan",
+    Phase.VERIFY_START: "while checking that its scan had started",
+    Phase.SCANNING: "while its scan was running",
+    Phase.LISTING: "while reading the list of infected files",
+    Phase.PLANNING: "while deciding what to do with the infected files",
+    Phase.DISINFECTING: "while asking cPanel to disinfect the infected files",
+    Phase.FOLLOWING: "while cPanel was disinfecting the infected files",
+    Phase.DONE: "after it had finished",
+    Phase.FAILED: "after it had failed",
+}
+
+
+def doing(phase: Phase) -> str:
+    """`phase` in words: what the target was doing then."""
+    return DOING[phase]
+
 
 @dataclass(frozen=True, slots=True)
 class WorkflowConfig:

@@ -110,7 +110,7 @@ def test_max_duration_stops_new_scans_and_reports_the_rest_interrupted(
     targets = result.report["targets"]
     assert [t["error"]["kind"] for t in targets] == ["interrupted"] * 3
     messages = sorted(t["error"]["message"] for t in targets)
-    assert messages[0].startswith("max_duration 1.5s reached: stopped following it during")
+    assert messages[0].startswith("max_duration 1.5s reached: stopped following it while")
     assert messages[1:] == ["not started: max_duration 1.5s reached"] * 2
     assert sim.fleet.calls("sim01", function="start_scan") == 1
     names = [e["event"] for e in events(result.stderr)]

@@ -274,10 +274,10 @@ def test_html_report_of_a_real_run_lists_files_with_outcomes_failures_with_kinds
     assert expected and [r[:7] for r in infected[1:]] == expected
     assert {r[6] for r in infected[1:]} == {"quarantined"}
 
-    failures = page.tables["Failures"]
-    assert failures[0] == ["server", "account", "scan_type", "kind", "message"]
+    failures = page.tables["Failed and deferred targets"]
+    assert failures[0] == ["server", "account", "scan_type", "status", "kind", "message"]
     failed = [
-        [*target_key(t), t["error"]["kind"], t["error"]["message"]]
+        [*target_key(t), t["status"], t["error"]["kind"], t["error"]["message"]]
         for t in report["targets"]
         if t["status"] == "failed"
     ]

@@ -1,8 +1,14 @@
-"""The journal: persistence, what --resume refuses, its format version, one run at a time."""
+"""The journal: persistence, what --resume refuses, its format version, one run at a time, and
+a full or read-only disk said in the system's words."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import sqlite3
+import subprocess
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +17,7 @@ import pytest
 
 from orchestrator import workflow
 from orchestrator.engine.journal import FORMAT, Journal
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, JournalError
 from orchestrator.model import (
     Action,
     ErrorInfo,
@@ -26,6 +32,7 @@ from orchestrator.model import (
 )
 from orchestrator.report.encode import target_to_dict
 from orchestrator.report.model import normalize_result
+from tests.support import FillingDisk
 
 IDENTITY = {"fleet_id": "abc", "shard": "1/1", "policy": "report-only", "dry_run": "True"}
 T1 = Target("web01", "alice", ScanType.HOME)
@@ -188,7 +195,7 @@ def test_resume_refuses_a_journal_of_another_run(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
     journal = Journal(path)
     journal.open(IDENTITY, resume=False)
-    journal.start(IDENTITY)
+    journal.start({**IDENTITY, "run_id": "r1"})
     journal.close()
     with pytest.raises(ConfigError, match=r"another run .*shard"):
         Journal(path).open({**IDENTITY, "shard": "2/4"}, resume=True)
@@ -230,3 +237,141 @@ def test_a_saved_result_reads_back_as_the_report_shows_it(tmp_path: Path) -> Non
     again.close()
     assert restored == normalize_result(precise)
     assert restored is not None and target_to_dict(restored) == target_to_dict(precise)
+
+
+# ---------------------------------------------------------------------------------------------
+# a full or read-only disk
+
+
+def new_run(path: Path) -> None:
+    """What `clamfleet run --journal` does first: open afresh, then record the run."""
+    journal = Journal(path)
+    try:
+        journal.open(IDENTITY, resume=False)
+        journal.start({**IDENTITY, "run_id": "r1", "started_at": "2026-12-04T02:00:00+00:00"})
+    finally:
+        journal.close()
+
+
+def new_run_refused(path: Path) -> str | None:
+    """new_run's refusal (None: the run started)."""
+    try:
+        new_run(path)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def resume_after(path: Path) -> str:
+    """What `--resume` of the same command says once there is room again."""
+    journal = Journal(path)
+    try:
+        meta = journal.open(IDENTITY, resume=True)
+    except ConfigError as exc:
+        return str(exc)
+    finally:
+        journal.close()
+    assert {k: meta[k] for k in IDENTITY} == IDENTITY
+    return f"resumed {meta['run_id']}"
+
+
+@pytest.mark.parametrize("room", range(16))
+def test_a_disk_filling_up_while_a_run_starts_is_named_and_never_read_as_another_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, room: int
+) -> None:
+    """Simulated: FillingDisk fails SQLite's writes after `room` of them with its full-disk
+    error (no tiny filesystem is mounted here; see the tmpfs test below for a real one).
+
+    A run's start is one write: the identity and run id all or nothing. Key by key, a disk
+    that filled between `policy` and `dry_run` left a journal that `--resume` of the identical
+    command called "another run (dry_run differ)"."""
+    path = tmp_path / "j.sqlite"
+    with monkeypatch.context() as full:
+        full.setattr(sqlite3, "connect", FillingDisk(room))
+        refused = new_run_refused(path)
+    assert refused in (
+        None,
+        f"--journal: {path}: cannot write the journal: No space left on device",
+    )
+    said = resume_after(path)  # room again
+    if refused is None:
+        assert said == "resumed r1"
+    else:
+        assert "holds no run to resume; run without --resume" in said, said
+
+
+def test_a_write_that_fails_mid_run_says_why_in_the_systems_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "j.sqlite"
+    with monkeypatch.context() as full:
+        # room for the switch to WAL, the new tables and the run's start
+        full.setattr(sqlite3, "connect", FillingDisk(3))
+        journal = Journal(path)
+        journal.open(IDENTITY, resume=False)
+        journal.start({**IDENTITY, "run_id": "r1", "started_at": "2026-12-04T02:00:00+00:00"})
+        with pytest.raises(JournalError) as caught:
+            journal.save_result(result())
+        assert str(caught.value) == f"{path}: cannot write the journal: No space left on device"
+        with pytest.raises(JournalError):
+            journal.finish()
+        journal.close()
+    assert resume_after(path) == "resumed r1"
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs (root only; skipped where it cannot be mounted)."""
+    mount = shutil.which("mount")
+    where = tmp_path / "tiny"
+    where.mkdir()
+    if mount is None or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    done = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace')}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fill `disk` up to `leave` free bytes; remove the returned file to make room again."""
+    stats = os.statvfs(disk)
+    filler = disk / "filler"
+    with filler.open("wb") as fh, contextlib.suppress(OSError):
+        fh.write(b"x" * max(stats.f_bavail * stats.f_frsize - leave, 0))
+    return filler
+
+
+def test_on_a_real_full_disk_the_error_names_it_and_the_same_command_resumes_afterwards(
+    tiny_disk: Path,
+) -> None:
+    """A real ENOSPC: a tmpfs filled to within `leave` bytes, for every amount of room from
+    none to enough, then emptied again before `--resume`."""
+    outcomes = set()
+    for leave in range(0, 200 * 1024, 4096):
+        for stale in tiny_disk.iterdir():
+            stale.unlink()
+        path = tiny_disk / "j.sqlite"
+        filler = fill(tiny_disk, leave)
+        refused = new_run_refused(path)
+        assert refused is None or refused.endswith(": No space left on device"), refused
+        filler.unlink()
+        said = resume_after(path)
+        assert said == "resumed r1" if refused is None else "holds no run to resume" in said, said
+        outcomes.add(refused is None)
+    assert outcomes == {True, False}, "the disk was too full, and then it was not"
+
+
+def test_a_read_only_disk_is_named(tiny_disk: Path) -> None:
+    path = tiny_disk / "j.sqlite"
+    new_run(path)
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
+    with pytest.raises(ConfigError, match=r"cannot write the journal\S* lock file: Read-only file"):
+        new_run(path)

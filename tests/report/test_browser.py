@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.report import Report, write_report
+from orchestrator.report import Report, build_report, write_report
 from orchestrator.report.trend import NightPoint, ServerPoint, Trend
-from tests.report.test_report import sample_report
+from tests.report.test_attention import night
+from tests.report.test_report import sample_report, sample_run
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
@@ -145,3 +146,30 @@ def test_chromium_renders_the_history_trend_and_the_slowdown(tmp_path: Path) -> 
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(set(png_pixels(shot.read_bytes())[2])) > 128
+
+
+def test_chromium_shows_what_needs_attention_first_deferred_and_unknown_included(
+    tmp_path: Path,
+) -> None:
+    """A night with deferred targets and `unknown` outcomes: the rendered page opens with the
+    section, names each of them with why, and gives the command that scans them again."""
+    out = tmp_path / "out"
+    write_report(build_report(sample_run(), night()), out, ("json", "html"))
+    dom = chromium(tmp_path, "--dump-dom", (out / "report.html").as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    body = html.split("<body>", 1)[1]
+    assert body.index('id="attention"') < body.index('class="cards"') < body.index("Servers")
+    section = body.split('id="attention"', 1)[1].split("</section>", 1)[0]
+    assert "Needs attention (7)" in section
+    rows = re.findall(
+        r"<tr><td class=\"human\">([^<]+)</td><td class=\"path\">([^<]+)</td>", section
+    )
+    assert ("deferred", "web02/erin/home") in rows
+    assert ("outcome unknown", "web02/frank/home /home/x/public_html/shell.php") in rows
+    assert "window closed at 06:00" in section
+    command = f"clamfleet run inventory.yaml --only-failed {out / 'report.json'}"
+    assert command in section
+    # outcomes coloured by who still has to act: the unknown one is for a person
+    assert re.search(r'<td class="human" title="needs a person">unknown</td>', html)
+    assert re.search(r'<td class="handled" title="handled">quarantined</td>', html)

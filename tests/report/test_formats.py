@@ -14,10 +14,11 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.model import Status
-from orchestrator.report import FORMATS, Report, validate_report_dict, write_report
+from orchestrator.model import ErrorInfo, ErrorKind, Outcome, ServerPacing, Status
+from orchestrator.report import FORMATS, Report, build_report, validate_report_dict, write_report
 from orchestrator.report import writers as writers_module
-from tests.report.test_report import EVIL_PATH, sample_report
+from tests.report.test_attention import night
+from tests.report.test_report import EVIL_PATH, result, sample_report, sample_run
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 ALL_FILES = {
@@ -144,7 +145,7 @@ def test_a_failing_write_changes_nothing_and_cleans_up(
     assert (tmp_path / "report.json").read_text("utf-8") == old
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
-    def broken(report: Report) -> str:
+    def broken(report: Report, **_context: object) -> str:
         raise RuntimeError("render bug")
 
     monkeypatch.setitem(writers_module.OUTPUTS, "html", (("report.html", broken),))
@@ -234,6 +235,7 @@ def test_prometheus_textfile_holds_fleet_and_server_totals_not_targets(written: 
         ("1/1", "infected"): 2,
         ("1/1", "failed"): 2,
         ("1/1", "skipped"): 1,
+        ("1/1", "deferred"): 0,
     }
     assert samples("clamfleet_infected_files", "shard") == {("1/1",): 3}
     assert samples("clamfleet_accepted_files", "shard") == {("1/1",): 0}
@@ -242,7 +244,7 @@ def test_prometheus_textfile_holds_fleet_and_server_totals_not_targets(written: 
     assert by_server[("web01", "infected")] == 2 and by_server[("web01", "clean")] == 1
     assert by_server[("web02", "failed")] == 1 and by_server[("web02", "skipped")] == 1
     assert by_server[("web03", "failed")] == 1 and by_server[("web03", "clean")] == 0
-    assert len(by_server) == 3 * 4
+    assert len(by_server) == 3 * 5
     assert samples("clamfleet_server_infected_files", "server") == {
         ("web01",): 3,
         ("web02",): 0,
@@ -251,12 +253,69 @@ def test_prometheus_textfile_holds_fleet_and_server_totals_not_targets(written: 
     # By default nothing grows with the number of targets (10,000 targets: 60,000 series).
     assert not [name for name in families if name.startswith("clamfleet_target_")]
     sample_count = sum(len(f.samples) for f in families.values())
-    assert sample_count == 4 + 1 + 2 + 3 * (4 + 1) + 2
+    # statuses, infected files, accepted files, unverified targets, files by outcome; per
+    # server statuses, files, last success; run
+    assert sample_count == 5 + 1 + 1 + 1 + 7 + 3 * (5 + 1 + 1) + 2
     (exit_sample,) = families["clamfleet_run_exit_code"].samples
     assert exit_sample.value == 1 and exit_sample.labels == {"shard": "1/1"}
     (done,) = families["clamfleet_run_finished_timestamp_seconds"].samples
     report = sample_report()
     assert report.run.finished_at is not None and done.value == report.run.finished_at.timestamp()
+
+
+def test_prometheus_tells_deferred_from_skipped_and_files_that_need_a_person(
+    tmp_path: Path,
+) -> None:
+    """Deferred targets were never scanned (exit 2), suspended ones are skipped by design:
+    two statuses. Files by outcome, every outcome present, so `unknown` and `error` alert."""
+    report = build_report(sample_run(), night())
+    write_report(report, tmp_path, ["prometheus"])
+    families = prometheus_families(tmp_path / "clamfleet.prom")
+
+    def samples(name: str, *keys: str) -> dict[tuple[str, ...], float]:
+        return {tuple(s.labels[k] for k in keys): s.value for s in families[name].samples}
+
+    statuses = samples("clamfleet_targets", "status")
+    assert statuses[("deferred",)] == 1 and statuses[("skipped",)] == 1  # erin, judy
+    assert sum(statuses.values()) == len(report.targets)
+    by_server = samples("clamfleet_server_targets", "server", "status")
+    assert by_server[("web02", "deferred")] == 1 and by_server[("web02", "skipped")] == 1
+    files = samples("clamfleet_files", "shard", "outcome")
+    assert set(files) == {("1/1", str(o)) for o in Outcome}
+    assert files[("1/1", "unknown")] == 1 and files[("1/1", "error")] == 1
+    assert files[("1/1", "deleted")] == 0
+    assert sum(files.values()) == report.summary.infected_files
+
+
+def test_prometheus_has_each_servers_last_successful_scan_and_its_pacing(tmp_path: Path) -> None:
+    failing = [result("web03", "kim", Status.FAILED, error=ErrorInfo(ErrorKind.AUTH, "refused"))]
+    suspended = [
+        result("web04", "lee", Status.SKIPPED, error=ErrorInfo(ErrorKind.SKIPPED, "suspended"))
+    ]
+    pacing = {"web01": ServerPacing(max_load=4.0, cap=4, peak_load=5.25, seconds_over=42.0)}
+    run = sample_run(servers=("web01", "web02", "web03", "web04"), pacing=pacing)
+    report = build_report(run, [*night(), *failing, *suspended])
+    write_report(report, tmp_path, ["prometheus"])
+    families = prometheus_families(tmp_path / "clamfleet.prom")
+
+    def by_server(name: str) -> dict[str, float]:
+        return {s.labels["server"]: s.value for s in families[name].samples}
+
+    finished = {
+        t.server: t.finished_at.timestamp()
+        for t in report.targets
+        if t.status in (Status.CLEAN, Status.INFECTED) and t.finished_at is not None
+    }
+    # 0 for a server whose every scan failed: `time() - x > 2d` fires without absent();
+    # none for a server with nothing to scan (all suspended)
+    assert by_server("clamfleet_server_last_success_timestamp_seconds") == {
+        "web01": finished["web01"],
+        "web02": finished["web02"],
+        "web03": 0,
+    }
+    assert by_server("clamfleet_server_load_peak") == {"web01": 5.25}
+    assert by_server("clamfleet_server_load_over_max_seconds") == {"web01": 42.0}
+    assert by_server("clamfleet_server_load_max") == {"web01": 4.0}
 
 
 def test_prometheus_per_target_series_only_when_asked(tmp_path: Path) -> None:

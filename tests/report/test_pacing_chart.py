@@ -123,7 +123,7 @@ def test_html_report_charts_load_and_concurrency_per_paced_server() -> None:
 
 
 def test_only_failed_reruns_deferred_targets_too() -> None:
-    from orchestrator.cli.commands import _failed_targets
+    from orchestrator.report.attention import rerun_targets
 
     failed = result("web01", "carol", Status.FAILED, error=ErrorInfo(ErrorKind.TIMEOUT, "t"))
     suspended = result(
@@ -133,4 +133,4 @@ def test_only_failed_reruns_deferred_targets_too() -> None:
         sample_run(),
         [result("web01", "alice", Status.CLEAN), deferred("web01", "bob"), failed, suspended],
     )
-    assert {t.account for t in _failed_targets(report)} == {"bob", "carol"}
+    assert {t.account for t in rerun_targets(report)} == {"bob", "carol"}

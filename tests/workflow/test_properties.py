@@ -337,4 +337,4 @@ def test_any_state_reached_by_legal_replies_survives_the_journals_json_round_tri
         phase = state.phase
         state, _ = workflow.step(state, reply, now)
         unexpected = f"unexpected {type(reply).__name__}"
-        assert state.error is None or state.error.message != f"{unexpected} in phase {phase}"
+        assert state.error is None or state.error.message != f"{unexpected} {workflow.doing(phase)}"

@@ -80,7 +80,7 @@ def test_a_reply_the_phase_does_not_take_fails_the_target_for_good(
     # files already listed are never hidden by the failure: such a target reports them
     assert cmd.verdict.status is (Status.INFECTED if state.infected else Status.FAILED)
     assert cmd.verdict.error == ErrorInfo(
-        ErrorKind.INTERNAL, f"unexpected {kind.__name__} in phase {phase}"
+        ErrorKind.INTERNAL, f"unexpected {kind.__name__} {workflow.doing(phase)}"
     )
     for reply in ONE_OF_EACH.values():  # sticky: nothing brings it back
         again, cmd_again = workflow.step(state, reply, 2.0)
