@@ -9,35 +9,25 @@ of an earlier version (a baseline from before an upgrade) still reads.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from datetime import date, datetime
-from enum import StrEnum
-from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.model import (
     Acceptance,
-    AcceptedInfo,
     Action,
-    CanaryInfo,
     ErrorInfo,
     ErrorKind,
     InfectedFile,
     Outcome,
-    PacingSample,
-    RunInfo,
-    RunWindow,
     ScanStats,
     ScanType,
-    ServerPacing,
-    StaleEntry,
     Status,
     Target,
     TargetResult,
 )
+from orchestrator.report.decode_run import read_run, read_trend
 from orchestrator.report.model import (
     SCHEMA,
     Delta,
@@ -45,99 +35,12 @@ from orchestrator.report.model import (
     ResolvedFile,
     Summary,
     summarize,
-    utc_second,
 )
-from orchestrator.report.trend import NightPoint, ServerPoint, Trend
+from orchestrator.report.reader import Reader
 
-E = TypeVar("E", bound=StrEnum)
-T = TypeVar("T")
 DELTAS = ("new", "recurring")
 #: Summary keys a report of an earlier version may lack.
 LATER_SUMMARY_KEYS = ("accepted", "unverified")
-
-
-class _Reader:
-    """Typed access to a JSON document; failures become ConfigErrors naming file and field."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, where: str, message: str) -> ConfigError:
-        return ConfigError(message, file=self.source, field=where or None)
-
-    def obj(self, value: Any, where: str) -> Mapping[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(where, f"expected an object, got {_kind(value)}")
-        return value
-
-    def key(self, obj: Mapping[str, Any], key: str, where: str) -> Any:
-        if key not in obj:
-            raise self.fail(where, f"missing key '{key}'")
-        return obj[key]
-
-    def array(self, value: Any, where: str) -> list[Any]:
-        if not isinstance(value, list):
-            raise self.fail(where, f"expected a list, got {_kind(value)}")
-        return value
-
-    def text(self, value: Any, where: str) -> str:
-        if not isinstance(value, str):
-            raise self.fail(where, f"expected a string, got {_kind(value)}")
-        return value
-
-    def integer(self, value: Any, where: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(where, f"expected an integer, got {_kind(value)}")
-        return value
-
-    def number(self, value: Any, where: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(where, f"expected a number, got {_kind(value)}")
-        return float(value)
-
-    def boolean(self, value: Any, where: str) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(where, f"expected true or false, got {_kind(value)}")
-        return value
-
-    def time(self, value: Any, where: str) -> datetime:
-        text = self.text(value, where)
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise self.fail(where, f"not an ISO 8601 timestamp: {text!r}") from None
-        if moment.tzinfo is None:
-            raise self.fail(where, f"timestamp without a time zone: {text!r}")
-        return utc_second(moment)
-
-    def date(self, value: Any, where: str) -> date:
-        text = self.text(value, where)
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            raise self.fail(where, f"not a date YYYY-MM-DD: {text!r}") from None
-
-    def enum(self, cls: type[E], value: Any, where: str, label: str) -> E:
-        text = self.text(value, where)
-        try:
-            return cls(text)
-        except ValueError:
-            raise self.fail(where, f"unknown {label} {text!r}") from None
-
-    def optional(self, read: Callable[[Any, str], T], value: Any, where: str) -> T | None:
-        return None if value is None else read(value, where)
-
-    def field(self, obj: Mapping[str, Any], key: str, where: str) -> tuple[Any, str]:
-        """The value of `key` and its field path."""
-        return self.key(obj, key, where), f"{where}.{key}" if where else key
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), type(value).__name__
-    )
 
 
 def load_report(path: Path | str) -> Report:
@@ -157,12 +60,12 @@ def load_report(path: Path | str) -> Report:
 
 
 def report_from_dict(d: Any, source: str) -> Report:
-    r = _Reader(source)
+    r = Reader(source)
     doc = r.obj(d, "")
     schema, where = r.field(doc, "schema", "")
     if schema != SCHEMA:
         raise r.fail(where, f"unsupported schema {schema!r} (expected {SCHEMA!r})")
-    run = _run(r, *r.field(doc, "run", ""))
+    run = read_run(r, *r.field(doc, "run", ""))
     targets = tuple(
         _target(r, t, f"targets[{i}]") for i, t in enumerate(r.array(*r.field(doc, "targets", "")))
     )
@@ -171,137 +74,16 @@ def report_from_dict(d: Any, source: str) -> Report:
         _resolved(r, f, f"resolved[{i}]")
         for i, f in enumerate(r.array(doc.get("resolved") or [], "resolved"))
     )
-    history = r.optional(lambda v, w: _trend(r, v, w), doc.get("history"), "history")
+    history = r.optional(lambda v, w: read_trend(r, v, w), doc.get("history"), "history")
     return Report(run=run, summary=summary, targets=targets, resolved=resolved, history=history)
-
-
-def _run(r: _Reader, value: Any, where: str) -> RunInfo:
-    run = r.obj(value, where)
-
-    def get(key: str) -> tuple[Any, str]:
-        return r.field(run, key, where)
-
-    servers = run.get("servers") or []
-    return RunInfo(
-        id=r.text(*get("id")),
-        tool_version=r.text(*get("tool_version")),
-        started_at=r.time(*get("started_at")),
-        finished_at=r.optional(r.time, *get("finished_at")),
-        inventory=r.text(*get("inventory")),
-        shard=r.text(*get("shard")),
-        dry_run=r.boolean(*get("dry_run")),
-        servers=tuple(
-            r.text(s, f"{where}.servers[{i}]")
-            for i, s in enumerate(r.array(servers, f"{where}.servers"))
-        ),
-        fleet_id=r.optional(r.text, run.get("fleet_id"), f"{where}.fleet_id") or "",
-        rerun_of=r.optional(r.text, run.get("rerun_of"), f"{where}.rerun_of"),
-        shard_servers=tuple(
-            r.text(s, f"{where}.shard_servers[{i}]")
-            for i, s in enumerate(r.array(run.get("shard_servers") or [], f"{where}.shard_servers"))
-        ),
-        pacing={
-            name: _pacing(r, p, f"{where}.pacing.{name}")
-            for name, p in r.obj(run.get("pacing") or {}, f"{where}.pacing").items()
-        },
-        canaries={
-            name: _canary(r, c, f"{where}.canaries.{name}")
-            for name, c in r.obj(run.get("canaries") or {}, f"{where}.canaries").items()
-        },
-        accepted=r.optional(
-            lambda v, w: _accepted_info(r, v, w), run.get("accepted"), f"{where}.accepted"
-        ),
-        window=r.optional(partial(_window, r), run.get("window"), f"{where}.window"),
-    )
-
-
-def _canary(r: _Reader, value: Any, where: str) -> CanaryInfo:
-    obj = r.obj(value, where)
-
-    def text(key: str) -> str:
-        return r.text(*r.field(obj, key, where))
-
-    return CanaryInfo(
-        account=text("account"), path=text("path"), virus=text("virus"), by=text("by")
-    )
-
-
-def _accepted_info(r: _Reader, value: Any, where: str) -> AcceptedInfo:
-    obj = r.obj(value, where)
-    stale, stale_where = r.field(obj, "stale", where)
-    return AcceptedInfo(
-        source=r.text(*r.field(obj, "source", where)),
-        entries=r.integer(*r.field(obj, "entries", where)),
-        stale=tuple(
-            _stale(r, e, f"{stale_where}[{i}]") for i, e in enumerate(r.array(stale, stale_where))
-        ),
-    )
-
-
-def _stale(r: _Reader, value: Any, where: str) -> StaleEntry:
-    obj = r.obj(value, where)
-    when, when_where = r.field(obj, "when", where)
-    return StaleEntry(
-        line=r.integer(*r.field(obj, "line", where)),
-        reason=r.text(*r.field(obj, "reason", where)),
-        expires=r.date(*r.field(obj, "expires", where)),
-        when={k: r.text(v, f"{when_where}.{k}") for k, v in r.obj(when, when_where).items()},
-    )
-
-
-def _window(r: _Reader, value: Any, where: str) -> RunWindow:
-    obj = r.obj(value, where)
-
-    def get(key: str) -> tuple[Any, str]:
-        return r.field(obj, key, where)
-
-    text, end_where = get("end")
-    r.time(text, end_where)  # an aware ISO 8601 timestamp (the checks and their messages)
-    return RunWindow(
-        end=datetime.fromisoformat(r.text(text, end_where)),  # with its own offset kept
-        timezone=r.text(*get("timezone")),
-        source=r.text(*get("source")),
-    )
-
-
-def _pacing(r: _Reader, value: Any, where: str) -> ServerPacing:
-    obj = r.obj(value, where)
-
-    def get(key: str) -> tuple[Any, str]:
-        return r.field(obj, key, where)
-
-    rows, rows_where = get("history")
-    return ServerPacing(
-        max_load=r.optional(r.number, *get("max_load")),
-        cap=r.integer(*get("cap")),
-        peak_load=r.optional(r.number, *get("peak_load")),
-        seconds_over=r.number(*get("seconds_over")),
-        readings=r.integer(*get("readings")),
-        failed_readings=r.integer(*get("failed_readings")),
-        history=tuple(
-            _sample(r, row, f"{rows_where}[{i}]") for i, row in enumerate(r.array(rows, rows_where))
-        ),
-    )
-
-
-def _sample(r: _Reader, value: Any, where: str) -> PacingSample:
-    row = r.array(value, where)
-    if len(row) != 4:
-        raise r.fail(where, "expected [t, running, limit, load]")
-    return PacingSample(
-        t=r.number(row[0], f"{where}[0]"),
-        running=r.integer(row[1], f"{where}[1]"),
-        limit=r.integer(row[2], f"{where}[2]"),
-        load=r.optional(r.number, row[3], f"{where}[3]"),
-    )
 
 
 def target_from_dict(value: Any, source: str) -> TargetResult:
     """One target object of report.json (`encode.target_to_dict`'s output) on its own."""
-    return _target(_Reader(source), value, "")
+    return _target(Reader(source), value, "")
 
 
-def _target(r: _Reader, value: Any, where: str) -> TargetResult:
+def _target(r: Reader, value: Any, where: str) -> TargetResult:
     obj = r.obj(value, where)
 
     def get(key: str) -> tuple[Any, str]:
@@ -328,7 +110,7 @@ def _target(r: _Reader, value: Any, where: str) -> TargetResult:
     )
 
 
-def _scan(r: _Reader, value: Any, where: str) -> ScanStats:
+def _scan(r: Reader, value: Any, where: str) -> ScanStats:
     obj = r.obj(value, where)
 
     def count(key: str) -> int:
@@ -342,7 +124,7 @@ def _scan(r: _Reader, value: Any, where: str) -> ScanStats:
     )
 
 
-def _file(r: _Reader, value: Any, where: str) -> InfectedFile:
+def _file(r: Reader, value: Any, where: str) -> InfectedFile:
     obj = r.obj(value, where)
 
     def get(key: str) -> tuple[Any, str]:
@@ -373,7 +155,7 @@ def _file(r: _Reader, value: Any, where: str) -> InfectedFile:
     )
 
 
-def _acceptance(r: _Reader, value: Any, where: str) -> Acceptance:
+def _acceptance(r: Reader, value: Any, where: str) -> Acceptance:
     obj = r.obj(value, where)
     return Acceptance(
         reason=r.text(*r.field(obj, "reason", where)),
@@ -381,7 +163,7 @@ def _acceptance(r: _Reader, value: Any, where: str) -> Acceptance:
     )
 
 
-def _error(r: _Reader, value: Any, where: str) -> ErrorInfo:
+def _error(r: Reader, value: Any, where: str) -> ErrorInfo:
     obj = r.obj(value, where)
     return ErrorInfo(
         kind=r.enum(ErrorKind, *r.field(obj, "kind", where), "error kind"),
@@ -389,7 +171,7 @@ def _error(r: _Reader, value: Any, where: str) -> ErrorInfo:
     )
 
 
-def _resolved(r: _Reader, value: Any, where: str) -> ResolvedFile:
+def _resolved(r: Reader, value: Any, where: str) -> ResolvedFile:
     obj = r.obj(value, where)
 
     def text(key: str) -> str:
@@ -404,7 +186,7 @@ def _resolved(r: _Reader, value: Any, where: str) -> ResolvedFile:
     )
 
 
-def _summary(r: _Reader, value: Any, where: str, *, targets: tuple[TargetResult, ...]) -> Summary:
+def _summary(r: Reader, value: Any, where: str, *, targets: tuple[TargetResult, ...]) -> Summary:
     """The summary as computed from the targets; one that disagrees with them is an error."""
     obj = r.obj(value, where)
     delta = r.optional(lambda v, w: _delta(r, v, w), obj.get("delta"), f"{where}.delta")
@@ -418,56 +200,10 @@ def _summary(r: _Reader, value: Any, where: str, *, targets: tuple[TargetResult,
     return expected
 
 
-def _delta(r: _Reader, value: Any, where: str) -> Delta:
+def _delta(r: Reader, value: Any, where: str) -> Delta:
     obj = r.obj(value, where)
 
     def count(key: str) -> int:
         return r.integer(*r.field(obj, key, where))
 
     return Delta(new=count("new"), recurring=count("recurring"), resolved=count("resolved"))
-
-
-def _trend(r: _Reader, value: Any, where: str) -> Trend:
-    obj = r.obj(value, where)
-    nights, nights_where = r.field(obj, "nights", where)
-    servers, servers_where = r.field(obj, "servers", where)
-    return Trend(
-        nights=tuple(
-            _night(r, n, f"{nights_where}[{i}]")
-            for i, n in enumerate(r.array(nights, nights_where))
-        ),
-        servers={
-            name: tuple(
-                _server_point(r, p, f"{servers_where}.{name}[{i}]")
-                for i, p in enumerate(r.array(points, f"{servers_where}.{name}"))
-            )
-            for name, points in r.obj(servers, servers_where).items()
-        },
-    )
-
-
-def _night(r: _Reader, value: Any, where: str) -> NightPoint:
-    obj = r.obj(value, where)
-
-    def get(key: str) -> tuple[Any, str]:
-        return r.field(obj, key, where)
-
-    return NightPoint(
-        run_id=r.text(*get("run_id")),
-        started_at=r.time(*get("started_at")),
-        exit_code=r.integer(*get("exit_code")),
-        targets=r.integer(*get("targets")),
-        infected_files=r.integer(*get("infected_files")),
-        new=r.optional(r.integer, *get("new")),
-        failed=r.integer(*get("failed")),
-        wall_s=r.optional(r.number, *get("wall_s")),
-    )
-
-
-def _server_point(r: _Reader, value: Any, where: str) -> ServerPoint:
-    obj = r.obj(value, where)
-    return ServerPoint(
-        started_at=r.time(*r.field(obj, "started_at", where)),
-        scan_s=r.number(*r.field(obj, "scan_s", where)),
-        bytes=r.integer(*r.field(obj, "bytes", where)),
-    )
