@@ -17,13 +17,14 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from orchestrator import __version__, log
-from orchestrator.cli.acceptance import attention_lines, count_lines
+from orchestrator.cli.acceptance import count_lines
 from orchestrator.cli.execute import ScanJob, scan_and_report
 from orchestrator.config import Limits, Policy, Rule, load_accepted
 from orchestrator.config.inventory import load_inventory
 from orchestrator.engine.runner import RunOptions
 from orchestrator.model import EXIT_INTERNAL, Action, RunInfo
 from orchestrator.report import DEFAULT_FORMATS, prepare_out_dir, summary_table
+from orchestrator.report.attention import attention, attention_lines
 
 DEMO_POLICY = Policy(
     default=Action.QUARANTINE,
@@ -92,8 +93,10 @@ def demo(args: argparse.Namespace) -> int:
         formats = {*DEFAULT_FORMATS, "json", "csv"}
         outcome = scan_and_report(ScanJob(inventory, options, info, args.out, formats))
     report, paths = outcome.report, outcome.paths
+    # what a night's run prints: what needs attention first, then the table
+    print("\n".join(attention_lines(attention(report), None)))
     print(summary_table(report))
-    for line in [*count_lines(report), *attention_lines(report)]:
+    for line in count_lines(report):
         print(line)
     print("dry run: the policy's planned actions are in the report; nothing was disinfected")
     print(f"report: {paths[0].parent.resolve()}")
