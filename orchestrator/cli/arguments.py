@@ -238,15 +238,15 @@ def _add_check_api(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--canary-account",
         metavar="NAME",
-        help="with --check-api: an account of every server that --scan-canary may scan"
-        " (default: none)",
+        help="with --check-api: the account of every server that --scan-canary may scan"
+        " (default: each server's inventory `canary` account)",
     )
     p.add_argument(
         "--scan-canary",
         action="store_true",
-        help="with --canary-account: start a scan of that account, and send `ignore` for what it"
-        " finds, to check what only a scan shows (default: off: read-only, those rows say"
-        " 'could not check')",
+        help="with --check-api: start a scan of the canary account (the inventory's `canary`,"
+        " or --canary-account), and send `ignore` for what it finds, to check what only a scan"
+        " shows (default: off: read-only, those rows say 'could not check')",
     )
 
 

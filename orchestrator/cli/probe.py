@@ -54,12 +54,12 @@ from orchestrator.model import EXIT_CLEAN, EXIT_INCOMPLETE, ErrorInfo, ErrorKind
 PROBE_RETRY = RetryPolicy(attempts=3, total=20.0, initial=0.5, max=4.0)
 #: Accounts whose get_scan_status is read until one has a status object.
 STATUS_SAMPLE = 3
-NEEDS_CANARY = "needs a canary scan: --canary-account NAME --scan-canary"
+NEEDS_CANARY = "needs a canary scan: --scan-canary (the inventory's canary, or --canary-account)"
 
 
 @dataclass(frozen=True, slots=True)
 class ProbeOptions:
-    canary: str | None = None  # --canary-account
+    canary: str | None = None  # --canary-account (else each server's inventory `canary`)
     scan_canary: bool = False  # --scan-canary: start_scan (and an ignore-only disinfection)
     record: Path | None = None
     redact_hosts: bool = False
@@ -117,8 +117,6 @@ def options_of(args: argparse.Namespace) -> ProbeOptions:
             raise ConfigError(f"{flag} needs --check-api", field=flag)
     if args.redact_hosts and args.record is None:
         raise ConfigError("--redact-hosts needs --record DIR", field="--redact-hosts")
-    if args.scan_canary and not args.canary_account:
-        raise ConfigError("--scan-canary needs --canary-account NAME", field="--scan-canary")
     return ProbeOptions(args.canary_account, args.scan_canary, args.record, args.redact_hosts)
 
 
@@ -198,10 +196,19 @@ async def _accounts(client: ServerClient, probe: ServerProbe, options: ProbeOpti
         return []  # the listaccts row says what differs; nothing to read as
     names = list(listed) if server.accounts is None else list(server.accounts)
     wanted = [n for n in names if account_skip(server, n, listed) is None]
-    if options.canary in wanted:
-        wanted.remove(options.canary)
-        wanted.insert(0, options.canary)
+    canary = canary_account(server, options)
+    if canary in wanted:
+        wanted.remove(canary)
+        wanted.insert(0, canary)
     return wanted
+
+
+def canary_account(server: Server, options: ProbeOptions) -> str | None:
+    """The account the probe may scan on this server: `--canary-account`, else the account of
+    the server's inventory `canary` (the planted test file each night must find)."""
+    if options.canary is not None:
+        return options.canary
+    return None if server.canary is None else server.canary.account
 
 
 LISTACCTS_WANT = "user,domain,suspended,diskused"
@@ -244,22 +251,27 @@ async def _session(client: ServerClient, account: str) -> Finding:
 async def _canary(
     client: ServerClient, probe: ServerProbe, options: ProbeOptions, inventory: Inventory
 ) -> None:
-    why = canary_refusal(probe, options.canary)
+    server = probe.server
+    canary = canary_account(server, options)
+    why = canary_refusal(probe, canary)
     if why is not None:
         for assumption in ASSUMPTIONS:
             if assumption.needs_scan:
                 probe.add(unchecked(assumption.key, why))
         return
-    assert options.canary is not None
-    scan_type = probe.server.scan_types[0]
+    assert canary is not None
+    planted = server.canary
+    # the inventory's canary names the scan type that reads its file; else the server's first
+    use = planted is not None and planted.account == canary
+    scan_type = planted.scan_type if use and planted is not None else server.scan_types[0]
     limits = probe_canary.Limits.of(inventory.settings)
-    await probe_canary.run(client, options.canary, scan_type, limits, probe.add)
+    await probe_canary.run(client, canary, scan_type, limits, probe.add)
 
 
 def canary_refusal(probe: ServerProbe, canary: str | None) -> str | None:
     """Why the canary scan is not run on this server (None: it is)."""
     if canary is None:
-        return "--scan-canary needs --canary-account NAME"
+        return "no canary: give the server an inventory `canary`, or --canary-account NAME"
     if probe.account != canary:
         if probe.whm:
             return f"no account {canary} a run would scan on this server"

@@ -251,13 +251,34 @@ def test_the_command_line_wires_the_probe(simulate: Any, cli: Any, tmp_path: Pat
     assert [p.name for p in folder.iterdir()] == ["server-1.json"]
 
 
+@CANARY_VIOLATIONS
+def test_the_scan_canary_flag_scans_the_inventorys_canary_account(probe: Any) -> None:
+    """No --canary-account: the server's inventory `canary` names the account (and its scan
+    type); only that account is scanned."""
+
+    def planted(doc: dict[str, Any]) -> None:
+        canary = {"account": CANARY, "path": "public_html/Q&A/shell.php", "virus": "*Webshell*"}
+        doc["servers"][0]["canary"] = canary
+
+    fleet, probed = probe(canary_fleet(), prescan=True, edit=planted, scan_canary=True)
+    assert set(probed.rows().values()) == {Verdict.HOLDS}, probed.text
+    assert fleet.calls("sim01", "start_scan", account=CANARY) >= 1
+    assert fleet.calls("sim01", "start_scan", account="bob") == 0
+
+
+def test_scan_canary_without_any_canary_checks_nothing_that_needs_a_scan(probe: Any) -> None:
+    fleet, probed = probe(canary_fleet(), scan_canary=True)
+    assert fleet.calls("sim01", "start_scan") == 0
+    assert "no canary: give the server an inventory `canary`" in probed.text
+    assert probed.code == 2
+
+
 @pytest.mark.parametrize(
     "flags",
     [
         ["--record", "x"],
         ["--redact-hosts"],
         ["--canary-account", "c"],
-        ["--check-api", "--scan-canary"],
         ["--check-api", "--redact-hosts"],
     ],
 )
