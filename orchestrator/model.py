@@ -196,6 +196,20 @@ class RunInfo:
     shard_servers: tuple[str, ...] = ()
     #: Load-aware pacing per server (only paced servers); additive, see ServerPacing.
     pacing: Mapping[str, ServerPacing] = field(default_factory=dict, hash=False)
+    #: Per server, the stretches its host was down (only servers that went down); additive.
+    outages: Mapping[str, tuple[Downtime, ...]] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Downtime:
+    """One stretch a server's host was away in the run (report `run.outages[server]`): from the
+    first failed request to the answer that closed the breaker (`back_at`), or to the give-up
+    (`gave_up`: its remaining targets ended unreachable) or the end of the run (None)."""
+
+    down_at: datetime
+    back_at: datetime | None
+    seconds: float
+    gave_up: bool = False
 
 
 @dataclass(frozen=True, slots=True)

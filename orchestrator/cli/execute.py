@@ -23,7 +23,7 @@ import structlog
 from orchestrator.config import Inventory
 from orchestrator.engine.journal import Journal
 from orchestrator.engine.runner import FleetRun, NullObserver, Observer, RunOptions
-from orchestrator.model import EXIT_INTERNAL, RunInfo, ServerPacing, TargetResult
+from orchestrator.model import EXIT_INTERNAL, Downtime, RunInfo, ServerPacing, TargetResult
 from orchestrator.report import Report, apply_baseline, build_report, write_report
 
 T = TypeVar("T")
@@ -56,8 +56,8 @@ def scan_and_report(job: ScanJob) -> ScanOutcome:
     """Scan, write the report, log the verdict; after a crash, write what there is and raise."""
     clock = time.monotonic()
     _log_started(job)
-    results, pacing, interrupted, crash = arun(_execute, job)
-    info = replace(job.info, finished_at=datetime.now(UTC), pacing=pacing)
+    results, pacing, outages, interrupted, crash = arun(_execute, job)
+    info = replace(job.info, finished_at=datetime.now(UTC), pacing=pacing, outages=outages)
     report = build_report(info, results)
     if job.baseline is not None:
         report = apply_baseline(report, job.baseline)
@@ -80,7 +80,13 @@ def scan_and_report(job: ScanJob) -> ScanOutcome:
 
 async def _execute(
     job: ScanJob,
-) -> tuple[list[TargetResult], dict[str, ServerPacing], bool, Exception | None]:
+) -> tuple[
+    list[TargetResult],
+    dict[str, ServerPacing],
+    dict[str, tuple[Downtime, ...]],
+    bool,
+    Exception | None,
+]:
     """Run the fleet; SIGINT/SIGTERM cancel it, and every target is still accounted for.
 
     An exception from the fleet (a bug) ends the run like a signal would, but is returned, so
@@ -112,7 +118,7 @@ async def _execute(
         except Exception as exc:
             crash = exc
         tg.cancel_scope.cancel()
-    return fleet.results(), fleet.pacing(), interrupted, crash
+    return fleet.results(), fleet.pacing(), fleet.outages(), interrupted, crash
 
 
 def arun(func: Callable[..., Awaitable[T]], *args: Any) -> T:

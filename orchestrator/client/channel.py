@@ -1,8 +1,10 @@
 """One server's channel: every request to it, within its rate limit and its host's budget.
 
-A `Channel` knows the server's credentials (the Authorization header), its parsed endpoints and
-its host's refusal budget (health.py), and turns an answer into cPanel's envelope or a typed
-error (parse.py). It knows nothing of which route a function takes: that is route.py.
+A `Channel` knows the server's credentials (the Authorization header), its parsed endpoints,
+its host's refusal budget (health.py) and its host's breaker (breaker.py: the gate every
+request passes, which holds it while the host is away), and turns an answer into cPanel's
+envelope or a typed error (parse.py). It knows nothing of which route a function takes: that
+is route.py.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
+from orchestrator.client.breaker import OUTAGE_STATUSES, Breaker
 from orchestrator.client.parse import Answer, check_answer, is_login_page, parse_uapi
 from orchestrator.client.transport import Http, Raw, Url, parse_url
 from orchestrator.config import AuthMethod, Server
-from orchestrator.errors import TlsError, TransportError
+from orchestrator.errors import TlsError, TransportError, http_status_text
 
 
 class Acquire(Protocol):
@@ -42,6 +45,7 @@ class Channel:
         self._auth_header = auth_header(server)
         self._endpoints: dict[str, Url] = {}
         self._logins = http.hosts.logins(server.base_url)
+        self.breaker: Breaker = http.hosts.breaker(server.base_url)
 
     def endpoint(self, path: str) -> Url:
         """The server's URL for a fixed API path, parsed once."""
@@ -88,25 +92,40 @@ class Channel:
         headers: Mapping[str, str] | None = None,
         data: bytes | None = None,
     ) -> Raw:
-        """One request, within the host's refusal budget (health.py): nothing is sent to a host
-        that refused a login this run, and credentials not yet accepted go one at a time."""
-        logins, name = self._logins, self.server.name
+        """One request: through the host's breaker gate (held while the host is away: one
+        probe per cool-down goes through), the rate limiter, and the host's refusal budget
+        (health.py): nothing is sent to a host that refused a login this run, and credentials
+        not yet accepted go one at a time (the turn). Nothing waits at the gate holding the
+        turn; if the breaker opened while this request waited for the limiter or the turn, it
+        goes back to the gate: nothing is sent into an outage but the probe."""
+        logins, breaker, name = self._logins, self.breaker, self.server.name
         logins.check(name, function)
-        if logins.proven(name):
-            raw = await self._exchange(method, url, function, params, headers, data, proven=True)
-            logins.answered(name, function, raw.status, _login_page(raw))
-            return raw
-        async with logins.turn:
-            logins.check(name, function)  # refused while this request waited its turn?
+        while True:
+            probe = await breaker.admit(name, function)
+            turn = False
             try:
-                raw = await self._exchange(method, url, function, params, headers, data)
-            except TlsError:
-                raise  # the host answered, with a certificate this entry does not trust
-            except TransportError:
-                logins.unanswered()
+                if logins.proven(name):  # the rate's turn, then a login in flight answered
+                    await self._limiter.acquire()
+                    turn = await logins.take_turn(name, function)
+                else:  # one unproven login at a time, each within the rate
+                    turn = await logins.take_turn(name, function)
+                    await self._limiter.acquire()
+            except BaseException:
+                if turn:
+                    logins.give_turn()
+                breaker.release(probe=probe)
                 raise
+            if probe or breaker.clear():
+                break
+            if turn:
+                logins.give_turn()
+        try:
+            raw = await self._exchange(method, url, function, params, headers, data, probe)
             logins.answered(name, function, raw.status, _login_page(raw))
             return raw
+        finally:
+            if turn:
+                logins.give_turn()
 
     async def _exchange(
         self,
@@ -116,30 +135,43 @@ class Channel:
         params: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
         data: bytes | None,
-        *,
-        proven: bool = False,
+        probe: bool,
     ) -> Raw:
-        await self._limiter.acquire()
-        if proven:
-            # Another entry's first login may be on its way to this host: wait for its answer
-            # (the turn), and send nothing if it was refused meanwhile. Without this, a request
-            # of accepted credentials could follow a refusal there within the run.
-            logins = self._logins
-            if logins.turn.locked():
-                async with logins.turn:
-                    pass
-            logins.check(self.server.name, function)
+        """Send it, and tell the breaker how the host answered (or that it did not)."""
+        breaker, name = self.breaker, self.server.name
         if self._on_request is not None:
             self._on_request()
-        return await self._http.send(
-            method,
-            url,
-            ssl_setting=self._ssl,
-            where=(self.server.name, function),
-            params=params,
-            headers=headers,
-            data=data,
-        )
+        try:
+            raw = await self._http.send(
+                method,
+                url,
+                ssl_setting=self._ssl,
+                where=(name, function),
+                params=params,
+                headers=headers,
+                data=data,
+            )
+        except TlsError:
+            breaker.answered(name, probe=probe)  # the host is there (its certificate is not)
+            raise
+        except TransportError as exc:
+            breaker.failed(name, exc, probe=probe)
+            raise
+        except BaseException:
+            breaker.release(probe=probe)
+            raise
+        if raw.status in OUTAGE_STATUSES:
+            failure = TransportError(
+                f"{function}: {http_status_text(raw.status)}",
+                server=name,
+                function=function,
+                http_status=raw.status,
+                retry_after=raw.retry_after,
+            )
+            breaker.failed(name, failure, probe=probe)
+        else:
+            breaker.answered(name, probe=probe)
+        return raw
 
     def _checked(self, raw: Raw, function: str) -> Answer:
         return check_answer(

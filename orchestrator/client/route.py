@@ -95,6 +95,7 @@ class WhmRoute:
                 lambda: self._open_session(account),
                 server=self._channel.server.name,
                 function="create_user_session",
+                breaker=self._channel.breaker,
             )
         except TargetError as exc:
             raise exc.never_sent() from None  # disinfect_files itself was never sent

@@ -1,7 +1,9 @@
 """`ServerClient`: every call clamfleet makes to one server, on top of its route and channel.
 
 Reads (status, infected list, scan paths, disinfection status, listaccts, systemloadavg) are
-retried by the retry policy; state changes (`start_scan`, `disinfect_files`) are sent once.
+retried by the retry policy, and wait through an outage of the host (breaker.py); state
+changes (`start_scan`, `disinfect_files`) are sent once (the gate holds them too while the host
+is away): what follows a failed one is the workflow's decision.
 """
 
 from __future__ import annotations
@@ -111,4 +113,10 @@ class ServerClient:
         return await self._route.uapi(account, function, params, post=True)
 
     async def _retried(self, function: str, call: Callable[[], Awaitable[Any]]) -> Any:
-        return await with_retries(self._retry, call, server=self._server.name, function=function)
+        return await with_retries(
+            self._retry,
+            call,
+            server=self._server.name,
+            function=function,
+            breaker=self._channel.breaker,
+        )

@@ -27,7 +27,13 @@ from orchestrator.config import Policy
 from orchestrator.engine import policy as policy_mod
 from orchestrator.engine.pacer import deferred_result
 from orchestrator.engine.policy import DestructiveBudget, plan
-from orchestrator.errors import ApiError, ProtocolError, TargetError, TransportError
+from orchestrator.errors import (
+    ApiError,
+    ProtocolError,
+    ServerDown,
+    TargetError,
+    TransportError,
+)
 from orchestrator.model import (
     ErrorInfo,
     ErrorKind,
@@ -246,7 +252,7 @@ class Driver:
             return plan_actions(self.run, target, command.files)
         health = self.health
         if (blocked := health.blocked()) is not None:
-            return RequestFailed(blocked)
+            return RequestFailed(blocked, final=True)
         try:
             reply = await _request(self.client, target, command)
         except TargetError as exc:
@@ -257,16 +263,22 @@ class Driver:
                 error_kind=exc.kind,
                 error=str(exc),
             )
-            return _failed(exc)
+            # given up for the run (down past server_down, never answered, a refusal, TLS):
+            # nothing will be sent to this server again, so no phase waits to retry; the
+            # target says why the server was given up (the breaker's verdict: down since when)
+            if (blocked := health.blocked()) is not None and blocked.kind is exc.kind:
+                return RequestFailed(blocked, final=True)
+            final = blocked is not None or isinstance(exc, ServerDown)
+            return _failed(exc, final)
         health.record(None)
         return reply
 
 
-def _failed(exc: TargetError) -> RequestFailed:
+def _failed(exc: TargetError, final: bool = False) -> RequestFailed:
     ambiguous = isinstance(exc, ProtocolError | TransportError) and exc.maybe_sent
     retry_after = exc.retry_after if isinstance(exc, TransportError) else None
     return RequestFailed(
-        ErrorInfo(exc.kind, str(exc)), ambiguous=ambiguous, retry_after=retry_after
+        ErrorInfo(exc.kind, str(exc)), ambiguous=ambiguous, retry_after=retry_after, final=final
     )
 
 

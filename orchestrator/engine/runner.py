@@ -30,10 +30,8 @@ import structlog
 
 from orchestrator import workflow
 from orchestrator.client import Http, RetryPolicy, ServerClient
-from orchestrator.client.health import (
-    BREAKER_THRESHOLD as BREAKER_THRESHOLD,  # tests import it here
-)
-from orchestrator.client.health import ServerHealth
+from orchestrator.client.breaker import BreakerTimings
+from orchestrator.client.health import Hosts, ServerHealth
 from orchestrator.client.parse import Account
 from orchestrator.config import REPORT_ONLY, AuthMethod, Inventory, Policy, Server
 from orchestrator.engine import targets as targets_mod
@@ -46,6 +44,7 @@ from orchestrator.engine.pacer import take_reading
 from orchestrator.engine.policy import DestructiveBudget
 from orchestrator.errors import TargetError
 from orchestrator.model import (
+    Downtime,
     ErrorInfo,
     ErrorKind,
     ScanType,
@@ -103,6 +102,8 @@ class FleetRun:
             request_timeout=settings.timeouts.request,
             limit_per_host=options.connections_per_host,
             run_id=options.run_id,
+            # a host that went away is waited for this long (client/breaker.py)
+            hosts=Hosts(BreakerTimings(server_down=settings.timeouts.server_down)),
         )
         self.observer: Observer = observer or NullObserver()
         self.journal = journal
@@ -172,6 +173,14 @@ class FleetRun:
     def pacing(self) -> dict[str, ServerPacing]:
         """What load-aware pacing did, per server whose concurrency followed its load."""
         return {name: c.summary() for name, c in self.controllers.items() if c.adaptive}
+
+    def outages(self) -> dict[str, tuple[Downtime, ...]]:
+        """Per server (only those whose host went down), each stretch its host was away."""
+        out: dict[str, tuple[Downtime, ...]] = {}
+        for server in self.inventory.servers:
+            if downtimes := self.http.hosts.breaker(server.base_url).downtimes():
+                out[server.name] = downtimes
+        return out
 
     def _scan_types(self, server: Server) -> tuple[ScanType, ...]:
         return targets_mod.scan_types_of(server, self.options.scan_types)

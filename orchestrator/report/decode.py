@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from orchestrator.errors import ConfigError
 from orchestrator.model import (
     Action,
+    Downtime,
     ErrorInfo,
     ErrorKind,
     InfectedFile,
@@ -185,6 +186,27 @@ def _run(r: _Reader, value: Any, where: str) -> RunInfo:
             name: _pacing(r, p, f"{where}.pacing.{name}")
             for name, p in r.obj(run.get("pacing") or {}, f"{where}.pacing").items()
         },
+        outages={
+            name: tuple(
+                _downtime(r, d, f"{where}.outages.{name}[{i}]")
+                for i, d in enumerate(r.array(stretches, f"{where}.outages.{name}"))
+            )
+            for name, stretches in r.obj(run.get("outages") or {}, f"{where}.outages").items()
+        },
+    )
+
+
+def _downtime(r: _Reader, value: Any, where: str) -> Downtime:
+    obj = r.obj(value, where)
+
+    def get(key: str) -> tuple[Any, str]:
+        return r.field(obj, key, where)
+
+    return Downtime(
+        down_at=r.time(*get("down_at")),
+        back_at=r.optional(r.time, *get("back_at")),
+        seconds=r.number(*get("down_s")),
+        gave_up=r.boolean(*get("gave_up")),
     )
 
 

@@ -1,7 +1,8 @@
 """Report -> the report.json document (README "Report"), keys in the contract's order.
 
 Additive keys beyond the contract: `run.servers`, `run.fleet_id`, `run.rerun_of`,
-`run.shard_servers` (always present), `run.pacing` (only when some server was load-paced), and,
+`run.shard_servers` (always present), `run.pacing` (only when some server was load-paced),
+`run.outages` (only when some server's host went down), and,
 only when a baseline was applied, `summary.delta`, each infected file's `delta` and a top-level
 `resolved` list.
 """
@@ -12,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.model import (
+    Downtime,
     ErrorInfo,
     InfectedFile,
     RunInfo,
@@ -59,7 +61,22 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
     }
     if run.pacing:
         doc["pacing"] = {name: pacing_to_dict(p) for name, p in run.pacing.items()}
+    if run.outages:
+        doc["outages"] = {
+            name: [downtime_to_dict(d) for d in stretches]
+            for name, stretches in run.outages.items()
+        }
     return doc
+
+
+def downtime_to_dict(downtime: Downtime) -> dict[str, Any]:
+    """One stretch a server's host was away (`run.outages[server][i]`)."""
+    return {
+        "down_at": format_time(downtime.down_at),
+        "back_at": format_optional_time(downtime.back_at),
+        "down_s": round(downtime.seconds, 1),
+        "gave_up": downtime.gave_up,
+    }
 
 
 def pacing_to_dict(pacing: ServerPacing) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from orchestrator.model import EXIT_CLEAN, EXIT_INFECTED, Status, TargetResult
 from orchestrator.report.encode import format_time
 from orchestrator.report.model import Report
 from orchestrator.report.pacing_chart import pacing_charts
-from orchestrator.report.tabular import ServerSummary, per_server
+from orchestrator.report.tabular import ServerSummary, per_server, per_server_outages
 
 VERDICTS = {
     EXIT_CLEAN: ("clean", "Every target scanned, no infected file found"),
@@ -65,6 +65,7 @@ def report_html(report: Report) -> str:
             if report.run.pacing
             else []
         ),
+        *(_section("Server outages", _outage_table(report)) if report.run.outages else []),
         *_section("Infected files", _infected_table(report)),
         *_section("Failures", _failure_table(report)),
     ]
@@ -157,6 +158,25 @@ def _server_table(servers: Sequence[ServerSummary]) -> str:
         for x in servers
     ]
     return _table([*headers, "median duration"], rows, numeric=set(range(1, 8)))
+
+
+def _outage_table(report: Report) -> str:
+    """Per server whose host went away: each stretch, and the server's time down in all."""
+    totals = {x.server: x for x in per_server_outages(report)}
+    rows = [
+        [
+            server,
+            format_time(d.down_at),
+            format_time(d.back_at) if d.back_at else "",
+            _duration(d.seconds),
+            "given up" if d.gave_up else "back" if d.back_at else "down at the end",
+            _duration(totals[server].seconds) if i == 0 else "",
+        ]
+        for server, stretches in report.run.outages.items()
+        for i, d in enumerate(stretches)
+    ]
+    headers = ["server", "down at", "back at", "down for", "ended", "server total"]
+    return _table(headers, rows, numeric={3, 5})
 
 
 def _infected_table(report: Report) -> str:

@@ -12,7 +12,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from orchestrator.errors import ConfigError
-from orchestrator.model import EXIT_INCOMPLETE, RunInfo, ServerPacing, Target, TargetResult
+from orchestrator.model import (
+    EXIT_INCOMPLETE,
+    Downtime,
+    RunInfo,
+    ServerPacing,
+    Target,
+    TargetResult,
+)
 from orchestrator.report.delta import count_delta
 from orchestrator.report.model import Report, ResolvedFile, summarize
 
@@ -169,6 +176,7 @@ def _merged_run(reports: Sequence[Report], first: RunInfo, shard: str) -> RunInf
         rerun_of=None,
         shard_servers=_union_in_order(first.servers, [r.run.shard_servers for r in reports]),
         pacing=_merged_pacing(reports),
+        outages=_merged_outages(reports),
     )
 
 
@@ -185,6 +193,16 @@ def _merged_pacing(reports: Sequence[Report]) -> dict[str, ServerPacing]:
     for report in sorted(reports, key=lambda r: (r.run.rerun_of is not None, r.run.started_at)):
         merged.update(report.run.pacing)
     return merged
+
+
+def _merged_outages(reports: Sequence[Report]) -> dict[str, tuple[Downtime, ...]]:
+    """Shards watch disjoint servers; a rerun's outages of a server are the night's too: every
+    stretch is kept, in time order."""
+    merged: dict[str, list[Downtime]] = {}
+    for report in reports:
+        for name, stretches in report.run.outages.items():
+            merged.setdefault(name, []).extend(stretches)
+    return {name: tuple(sorted(s, key=lambda d: d.down_at)) for name, s in merged.items()}
 
 
 def _with_delta(run: RunInfo, targets: list[TargetResult], reports: Sequence[Report]) -> Report:

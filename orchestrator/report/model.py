@@ -16,6 +16,7 @@ from orchestrator.model import (
     EXIT_CLEAN,
     EXIT_INCOMPLETE,
     EXIT_INFECTED,
+    Downtime,
     ErrorKind,
     InfectedFile,
     Outcome,
@@ -171,6 +172,19 @@ def normalize_run(run: RunInfo) -> RunInfo:
         finished_at=_maybe_utc(run.finished_at),
         servers=tuple(run.servers),
         pacing={name: normalize_pacing(p) for name, p in run.pacing.items()},
+        outages={
+            name: tuple(normalize_downtime(d) for d in stretches)
+            for name, stretches in run.outages.items()
+        },
+    )
+
+
+def normalize_downtime(downtime: Downtime) -> Downtime:
+    return replace(
+        downtime,
+        down_at=utc_second(downtime.down_at),
+        back_at=_maybe_utc(downtime.back_at),
+        seconds=round(float(downtime.seconds), 1),
     )
 
 

@@ -16,7 +16,6 @@ from typing import Any, TypedDict
 import pytest
 
 from orchestrator.client.channel import Channel
-from orchestrator.engine.runner import BREAKER_THRESHOLD
 from orchestrator.simulator import Faults, FleetSpec, generate_fleet
 from tests.support import Outcome, Sim, edit_inventory, infected_account, one_server
 
@@ -230,10 +229,10 @@ def test_an_ambiguous_start_scan_in_the_stale_window_is_not_sent_twice(
 
 
 # ---------------------------------------------------------------------------------------------
-# Circuit breaker: a dead server's remaining targets end unreachable without more requests
+# The breaker: a server that went away is waited for, then given up after timeouts.server_down
 
 
-def test_the_breaker_stops_requests_to_a_failing_server_and_fails_the_rest_unreachable(
+def test_a_server_down_past_server_down_gives_up_its_targets_saying_since_when(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome]
 ) -> None:
     spec = generate_fleet(servers=2, accounts=8, infected_ratio=0.0, seed=91, scan_seconds=0.2)
@@ -245,18 +244,26 @@ def test_the_breaker_stops_requests_to_a_failing_server_and_fails_the_rest_unrea
         for s in spec.servers
     ]
     spec = dataclasses.replace(spec, servers=tuple(servers))
-    sim = simulate(spec, server_keys={"max_concurrent_scans": 1})
+    timeouts = {"request": 5, "scan": 60, "stall": 10, "disinfection": 30, "server_down": 3}
+    sim = simulate(spec, server_keys={"max_concurrent_scans": 1}, settings={"timeouts": timeouts})
     result = cli("run", sim.inventory)
     assert_invariants(sim, spec, result)
     rows = {k: t for k, t in result.targets().items() if k[0] == "sim02"}
     assert len(rows) == 8
     assert {t["status"] for t in rows.values()} == {"failed"}
     assert {t["error"]["kind"] for t in rows.values()} == {"unreachable"}
-    # listaccts, then the attempts of BREAKER_THRESHOLD targets; the other 5 send nothing
-    attempts = 3  # stamina's test mode in conftest
-    assert sim.fleet.calls("sim02", function="get_scan_status") == BREAKER_THRESHOLD * attempts
+    for t in rows.values():
+        assert t["error"]["message"].startswith("server down since "), t["error"]
+        assert "(timeouts.server_down 3s)" in t["error"]["message"]
+    # listaccts answered; then the one target in flight opens the breaker (two failures), and
+    # while it is open only probes go, one per cool-down (1 s, then 2 s, cut at 3 s)
+    polls = sim.fleet.calls("sim02", function="get_scan_status")
+    assert 3 <= polls <= 2 + 3, polls
     assert sim.fleet.calls("sim02", function="start_scan") == 0
     assert {t["status"] for k, t in result.targets().items() if k[0] == "sim01"} == {"clean"}
+    (stretch,) = result.report["run"]["outages"]["sim02"]
+    assert stretch["gave_up"] and stretch["back_at"] is None and stretch["down_s"] >= 3
+    assert "sim01" not in result.report["run"]["outages"]
 
 
 # ---------------------------------------------------------------------------------------------
