@@ -10,7 +10,9 @@ With the host's breaker (client/breaker.py): a failure that finds the breaker op
 attempt spent. stamina stops there, and the call is made again at once: the channel's gate
 holds it until the host is back (one probe per cool-down, never more), or raises ServerDown
 when the host is given up. A call that keeps meeting outages (a host that flaps: back for one
-answer, away again) still ends, after `server_down` of them in all.
+answer, away again) still ends, after `server_down` of them in all; and the attempts that failed
+while the host was up count across them, so a function that fails alone (the host answering
+every other) ends after the policy's attempts, as it would without the breaker.
 """
 
 from __future__ import annotations
@@ -90,15 +92,19 @@ async def with_retries(
     failed how often, and why, without debug logging on (a host given up says so itself).
     """
     held_since: float | None = None
+    spent = 0  # attempts that failed while the host was not down: they count
     while True:
         tries = [0]  # stamina's attempts, once it took over
         try:
-            return await _attempts(policy, call, breaker, tries)
+            return await _attempts(policy, call, breaker, tries, policy.attempts - spent)
         except TargetError as exc:
             if breaker is not None and breaker.holding(exc):
+                # The last attempt found the host down; those before it did not (a function
+                # that fails alone, while the host answers the rest, still ends).
+                spent += max(tries[0] - 1, 0)
                 now = time.monotonic()
                 held_since = now if held_since is None else held_since
-                if now - held_since < breaker.timings.server_down:
+                if spent < policy.attempts and now - held_since < breaker.timings.server_down:
                     continue  # the gate holds the next attempt until the host is back
             if tries[0] and not isinstance(exc, ServerDown):
                 log.warning(
@@ -118,15 +124,16 @@ async def _attempts(
     call: Callable[[], Awaitable[T]],
     breaker: Breaker | None,
     tries: list[int],
+    attempts: int,
 ) -> T:
-    """The first attempt, then stamina's retries (counted in `tries[0]`)."""
+    """The first attempt, then stamina's retries (counted in `tries[0]`), `attempts` in all."""
     first = await first_attempt(policy, call, breaker)
     if not isinstance(first, Replay):
         return first
     replay: TargetError | None = first.error
     async for attempt in stamina.retry_context(
         on=lambda exc: retry_wait(policy, exc, breaker),
-        attempts=policy.attempts,
+        attempts=max(attempts, 1),
         timeout=policy.total,
         wait_initial=policy.initial,
         wait_max=policy.max,

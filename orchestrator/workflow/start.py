@@ -113,6 +113,10 @@ def _watch_foreign(state: State, data: StatusData, now: float) -> tuple[State, C
 def send_start(state: State, now: float) -> tuple[State, Command]:
     if state.start.attempts >= state.cfg.max_start_attempts:
         return fail(state, ErrorInfo(ErrorKind.UNREACHABLE, "start_scan never took effect"))
+    first_sent = state.start.first_sent_at
+    if first_sent is not None and now - first_sent >= state.cfg.scan_timeout:
+        message = f"start_scan never took effect in {now - first_sent:.0f}s"
+        return fail(state, ErrorInfo(ErrorKind.UNREACHABLE, message))
     first = state.start.first_sent_at if state.start.first_sent_at is not None else now
     start = replace(
         state.start, attempts=state.start.attempts + 1, sent_at=now, first_sent_at=first
@@ -127,9 +131,15 @@ def on_starting(state: State, reply: Reply, now: float) -> tuple[State, Command]
             return scanning(state, now)
         case ScanBusy():
             return _on_busy(state, reply, now)
-        case RequestFailed(ambiguous=True):
+        case RequestFailed(ambiguous=True, outage=outage):
             # The request may have reached cPanel: read the status before deciding anything.
-            return request(replace(state, phase=Phase.VERIFY_START), GetScanStatus())
+            # Lost as the host went away (a cpsrvd restart): no attempt of ours unless the
+            # status says it took (a restart per attempt must not use up the target).
+            start = state.start
+            if outage:
+                start = replace(start, attempts=start.attempts - 1)
+            verify = replace(state, phase=Phase.VERIFY_START, start=start)
+            return request(verify, GetScanStatus())
         case RequestFailed(error=error) if error.kind is ErrorKind.UNREACHABLE:
             return _not_started(state, reply, now)
         case RequestFailed(error=error):
@@ -148,15 +158,15 @@ def _not_started(state: State, reply: RequestFailed, now: float) -> tuple[State,
     first = start.first_sent_at if start.first_sent_at is not None else now
     deadline = first + cfg.scan_timeout
     refused = start.not_started + 1
-    if now >= deadline:
+    backoff = min(cfg.poll_max, cfg.poll_min * 2 ** min(refused - 1, 30))
+    delay = reply.retry_after if reply.retry_after is not None else backoff
+    delay = max(delay, cfg.poll_min)
+    if now + delay >= deadline:  # no next try before the deadline: say so now
         message = (
             f"start_scan not accepted in {now - first:.0f}s ({refused} times not started; "
             f"the last: {reply.error.message})"
         )
         return fail(state, ErrorInfo(reply.error.kind, message))
-    backoff = min(cfg.poll_max, cfg.poll_min * 2 ** min(refused - 1, 30))
-    delay = reply.retry_after if reply.retry_after is not None else backoff
-    delay = min(max(delay, cfg.poll_min), deadline - now)
     start = replace(start, attempts=start.attempts - 1, not_started=refused)
     return wait(replace(state, phase=Phase.PRECHECK, start=start), delay)
 

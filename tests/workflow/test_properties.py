@@ -86,13 +86,14 @@ replies: st.SearchStrategy[Reply] = st.one_of(
         DisinfectionStatusReply, st.sampled_from(["none", "queued", "running", "done"]), records
     ),
     st.builds(
-        lambda kind, ambiguous, final, retry_after: RequestFailed(
-            ErrorInfo(kind, "x"), ambiguous, retry_after, final
+        lambda kind, ambiguous, final, retry_after, outage: RequestFailed(
+            ErrorInfo(kind, "x"), ambiguous, retry_after, final, outage
         ),
         st.sampled_from(list(ErrorKind)),
         st.booleans(),
         st.sampled_from([False, False, False, True]),
         st.sampled_from([None, 0.0, 3.0]),
+        st.booleans(),
     ),
 )
 
@@ -132,6 +133,9 @@ class WorkflowMachine(RuleBasedStateMachine):
         )
         if was is Phase.STARTING and not_started and self.state.phase is Phase.PRECHECK:
             self.starts -= 1  # the server said it did not run: no attempt
+        lost = isinstance(reply, RequestFailed) and reply.ambiguous and reply.outage
+        if was is Phase.STARTING and lost and self.state.phase is Phase.VERIFY_START:
+            self.starts -= 1  # lost as the host went away: an attempt only if it took
         if isinstance(self.cmd, StartScan):
             assert self.read_since_start, "never a second start_scan without a status read"
             self.read_since_start = False
