@@ -21,7 +21,6 @@ import structlog
 
 from orchestrator import workflow
 from orchestrator.client import ServerClient
-from orchestrator.client.breaker import is_outage_failure
 from orchestrator.client.health import ServerHealth
 from orchestrator.client.parse import scan_in_progress
 from orchestrator.config import Policy
@@ -270,16 +269,16 @@ class Driver:
             if (blocked := health.blocked()) is not None and blocked.kind is exc.kind:
                 return RequestFailed(blocked, final=True)
             final = blocked is not None or isinstance(exc, ServerDown)
-            return _failed(exc, final, outage=health.breaker.open)
+            return _failed(exc, final)
         health.record(None)
         return reply
 
 
-def _failed(exc: TargetError, final: bool = False, *, outage: bool = False) -> RequestFailed:
+def _failed(exc: TargetError, final: bool = False) -> RequestFailed:
     ambiguous = isinstance(exc, ProtocolError | TransportError) and exc.maybe_sent
     retry_after = exc.retry_after if isinstance(exc, TransportError) else None
     error = ErrorInfo(exc.kind, str(exc))
-    return RequestFailed(error, ambiguous, retry_after, final, outage and is_outage_failure(exc))
+    return RequestFailed(error, ambiguous=ambiguous, retry_after=retry_after, final=final)
 
 
 def _own_scan(state: workflow.State) -> bool:

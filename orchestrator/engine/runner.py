@@ -262,7 +262,10 @@ class FleetRun:
                 listed = await client.list_accounts()
             except TargetError as exc:
                 health.record(exc)
-                error = ErrorInfo(exc.kind, str(exc))
+                # a host given up says why (never answered, down since when), like a target
+                blocked = health.blocked()
+                same = blocked is not None and blocked.kind is exc.kind
+                error = blocked if blocked is not None and same else ErrorInfo(exc.kind, str(exc))
                 rows = targets_mod.unlisted(server, scan_types, only)
                 for target in rows:
                     self.record(TargetResult(target, Status.FAILED, error=error))

@@ -138,8 +138,6 @@ class RequestFailed:
     `final`: the server is given up for the run (down past `timeouts.server_down`, never
     answered, a refused login, a TLS failure): nothing will be sent to it again, so the target
     ends now, whatever its phase would otherwise retry.
-    `outage`: the host went away with this request (its breaker is open): a lost answer then is
-    the outage's, not a start_scan that silently failed to take.
     """
 
     error: ErrorInfo
@@ -147,7 +145,6 @@ class RequestFailed:
     #: Seconds the server asked us to wait (HTTP Retry-After), when it said so.
     retry_after: float | None = None
     final: bool = False
-    outage: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,7 @@ ACCEPTS: dict[Phase, tuple[type, ...]] = {
     Phase.SCANNING: (ScanStatusReply, RequestFailed, Tick),
     Phase.LISTING: (InfectedListReply, RequestFailed),
     Phase.PLANNING: (ActionsPlanned,),  # the runner's own decision: it cannot fail
-    Phase.DISINFECTING: (DisinfectQueued, RequestFailed),
+    Phase.DISINFECTING: (DisinfectQueued, RequestFailed, Tick),
     Phase.FOLLOWING: (DisinfectionStatusReply, RequestFailed, Tick),
 }
 

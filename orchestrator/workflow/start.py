@@ -131,15 +131,9 @@ def on_starting(state: State, reply: Reply, now: float) -> tuple[State, Command]
             return scanning(state, now)
         case ScanBusy():
             return _on_busy(state, reply, now)
-        case RequestFailed(ambiguous=True, outage=outage):
+        case RequestFailed(ambiguous=True):
             # The request may have reached cPanel: read the status before deciding anything.
-            # Lost as the host went away (a cpsrvd restart): no attempt of ours unless the
-            # status says it took (a restart per attempt must not use up the target).
-            start = state.start
-            if outage:
-                start = replace(start, attempts=start.attempts - 1)
-            verify = replace(state, phase=Phase.VERIFY_START, start=start)
-            return request(verify, GetScanStatus())
+            return request(replace(state, phase=Phase.VERIFY_START), GetScanStatus())
         case RequestFailed(error=error) if error.kind is ErrorKind.UNREACHABLE:
             return _not_started(state, reply, now)
         case RequestFailed(error=error):

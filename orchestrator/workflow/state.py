@@ -113,6 +113,9 @@ class Disinfection:
     ambiguous: bool = False  # its answer was lost: maybe queued, never resent
     last_id: int | None = None
     records: tuple[DisinfectionRecord, ...] = ()
+    #: disinfect_files answered without running (5xx, 429, a proxy) or refused: sent again
+    not_run: int = 0
+    first_sent_at: float | None = None  # the first disinfect_files: its deadline counts from it
 
 
 @dataclass(frozen=True, slots=True)

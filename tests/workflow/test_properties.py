@@ -46,6 +46,7 @@ from orchestrator.workflow.events import (
     StartScan,
     Tick,
     Verdict,
+    Wait,
 )
 
 PATH = "/home/bob/public_html/x.php"
@@ -86,14 +87,13 @@ replies: st.SearchStrategy[Reply] = st.one_of(
         DisinfectionStatusReply, st.sampled_from(["none", "queued", "running", "done"]), records
     ),
     st.builds(
-        lambda kind, ambiguous, final, retry_after, outage: RequestFailed(
-            ErrorInfo(kind, "x"), ambiguous, retry_after, final, outage
+        lambda kind, ambiguous, final, retry_after: RequestFailed(
+            ErrorInfo(kind, "x"), ambiguous, retry_after, final
         ),
         st.sampled_from(list(ErrorKind)),
         st.booleans(),
         st.sampled_from([False, False, False, True]),
         st.sampled_from([None, 0.0, 3.0]),
-        st.booleans(),
     ),
 )
 
@@ -133,9 +133,8 @@ class WorkflowMachine(RuleBasedStateMachine):
         )
         if was is Phase.STARTING and not_started and self.state.phase is Phase.PRECHECK:
             self.starts -= 1  # the server said it did not run: no attempt
-        lost = isinstance(reply, RequestFailed) and reply.ambiguous and reply.outage
-        if was is Phase.STARTING and lost and self.state.phase is Phase.VERIFY_START:
-            self.starts -= 1  # lost as the host went away: an attempt only if it took
+        if was is Phase.DISINFECTING and not_started and isinstance(self.cmd, Wait):
+            self.disinfects -= 1  # the server said it did not run: sent again after the wait
         if isinstance(self.cmd, StartScan):
             assert self.read_since_start, "never a second start_scan without a status read"
             self.read_since_start = False
