@@ -149,6 +149,11 @@ class Breaker:
         that gave it up is raised as it is; the requests still waiting get ServerDown.)"""
         return is_outage_failure(exc) and self._open and self.verdict is None
 
+    def answered_before(self) -> None:
+        """The host answered an earlier, interrupted run (--resume): it is one that comes
+        back, not one that never answered."""
+        self._reached = True
+
     # -- outcomes (client/channel.py reports every request's) --------------------------------
 
     def answered(self, server: str, *, probe: bool) -> None:

@@ -59,6 +59,10 @@ log = structlog.get_logger("clamfleet")
 
 #: The shortest sleep between two looks at whether a load reading is due.
 MIN_READING_GAP = 0.05
+#: Phases a target is in before any answer of its server was taken (or after one failed it).
+_UNANSWERED_PHASES = frozenset(
+    {workflow.Phase.SETTLING, workflow.Phase.PRECHECK, workflow.Phase.FAILED}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +258,10 @@ class FleetRun:
         only = self.options.only
         known = self.journal.server_targets(server.name) if self.journal is not None else None
         if known is not None:  # --resume: the targets the interrupted run had resolved
+            if self._answered_before(known):
+                # a host away now (the run resumed mid-restart) is waited for, not given up
+                # as one that never answered
+                health.breaker.answered_before()
             selection = targets_mod.Selection(targets_mod.only_failed(known, only))
             return self._resolved(server, selection)
         listed: tuple[Account, ...] | None = None
@@ -283,6 +291,19 @@ class FleetRun:
         self.targets[server.name] = selection.targets
         self.observer.targets_resolved(server.name, selection.targets)
         return selection
+
+    def _answered_before(self, targets: tuple[Target, ...]) -> bool:
+        """Whether the interrupted run had answers from this server: a target past its first
+        status read, or finished with a scan."""
+        assert self.journal is not None
+        for target in targets:
+            state = self.journal.state(target)
+            if state is not None and state.phase not in _UNANSWERED_PHASES:
+                return True
+            done = self.journal.result(target)
+            if done is not None and done.scan is not None:
+                return True
+        return False
 
     def _in_flight(self, target: Target) -> bool:
         """Whether an interrupted run left this target mid-way (its scan may be running)."""

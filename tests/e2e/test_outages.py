@@ -12,12 +12,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
+from orchestrator.cli import execute
 from orchestrator.client.transport import Http
-from orchestrator.simulator import FleetSpec, generate_fleet
+from orchestrator.model import EXIT_INTERNAL
+from orchestrator.simulator import Faults, FleetSpec, generate_fleet
 from orchestrator.simulator.referee import GRACE_EXTRA, MIN_PROBE_INTERVAL, PROBE_JITTER
+from tests.e2e.test_resume import stopping_after_results
 from tests.support import Outcome, Sim, assert_outcomes_are_what_the_server_did, write_policy
 
 pytestmark = pytest.mark.slow
@@ -140,3 +144,20 @@ def test_a_host_down_past_server_down_ends_its_remaining_targets_with_the_time_i
     (stretch,) = result.report["run"]["outages"]["sim01"]
     assert stretch["gave_up"] and stretch["down_s"] >= 3
     assert "server.given_up" in result.stderr
+
+
+def test_a_run_resumed_while_its_host_is_away_waits_for_it_instead_of_giving_it_up(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    """The interrupted run had answers from the host: the resumed one, meeting a restart from
+    its first request, waits for it like any outage (not "never answered")."""
+    spec = night()
+    sim = simulate(spec, server_keys={"max_concurrent_scans": CAP})
+    args: list[str | Path] = ["run", sim.inventory, "--journal", tmp_path / "journal.sqlite"]
+    with mock.patch.object(execute, "FleetRun", stopping_after_results(1)):
+        assert cli(*args).code == EXIT_INTERNAL  # stopped, a scan still running
+    sim.fleet.set_faults("sim01", Faults(outage_seconds=3.0))  # cpsrvd restarts: refused
+    resumed = cli(*args, "--resume")
+    assert_every_target_found_what_it_holds(spec, resumed)
+    (stretch,) = resumed.report["run"]["outages"]["sim01"]
+    assert stretch["back_at"] is not None and not stretch["gave_up"]
