@@ -113,11 +113,10 @@ def _watch_foreign(state: State, data: StatusData, now: float) -> tuple[State, C
 def send_start(state: State, now: float) -> tuple[State, Command]:
     if state.start.attempts >= state.cfg.max_start_attempts:
         return fail(state, ErrorInfo(ErrorKind.UNREACHABLE, "start_scan never took effect"))
-    first_sent = state.start.first_sent_at
-    if first_sent is not None and now - first_sent >= state.cfg.scan_timeout:
-        message = f"start_scan never took effect in {now - first_sent:.0f}s"
-        return fail(state, ErrorInfo(ErrorKind.UNREACHABLE, message))
     first = state.start.first_sent_at if state.start.first_sent_at is not None else now
+    if now - first >= state.cfg.scan_timeout:  # the target's deadline (see _not_started)
+        message = f"start_scan never took effect in {now - first:.0f}s"
+        return fail(state, ErrorInfo(ErrorKind.UNREACHABLE, message))
     start = replace(
         state.start, attempts=state.start.attempts + 1, sent_at=now, first_sent_at=first
     )
