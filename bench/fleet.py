@@ -52,6 +52,8 @@ class Size:
     infected_ratio: float = 0.1
     seed: int = 1
     scan_types: tuple[str, ...] = ("home",)
+    #: `simulate --fault SERVER:KNOB=VALUE` arguments (bench/night.py: upcp restarts)
+    faults: tuple[str, ...] = ()
 
     @property
     def targets(self) -> int:
@@ -97,6 +99,7 @@ class Simulator:
             "--requests-per-second", repr(size.server_rps * size.time_scale),
             "--fleet-requests-per-second", repr(size.fleet_rps * size.time_scale),
             "--max-concurrent-scans", str(size.max_concurrent_scans),
+            *(arg for fault in size.faults for arg in ("--fault", fault)),
         ]  # fmt: skip
         self.inventory = inventory
         self.log = log

@@ -7,7 +7,7 @@
         ├── AuthError          credentials refused, login page, cPHulk lockout      kind=auth
         │   └── HostRefused    not sent: another login on the host was refused     kind=auth
         ├── TransportError     connection refused/reset, 5xx, 429                   kind=unreachable
-        │   ├── HostSilent     not sent: the host's last new logins got no answer  kind=unreachable
+        │   ├── ServerDown     not sent: the host was given up (down, or silent)   kind=unreachable
         │   ├── TlsError       certificate or handshake failure                    kind=tls
         │   └── RequestTimeout one request exceeded timeouts.request               kind=unreachable
         ├── ApiError           the call ran and answered status 0                  kind=api
@@ -185,10 +185,10 @@ class TransportError(TargetError):
     transient = True
 
 
-class HostSilent(TransportError):
-    """Raised instead of sending unproven credentials: the host's last such got no answer."""
+class ServerDown(TransportError):
+    """Raised instead of sending: the host was down past `timeouts.server_down`, or silent."""
 
-    # Never retried: nothing is sent, so waiting cannot change it.
+    # Final for the run: the breaker (client/breaker.py) gave the host up; waiting cannot help.
 
     transient = False
     maybe_sent = False

@@ -269,6 +269,8 @@ class RunInfo:
     accepted: AcceptedInfo | None = None
     #: The finish-by window the run had (None: none); additive, see RunWindow.
     window: RunWindow | None = None
+    #: Per server, the stretches its host was down (only servers that went down); additive.
+    outages: Mapping[str, tuple[Downtime, ...]] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +282,18 @@ class RunWindow:
     end: datetime
     timezone: str
     source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Downtime:
+    """One stretch a server's host was away in the run (report `run.outages[server]`): from the
+    first failed request to the answer that closed the breaker (`back_at`), or to the give-up
+    (`gave_up`: its remaining targets ended unreachable) or the end of the run (None)."""
+
+    down_at: datetime
+    back_at: datetime | None
+    seconds: float
+    gave_up: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,6 +154,7 @@ async def _execute(job: ScanJob) -> _Done:
             job.info,
             finished_at=datetime.now(UTC),
             pacing=fleet.pacing(),
+            outages=fleet.outages(),
             canaries=canary_infos(job.inventory.servers),
             accepted=None if accepted is None else accepted_info(accepted, results),
         )

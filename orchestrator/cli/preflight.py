@@ -33,6 +33,7 @@ from typing import TextIO
 import anyio
 
 from orchestrator.client import Http, RetryPolicy, ServerClient
+from orchestrator.client.health import Hosts
 from orchestrator.config import AuthMethod, Inventory, Policy, Server
 from orchestrator.engine.limiter import FleetLimits
 from orchestrator.engine.targets import account_skip, expected_accounts
@@ -50,6 +51,7 @@ from orchestrator.model import EXIT_CLEAN, EXIT_INCOMPLETE, ErrorInfo, ErrorKind
 
 #: Fewer and shorter retries than a run's: a pre-flight answers in seconds, not minutes.
 PREFLIGHT_RETRY = RetryPolicy(attempts=3, total=20.0, initial=0.5, max=4.0)
+
 
 #: Account problems listed in a row before "(+N more)".
 MAX_LISTED = 3
@@ -150,7 +152,7 @@ async def check_fleet(
     disinfect_files needs (whm_token servers)."""
     limits = FleetLimits(inventory.settings, inventory_servers=inventory.servers)  # per host
     checks = [ServerCheck(server) for server in inventory.servers]
-    http = Http(request_timeout=inventory.settings.timeouts.request)
+    http = Http(request_timeout=inventory.settings.timeouts.request, hosts=Hosts.for_checks())
     async with http, anyio.create_task_group() as tg:
         for check in checks:
             tg.start_soon(_check_server, http, limits, check, retry, session)

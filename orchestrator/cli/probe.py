@@ -41,6 +41,7 @@ from orchestrator.client.answer_checks import (
     check_session,
 )
 from orchestrator.client.assumptions import ASSUMPTIONS, BY_KEY, Finding, Verdict, unchecked
+from orchestrator.client.health import Hosts
 from orchestrator.client.parse import Answer, parse_accounts, uapi_data
 from orchestrator.client.transcript import Exchange
 from orchestrator.config import AuthMethod, Inventory, Server
@@ -151,7 +152,11 @@ async def probe_fleet(
         by_name[exchange.server].exchanges.append(exchange)
 
     recorder = record if options.record is not None else None
-    http = Http(request_timeout=inventory.settings.timeouts.request, recorder=recorder)
+    http = Http(
+        request_timeout=inventory.settings.timeouts.request,
+        recorder=recorder,
+        hosts=Hosts.for_checks(),
+    )
     async with http, anyio.create_task_group() as tg:
         for probe in probes:
             tg.start_soon(_probe_server, http, limits, probe, options, retry, inventory)

@@ -1,4 +1,4 @@
-"""Verdicts that stop requests before they are sent: per host (cPHulk) and per server (breaker).
+"""Verdicts that stop requests before they are sent: per host (cPHulk, and the breaker).
 
 cPHulk counts failed logins per source IP per host (README "Troubleshooting": auth). With
 `cpanel_password` or `cpanel_token` every account is its own inventory entry, so one host
@@ -6,14 +6,16 @@ often carries many entries: they share one refusal budget here, or seven stale p
 would send seven refused logins and lock the orchestrator's IP out (good passwords included).
 
     Hosts                  one per run (on the client's `Http`)
-      └── HostLogins       per scheme+host+port: the first refusal, which entries' credentials
-                           proved good, and a turn that sends unproven logins one at a time
-    ServerHealth           per inventory entry: its own final verdict (auth, TLS), its breaker
-                           (consecutive failed requests) and its host's refusal
+      ├── HostLogins       per scheme+host+port: the first refusal, which entries' credentials
+      │                    proved good, and a turn that sends unproven logins one at a time
+      └── Breaker          per scheme+host+port: a host that went away is waited for
+                           (client/breaker.py), given up only after `timeouts.server_down`
+    ServerHealth           per inventory entry: its own final verdict (auth, TLS), its host's
+                           refusal and its host's breaker's give-up
 
 Only the client sends, so it takes the turns and reports every answer (`check`, `answered` in
-client/channel.py `Channel.send`); the runner asks `ServerHealth.blocked()` before each request
-and reports each outcome with `record()`.
+client/channel.py `Channel.send`, and the breaker's outcomes); the runner asks
+`ServerHealth.blocked()` before each request and reports each outcome with `record()`.
 """
 
 from __future__ import annotations
@@ -24,26 +26,17 @@ from urllib.parse import urlsplit
 import anyio
 import structlog
 
+from orchestrator.client.breaker import Breaker, BreakerTimings
 from orchestrator.config import Server
 from orchestrator.errors import (
     AuthError,
     HostRefused,
-    HostSilent,
     TargetError,
-    TransportError,
     http_status_text,
 )
 from orchestrator.model import ErrorInfo, ErrorKind
 
 log = structlog.get_logger("clamfleet")
-
-#: Consecutive failed requests (retries spent) after which a server is given up on.
-BREAKER_THRESHOLD = 3
-
-#: Requests in a row with no answer at all (timeout, reset, refused connection) after which a
-#: host's not-yet-accepted credentials are not tried any more: they take turns (one at a time),
-#: and a silent host would otherwise cost every entry its full timeouts, one after another.
-HOST_SILENCE_LIMIT = 5
 
 #: (scheme, host, port): one host, as cPHulk's budget is counted here.
 HostKey = tuple[str, str, int]
@@ -62,7 +55,9 @@ class HostLogins:
 
     Until an entry's credentials have been accepted once, its requests take `turn` (one at a
     time per host), so that however many entries start at once, a second unproven login is only
-    sent after the first was answered, and never after a refusal.
+    sent after the first was answered, and never after a refusal. (A host that answers nothing
+    at all is the breaker's: it gives the host up after a few silent requests, for every entry
+    at once, so they do not each wait out their timeouts in turn.)
     """
 
     def __init__(self, key: HostKey) -> None:
@@ -71,7 +66,6 @@ class HostLogins:
         self.refused_by: str | None = None
         self.turn = anyio.Lock()
         self._proven: set[str] = set()
-        self._unanswered = 0  # consecutive requests of unproven credentials without an answer
 
     def notice(self) -> str:
         """Why a request of another entry on this host was not sent."""
@@ -81,20 +75,33 @@ class HostLogins:
         )
 
     def check(self, server: str, function: str) -> None:
-        """Before sending: nothing after a refusal on this host, and no credentials that were
-        never accepted to a host that stopped answering."""
+        """Before sending: nothing after a refusal on this host."""
         if self.refused_by is not None:
             raise HostRefused(self.notice(), server=server, function=function)
-        if self._unanswered >= HOST_SILENCE_LIMIT and server not in self._proven:
-            raise HostSilent(
-                f"not attempted: the last {self._unanswered} requests to this host got no answer",
-                server=server,
-                function=function,
-            )
 
-    def unanswered(self) -> None:
-        """A request of unproven credentials got no answer (no status line) at all."""
-        self._unanswered += 1
+    async def take_turn(self, server: str, function: str) -> bool:
+        """Right before sending: True when this request took the turn (unproven credentials:
+        give it back with `give_turn` once answered). Proven credentials only wait until a
+        login in flight was answered. Either way nothing is sent after a refusal."""
+        if self.proven(server):
+            # Another entry's first login may be on its way to this host: wait for its answer,
+            # and send nothing if it was refused meanwhile. Without this, a request of accepted
+            # credentials could follow a refusal there within the run.
+            if self.turn.locked():
+                async with self.turn:
+                    pass
+            self.check(server, function)
+            return False
+        await self.turn.acquire()
+        try:
+            self.check(server, function)  # refused while this request waited its turn?
+        except BaseException:
+            self.turn.release()
+            raise
+        return True
+
+    def give_turn(self) -> None:
+        self.turn.release()
 
     def answered(self, server: str, function: str, status: int, login_page: bool) -> None:
         """After an answer, before the next login is let through: refused or proven.
@@ -103,7 +110,6 @@ class HostLogins:
         credentials accepted earlier is raised here, as that is what a cPHulk lockout of this
         IP looks like (the same 403 as a wrong password, cpanel-api.md 6.2).
         """
-        self._unanswered = 0
         if status in (401, 403) or login_page:
             proven = self.proven(server)
             self.refuse(server)
@@ -133,11 +139,25 @@ class HostLogins:
         return server in self._proven
 
 
-class Hosts:
-    """The run's registry: one `HostLogins` per host key, handed to every entry on that host."""
+#: How long validate's checks wait for a host that went away (`Hosts.for_checks`).
+CHECK_SERVER_DOWN = 10.0
 
-    def __init__(self) -> None:
+
+class Hosts:
+    """The run's registry: one `HostLogins` and one `Breaker` per host key, handed to every
+    entry on that host. `timings`: the breakers' (`timeouts.server_down` among them)."""
+
+    @classmethod
+    def for_checks(cls) -> Hosts:
+        """For validate's checks, which judge the servers as they are now: a host that stays
+        away CHECK_SERVER_DOWN seconds (a restart, a 503 proxy) is reported down, not waited
+        for `timeouts.server_down` as a night's run does."""
+        return cls(BreakerTimings(server_down=CHECK_SERVER_DOWN))
+
+    def __init__(self, timings: BreakerTimings | None = None) -> None:
         self._logins: dict[HostKey, HostLogins] = {}
+        self._breakers: dict[HostKey, Breaker] = {}
+        self.timings = timings or BreakerTimings()
 
     def logins(self, base_url: str) -> HostLogins:
         key = host_key(base_url)
@@ -146,46 +166,40 @@ class Hosts:
             found = self._logins[key] = HostLogins(key)
         return found
 
+    def breaker(self, base_url: str) -> Breaker:
+        key = host_key(base_url)
+        found = self._breakers.get(key)
+        if found is None:
+            found = self._breakers[key] = Breaker(f"{key[1]}:{key[2]}", self.timings)
+        return found
+
     def for_server(self, server: Server) -> ServerHealth:
-        return ServerHealth(server.name, self.logins(server.base_url))
+        base = server.base_url
+        return ServerHealth(server.name, self.logins(base), self.breaker(base))
 
 
 @dataclass(slots=True)
 class ServerHealth:
     """One entry's verdicts that stop further requests: a refusal (its own or its host's), a
-    TLS failure, or a tripped breaker."""
+    TLS failure, or its host given up by the breaker (down past `timeouts.server_down`, or
+    never answered). A breaker that is merely open stops nothing here: the client's gate
+    holds the requests until the host is back."""
 
     server: str = ""
     host: HostLogins = field(default_factory=lambda: HostLogins(("", "", 0)))
+    breaker: Breaker = field(default_factory=lambda: Breaker(""))
     fatal: ErrorInfo | None = None
-    consecutive_failures: int = 0
 
     def blocked(self) -> ErrorInfo | None:
         if self.fatal is not None:
             return self.fatal
         if self.host.refused_by is not None:
             return ErrorInfo(ErrorKind.AUTH, self.host.notice())
-        if self.consecutive_failures >= BREAKER_THRESHOLD:
-            message = f"given up after {self.consecutive_failures} consecutive failed requests"
-            return ErrorInfo(ErrorKind.UNREACHABLE, message)
-        return None
+        return self.breaker.verdict
 
     def record(self, error: TargetError | None) -> None:
-        if error is None:
-            self.consecutive_failures = 0
-        elif error.kind in (ErrorKind.AUTH, ErrorKind.TLS):
+        if error is not None and error.kind in (ErrorKind.AUTH, ErrorKind.TLS):
             # One refusal is final: retrying gets the orchestrator's IP blocked by cPHulk.
             self.fatal = self.fatal or ErrorInfo(error.kind, str(error))
             if error.kind is ErrorKind.AUTH and not isinstance(error, HostRefused):
                 self.host.refuse(self.server)
-        elif isinstance(error, TransportError):
-            self.consecutive_failures += 1
-            if self.consecutive_failures == BREAKER_THRESHOLD:
-                log.warning(
-                    "server.breaker_open",
-                    server=self.server,
-                    consecutive_failures=self.consecutive_failures,
-                    error_kind=str(error.kind),
-                    error=str(error),
-                    hint="no further requests to this server in this run",
-                )

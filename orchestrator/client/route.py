@@ -134,6 +134,7 @@ class WhmRoute:
             lambda: self._open_session(account),
             server=self._channel.server.name,
             function="create_user_session",
+            breaker=self._channel.breaker,
         )
 
     async def session_answer(self, account: str, function: str) -> Answer:

@@ -1,8 +1,10 @@
 """`ServerClient`: every call clamfleet makes to one server, on top of its route and channel.
 
 Reads (status, infected list, scan paths, disinfection status, listaccts) are retried by the
-retry policy; state changes (`start_scan`, `disinfect_files`) are sent once, and so is a load
-reading (`systemloadavg`): a failed one is simply the next check's business.
+retry policy, and wait through an outage of the host (breaker.py); state changes (`start_scan`,
+`disinfect_files`) are sent once (the gate holds them too while the host is away): what follows
+a failed one is the workflow's decision. A load reading (`systemloadavg`) is sent once too: a
+failed one is simply the next check's business.
 """
 
 from __future__ import annotations
@@ -172,4 +174,10 @@ class ServerClient:
         return await self._route.uapi(account, function, params, post=True)
 
     async def _retried(self, function: str, call: Callable[[], Awaitable[Any]]) -> Any:
-        return await with_retries(self._retry, call, server=self._server.name, function=function)
+        return await with_retries(
+            self._retry,
+            call,
+            server=self._server.name,
+            function=function,
+            breaker=self._channel.breaker,
+        )

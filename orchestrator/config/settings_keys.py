@@ -78,7 +78,7 @@ def _poll_interval(value: Value) -> PollInterval:
 
 
 def _timeouts(value: Value) -> Timeouts:
-    keys = ("request", "scan", "stall", "disinfection")
+    keys = ("request", "scan", "stall", "disinfection", "server_down")
     entries = value.mapping(keys)
     base = Timeouts()
     values = {k: _get(entries, k, Value.duration, getattr(base, k)) for k in keys}

@@ -119,6 +119,10 @@ class Timeouts:
     scan: float = 21600.0
     stall: float = 1800.0
     disinfection: float = 3600.0
+    #: A host that answered earlier in the run and then went away (a cpsrvd restart, a 503
+    #: proxy) is waited for this long, continuously down, before its remaining targets are given
+    #: up (client/breaker.py).
+    server_down: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,7 @@ aside: they never reach it), and nothing else. The run-wide things it needs
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
 import structlog
 
@@ -25,18 +23,22 @@ from orchestrator import workflow
 from orchestrator.client import ServerClient
 from orchestrator.client.health import ServerHealth
 from orchestrator.client.parse import scan_in_progress
-from orchestrator.config import Policy
 from orchestrator.engine import policy as policy_mod
-from orchestrator.engine.exempt import Judge
 from orchestrator.engine.pacer import deferred_result, stopped_result
-from orchestrator.engine.policy import DestructiveBudget, plan
-from orchestrator.errors import ApiError, ProtocolError, TargetError, TransportError
+from orchestrator.engine.policy import plan
+from orchestrator.engine.seams import Fleet, Slot
+from orchestrator.errors import (
+    ApiError,
+    ProtocolError,
+    ServerDown,
+    TargetError,
+    TransportError,
+)
 from orchestrator.model import (
     Action,
     ErrorInfo,
     ErrorKind,
     Outcome,
-    ScanStats,
     ScanType,
     Status,
     Target,
@@ -64,90 +66,8 @@ from orchestrator.workflow.events import (
     Wait,
 )
 from orchestrator.workflow.pacing import Throughput, predicted_seconds
-from orchestrator.workflow.window import Window
 
 log = structlog.get_logger("clamfleet")
-
-
-class Observer(Protocol):
-    """Progress seam (live display, tests). Called from the event loop; must not block."""
-
-    def targets_resolved(self, server: str, targets: tuple[Target, ...]) -> None: ...
-    def target_started(self, target: Target) -> None: ...
-    def scan_progress(self, target: Target, stats: ScanStats) -> None: ...
-    def target_finished(self, result: TargetResult) -> None: ...
-    def server_pacing(self, server: str, load: float | None, limit: int) -> None: ...
-
-
-class NullObserver:
-    def targets_resolved(self, server: str, targets: tuple[Target, ...]) -> None:
-        pass
-
-    def target_started(self, target: Target) -> None:
-        pass
-
-    def scan_progress(self, target: Target, stats: ScanStats) -> None:
-        pass
-
-    def target_finished(self, result: TargetResult) -> None:
-        pass
-
-    def server_pacing(self, server: str, load: float | None, limit: int) -> None:
-        pass
-
-
-class Journal(Protocol):
-    """What the runner needs of the journal (journal.py)."""
-
-    def server_targets(self, server: str) -> tuple[Target, ...] | None: ...
-    def save_server_targets(self, server: str, targets: tuple[Target, ...]) -> None: ...
-    def state(self, target: Target) -> workflow.State | None: ...
-    def result(self, target: Target) -> TargetResult | None: ...
-    def save_state(self, state: workflow.State) -> None: ...
-    def save_result(self, result: TargetResult) -> None: ...
-
-
-class Options(Protocol):
-    @property
-    def policy(self) -> Policy: ...
-    @property
-    def dry_run(self) -> bool: ...
-
-
-class Fleet(Protocol):
-    """What driving a target needs of the run (runner.FleetRun)."""
-
-    journal: Journal | None
-    observer: Observer
-    clock: Callable[[], float]
-    cfg: workflow.WorkflowConfig
-    window: Window
-    #: Set once the run's deadline (max_duration) is reached: why nothing starts any more.
-    stopping: str | None
-    budget: DestructiveBudget
-    #: which infected files are not findings (the canary, accepted ones): never acted on
-    judge: Judge
-    #: per (server, account): paths whose action this run has sent (or whose POST may have
-    #: reached cPanel), and with which scan type; never a path no request carried
-    sent: dict[tuple[str, str], dict[str, ScanType]]
-    results_by_target: dict[Target, TargetResult]
-    #: (server, account) whose last finished target may have left a disinfection running
-    pending_disinfection: set[tuple[str, str]]
-
-    @property
-    def options(self) -> Options: ...
-
-    def record(self, result: TargetResult) -> None: ...
-
-
-@dataclass(slots=True, eq=False)
-class Slot:
-    """One target in flight: its workflow state and the command that state asks for next."""
-
-    target: Target
-    state: workflow.State
-    command: Command
-    started: datetime
 
 
 class Driver:
@@ -275,7 +195,7 @@ class Driver:
             return plan_actions(self.run, target, command.files)
         health = self.health
         if (blocked := health.blocked()) is not None:
-            return RequestFailed(blocked)
+            return RequestFailed(blocked, final=True)
         try:
             if isinstance(command, Disinfect):
                 reply: Reply = await self._disinfect(slot, command)
@@ -289,9 +209,16 @@ class Driver:
                 error_kind=exc.kind,
                 error=str(exc),
             )
-            failed = _failed(exc)
+            # given up for the run (down past server_down, never answered, a refusal, TLS):
+            # nothing will be sent to this server again, so no phase waits to retry; the
+            # target says why the server was given up (the breaker's verdict: down since when)
+            blocked = health.blocked()
+            final = blocked is not None or isinstance(exc, ServerDown)
+            failed = _failed(exc, final)
             if isinstance(command, Disinfect) and not failed.ambiguous:
                 self._unsent(target, command)  # never sent, or refused without running
+            if blocked is not None and blocked.kind is exc.kind:
+                return RequestFailed(blocked, final=True)
             return failed
         health.record(None)
         return reply
@@ -321,12 +248,11 @@ class Driver:
                 del sent[path]
 
 
-def _failed(exc: TargetError) -> RequestFailed:
+def _failed(exc: TargetError, final: bool = False) -> RequestFailed:
     ambiguous = isinstance(exc, ProtocolError | TransportError) and exc.maybe_sent
     retry_after = exc.retry_after if isinstance(exc, TransportError) else None
-    return RequestFailed(
-        ErrorInfo(exc.kind, str(exc)), ambiguous=ambiguous, retry_after=retry_after
-    )
+    error = ErrorInfo(exc.kind, str(exc))
+    return RequestFailed(error, ambiguous=ambiguous, retry_after=retry_after, final=final)
 
 
 def _own_scan(state: workflow.State) -> bool:

@@ -14,17 +14,18 @@ controller's `summary()` into the report's `run.pacing`.
 
 from __future__ import annotations
 
-from collections.abc import Sized
+from collections.abc import Callable, Sized
 from datetime import datetime
 from typing import Protocol
 
+import anyio
 import structlog
 
 from orchestrator.config.durations import format_duration
 from orchestrator.config.hosts import HostLimits
 from orchestrator.errors import TargetError
 from orchestrator.model import ErrorInfo, ErrorKind, LoadReading, Status, Target, TargetResult
-from orchestrator.workflow.pacing import LoadController
+from orchestrator.workflow.pacing import LoadController, PacingObserver
 from orchestrator.workflow.window import Window
 
 log = structlog.get_logger("clamfleet")
@@ -134,3 +135,38 @@ class HostScans:
         """A slot of the host is free, or its limit changed: every entry's lanes look again."""
         for member in list(self._members):
             member.wake()
+
+
+#: The shortest sleep between two looks at whether a load reading is due.
+MIN_READING_GAP = 0.05
+
+
+async def follow_load(
+    name: str,
+    client: LoadSource,
+    host: HostScans,
+    clock: Callable[[], float],
+    observer: PacingObserver,
+) -> None:
+    """systemloadavg whenever the host's controller wants a reading (only while targets
+    wait; one reading at a time for all the host's entries), and a look when the load's
+    patience runs out."""
+    pacer = host.controller
+    while True:
+        now = clock()
+        if not host.reading and pacer.check_due(now, waiting=host.waiting()):
+            host.reading = True
+            try:
+                await take_reading(client, pacer, now, host.running())
+            finally:
+                host.reading = False
+            observer.server_pacing(name, pacer.last_load, pacer.limit())
+            host.wake()  # the limit may have risen, or the load fallen under max
+        due = pacer.next_check_at()
+        ends = pacer.patience_ends_at()
+        if ends is not None:
+            if clock() >= ends:
+                host.wake()  # patience ran out: the waiting targets are deferred
+            else:
+                due = min(due, ends) if due is not None else ends
+        await anyio.sleep(max(MIN_READING_GAP, (due - clock()) if due else pacer.check_interval))

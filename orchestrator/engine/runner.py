@@ -28,35 +28,35 @@ SIGTERM, and the run ends normally: the report is written, cron needs no `timeou
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import anyio
 import structlog
 
 from orchestrator import workflow
-from orchestrator.client import Http, RetryPolicy, ServerClient
-from orchestrator.client.health import (
-    BREAKER_THRESHOLD as BREAKER_THRESHOLD,  # tests import it here
-)
-from orchestrator.client.health import ServerHealth
+from orchestrator.client import Http, ServerClient
+from orchestrator.client.breaker import BreakerTimings
+from orchestrator.client.health import Hosts, ServerHealth
 from orchestrator.client.parse import Account
-from orchestrator.config import REPORT_ONLY, Accepted, AuthMethod, Inventory, Policy, Server
+from orchestrator.config import AuthMethod, Inventory, Server
 from orchestrator.config.durations import format_duration
 from orchestrator.config.hosts import HostKey
 from orchestrator.engine import targets as targets_mod
-from orchestrator.engine.driver import Driver, Journal, Slot
-from orchestrator.engine.driver import NullObserver as NullObserver  # the seams, where callers look
-from orchestrator.engine.driver import Observer as Observer
+from orchestrator.engine.driver import Driver
 from orchestrator.engine.exempt import Judge
 from orchestrator.engine.lanes import AccountQueue, Lanes
 from orchestrator.engine.limiter import FleetLimits
-from orchestrator.engine.pacer import HostScans, load_message, take_reading
+from orchestrator.engine.options import RunOptions as RunOptions  # where callers look
+from orchestrator.engine.options import grace_for, workflow_config
+from orchestrator.engine.pacer import HostScans, follow_load, load_message
 from orchestrator.engine.policy import DestructiveBudget
+from orchestrator.engine.seams import Journal, Slot
+from orchestrator.engine.seams import NullObserver as NullObserver  # where callers look
+from orchestrator.engine.seams import Observer as Observer
 from orchestrator.errors import TargetError
 from orchestrator.model import (
+    Downtime,
     ErrorInfo,
     ErrorKind,
     ScanType,
@@ -70,41 +70,10 @@ from orchestrator.workflow.window import Window, in_zone
 
 log = structlog.get_logger("clamfleet")
 
-#: The shortest sleep between two looks at whether a load reading is due.
-MIN_READING_GAP = 0.05
-#: After the deadline, scans in flight are followed for this share of max_duration...
-GRACE_SHARE = 0.1
-#: ... but never longer than this (seconds): `--max-duration 6h` ends by 6h01m plus the report.
-GRACE_MAX = 60.0
-
-
-def grace_for(max_duration: float) -> float:
-    """How long scans in flight are still followed once max_duration is reached."""
-    return min(GRACE_MAX, GRACE_SHARE * max_duration)
-
-
-@dataclass(frozen=True, slots=True)
-class RunOptions:
-    policy: Policy = REPORT_ONLY
-    dry_run: bool = False
-    scan_types: tuple[ScanType, ...] | None = None  # --scan-type overrides the inventory
-    only: frozenset[Target] | None = None  # --only-failed: just these targets
-    #: --only-failed: (server, account) whose disinfection the previous run stopped following
-    #: (files `unknown`): the account's first target waits for it before its scan starts
-    settle: frozenset[tuple[str, str]] = frozenset()
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    connections_per_host: int = 4
-    # Sent in the User-Agent (the simulator's referee tells runs apart by it); `run` sets the
-    # journal's on --resume, every other run gets its own.
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    #: The finish-by window, resolved against the run's start (None: from the inventory's
-    #: `settings.window`, resolved now; `run` passes the journal's start on --resume).
-    window: Window | None = None
-    #: Accepted findings (`--accepted` / `settings.accepted`), and the run's date they are
-    #: judged on (None: today, on this machine's clock; `run` passes the start's date in the
-    #: run's time zone).
-    accepted: Accepted | None = None
-    accepted_on: date | None = None
+#: Phases a target is in before any answer of its server was taken (or after one failed it).
+_UNANSWERED_PHASES = frozenset(
+    {workflow.Phase.SETTLING, workflow.Phase.PRECHECK, workflow.Phase.FAILED}
+)
 
 
 class FleetRun:
@@ -132,6 +101,8 @@ class FleetRun:
             request_timeout=settings.timeouts.request,
             limit_per_host=options.connections_per_host,
             run_id=options.run_id,
+            # a host that went away is waited for this long (client/breaker.py)
+            hosts=Hosts(BreakerTimings(server_down=settings.timeouts.server_down)),
         )
         self.observer: Observer = observer or NullObserver()
         self.journal = journal
@@ -140,7 +111,7 @@ class FleetRun:
         self.judge = Judge.for_run(
             inventory.servers, options.accepted, options.accepted_on or date.today()
         )
-        self.cfg = _workflow_config(inventory)
+        self.cfg = workflow_config(inventory)
         self.window = options.window or Window.resolve(settings.window, datetime.now(UTC))
         self.controllers: dict[str, LoadController] = {}
         self.hosts: dict[HostKey, HostScans] = {}
@@ -237,6 +208,14 @@ class FleetRun:
         """What load-aware pacing did, per server whose concurrency followed its load."""
         return {name: c.summary() for name, c in self.controllers.items() if c.adaptive}
 
+    def outages(self) -> dict[str, tuple[Downtime, ...]]:
+        """Per server (only those whose host went down), each stretch its host was away."""
+        out: dict[str, tuple[Downtime, ...]] = {}
+        for server in self.inventory.servers:
+            if downtimes := self.http.hosts.breaker(server.base_url).downtimes():
+                out[server.name] = downtimes
+        return out
+
     def _scan_types(self, server: Server) -> tuple[ScanType, ...]:
         return targets_mod.scan_types_of(server, self.options.scan_types)
 
@@ -329,31 +308,7 @@ class FleetRun:
         return load_message(controller, wall - timedelta(seconds=now - since), patience=patience)
 
     async def _read_load(self, server: Server, client: ServerClient, host: HostScans) -> None:
-        """systemloadavg whenever the host's controller wants a reading (only while targets
-        wait; one reading at a time for all the host's entries), and a look when the load's
-        patience runs out."""
-        clock = self.limits.clock
-        pacer = host.controller
-        while True:
-            now = clock()
-            if not host.reading and pacer.check_due(now, waiting=host.waiting()):
-                host.reading = True
-                try:
-                    await take_reading(client, pacer, now, host.running())
-                finally:
-                    host.reading = False
-                self.observer.server_pacing(server.name, pacer.last_load, pacer.limit())
-                host.wake()  # the limit may have risen, or the load fallen under max
-            due = pacer.next_check_at()
-            ends = pacer.patience_ends_at()
-            if ends is not None:
-                if clock() >= ends:
-                    host.wake()  # patience ran out: the waiting targets are deferred
-                else:
-                    due = min(due, ends) if due is not None else ends
-            await anyio.sleep(
-                max(MIN_READING_GAP, (due - clock()) if due else pacer.check_interval)
-            )
+        await follow_load(server.name, client, host, self.limits.clock, self.observer)
 
     async def _select(
         self, server: Server, client: ServerClient, health: ServerHealth
@@ -363,6 +318,10 @@ class FleetRun:
         only = self.options.only
         known = self.journal.server_targets(server.name) if self.journal is not None else None
         if known is not None:  # --resume: the targets the interrupted run had resolved
+            if self._answered_before(known):
+                # a host away now (the run resumed mid-restart) is waited for, not given up
+                # as one that never answered
+                health.breaker.answered_before()
             canary = targets_mod.canary_target(server, known)
             kept = targets_mod.only_failed(known, only, keep=canary)
             return self._resolved(server, targets_mod.Selection(kept, canary=canary))
@@ -372,7 +331,10 @@ class FleetRun:
                 listed = await client.list_accounts()
             except TargetError as exc:
                 health.record(exc)
-                error = ErrorInfo(exc.kind, str(exc))
+                # a host given up says why (never answered, down since when), like a target
+                blocked = health.blocked()
+                same = blocked is not None and blocked.kind is exc.kind
+                error = blocked if blocked is not None and same else ErrorInfo(exc.kind, str(exc))
                 rows = targets_mod.unlisted(server, scan_types, only)
                 for target in rows:
                     self.record(TargetResult(target, Status.FAILED, error=error))
@@ -390,6 +352,19 @@ class FleetRun:
         self.targets[server.name] = selection.targets
         self.observer.targets_resolved(server.name, selection.targets)
         return selection
+
+    def _answered_before(self, targets: tuple[Target, ...]) -> bool:
+        """Whether the interrupted run had answers from this server: a target past its first
+        status read, or finished with a scan."""
+        assert self.journal is not None
+        for target in targets:
+            state = self.journal.state(target)
+            if state is not None and state.phase not in _UNANSWERED_PHASES:
+                return True
+            done = self.journal.result(target)
+            if done is not None and done.scan is not None:
+                return True
+        return False
 
     def _in_flight(self, target: Target) -> bool:
         """Whether an interrupted run left this target mid-way (its scan may be running)."""
@@ -437,7 +412,3 @@ def _log_finished(result: TargetResult) -> None:
         error_kind=str(error.kind) if error else None,
         error=error.message if error else None,
     )
-
-
-def _workflow_config(inventory: Inventory) -> workflow.WorkflowConfig:
-    return workflow.WorkflowConfig.from_settings(inventory.settings)

@@ -10,6 +10,7 @@ from typing import Any
 from orchestrator.model import (
     AcceptedInfo,
     CanaryInfo,
+    Downtime,
     PacingSample,
     RunInfo,
     RunWindow,
@@ -48,6 +49,13 @@ def read_run(r: Reader, value: Any, where: str) -> RunInfo:
         pacing={
             name: _pacing(r, p, f"{where}.pacing.{name}")
             for name, p in r.obj(run.get("pacing") or {}, f"{where}.pacing").items()
+        },
+        outages={
+            name: tuple(
+                _downtime(r, d, f"{where}.outages.{name}[{i}]")
+                for i, d in enumerate(r.array(stretches, f"{where}.outages.{name}"))
+            )
+            for name, stretches in r.obj(run.get("outages") or {}, f"{where}.outages").items()
         },
         canaries={
             name: _canary(r, c, f"{where}.canaries.{name}")
@@ -106,6 +114,20 @@ def _window(r: Reader, value: Any, where: str) -> RunWindow:
         end=datetime.fromisoformat(r.text(text, end_where)),  # with its own offset kept
         timezone=r.text(*get("timezone")),
         source=r.text(*get("source")),
+    )
+
+
+def _downtime(r: Reader, value: Any, where: str) -> Downtime:
+    obj = r.obj(value, where)
+
+    def get(key: str) -> tuple[Any, str]:
+        return r.field(obj, key, where)
+
+    return Downtime(
+        down_at=r.time(*get("down_at")),
+        back_at=r.optional(r.time, *get("back_at")),
+        seconds=r.number(*get("down_s")),
+        gave_up=r.boolean(*get("gave_up")),
     )
 
 

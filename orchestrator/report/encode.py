@@ -2,7 +2,8 @@
 
 Additive keys beyond the contract: `run.servers`, `run.fleet_id`, `run.rerun_of`,
 `run.shard_servers` (always present), `run.pacing` (only when some server was load-paced),
-`run.window` (only when the run had a finish-by window), and,
+`run.window` (only when the run had a finish-by window), `run.outages` (only when some
+server's host went down), and,
 only when a baseline was applied, `summary.delta`, each infected file's `delta` and a top-level
 `resolved` list; only with a history, each infected file's `first_seen` and `nights_seen` and a
 top-level `history` (the last nights' trend). Accepted findings and canaries: `summary.accepted`,
@@ -20,6 +21,7 @@ from orchestrator.model import (
     Acceptance,
     AcceptedInfo,
     CanaryInfo,
+    Downtime,
     ErrorInfo,
     InfectedFile,
     RunInfo,
@@ -77,6 +79,11 @@ def run_to_dict(run: RunInfo) -> dict[str, Any]:
         doc["accepted"] = accepted_info_to_dict(run.accepted)
     if run.window is not None:
         doc["window"] = window_to_dict(run.window)
+    if run.outages:
+        doc["outages"] = {
+            name: [downtime_to_dict(d) for d in stretches]
+            for name, stretches in run.outages.items()
+        }
     return doc
 
 
@@ -107,6 +114,16 @@ def window_to_dict(window: RunWindow) -> dict[str, Any]:
         "end": window.end.replace(microsecond=0).isoformat(),
         "timezone": window.timezone,
         "source": window.source,
+    }
+
+
+def downtime_to_dict(downtime: Downtime) -> dict[str, Any]:
+    """One stretch a server's host was away (`run.outages[server][i]`)."""
+    return {
+        "down_at": format_time(downtime.down_at),
+        "back_at": format_optional_time(downtime.back_at),
+        "down_s": round(downtime.seconds, 1),
+        "gave_up": downtime.gave_up,
     }
 
 

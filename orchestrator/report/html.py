@@ -10,23 +10,30 @@ and the canaries one too. The "Infected files" table lists findings only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from html import escape
+from collections.abc import Sequence
 
 from orchestrator.model import RunWindow
 from orchestrator.report.attention import (
     Item,
     attention,
     deferred,
-    effective_outcomes,
     follow_up,
-    needs_human,
     report_verdict,
 )
 from orchestrator.report.encode import format_time
-from orchestrator.report.model import Report, incomplete
+from orchestrator.report.html_tables import (
+    accepted,
+    canary_table,
+    e,
+    failure_table,
+    has_accepted,
+    infected_table,
+    outage_table,
+    server_table,
+)
+from orchestrator.report.model import Report
 from orchestrator.report.pacing_chart import pacing_charts
-from orchestrator.report.tabular import ServerSummary, per_server, with_history
+from orchestrator.report.tabular import ServerSummary, per_server
 from orchestrator.report.trend_chart import trend_section
 from orchestrator.report.verification import canary_checks
 
@@ -67,20 +74,16 @@ border:1px solid #d1d9e0;border-radius:6px;padding:8px 10px;margin-top:8px;word-
 """
 
 
-def _e(value: object) -> str:
-    return escape("" if value is None else str(value), quote=True)
-
-
 def report_html(report: Report, report_path: str | None = None) -> str:
     """The page; `report_path` (where report.json is) goes into the follow-up command."""
     title = f"clamfleet report: {report.run.inventory}"
     body = [
-        f"<h1>{_e(title)}</h1>",
+        f"<h1>{e(title)}</h1>",
         _meta(report),
         _verdict_banner(report),
         _attention(report, report_path or REPORT_PLACEHOLDER),
         _cards(report),
-        *_section("Servers", _server_table(per_server(report))),
+        *_section("Servers", server_table(per_server(report))),
         *_section("Charts", _charts(per_server(report))),
         *(
             _section("Load and concurrency", pacing_charts(report.run.pacing))
@@ -92,22 +95,23 @@ def report_html(report: Report, report_path: str | None = None) -> str:
             if report.history is not None and report.history.nights
             else []
         ),
-        *_section("Infected files", _infected_table(report)),
-        *(_section("Accepted findings", _accepted(report)) if _has_accepted(report) else []),
-        *(_section("Canaries", _canary_table(report)) if report.run.canaries else []),
-        *_section("Failed and deferred targets", _failure_table(report)),
+        *(_section("Server outages", outage_table(report)) if report.run.outages else []),
+        *_section("Infected files", infected_table(report)),
+        *(_section("Accepted findings", accepted(report)) if has_accepted(report) else []),
+        *(_section("Canaries", canary_table(report)) if report.run.canaries else []),
+        *_section("Failed and deferred targets", failure_table(report)),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
+        f"<title>{e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
         + "\n".join(body)
         + "\n</main>\n</body>\n</html>\n"
     )
 
 
 def _section(heading: str, content: str) -> list[str]:
-    return [f"<h2>{_e(heading)}</h2>", content]
+    return [f"<h2>{e(heading)}</h2>", content]
 
 
 def _meta(report: Report) -> str:
@@ -124,7 +128,7 @@ def _meta(report: Report) -> str:
         parts.append(f"rerun of {run.rerun_of}")
     if run.window is not None:
         parts.append(window_text(run.window))
-    return f'<p class="meta">{_e(" · ".join(parts))}</p>'
+    return f'<p class="meta">{e(" · ".join(parts))}</p>'
 
 
 def window_text(window: RunWindow) -> str:
@@ -140,12 +144,12 @@ def _verdict_banner(report: Report) -> str:
     code = report.summary.exit_code
     css, text = report_verdict(report)
     banners = "".join(
-        f'\n<div class="banner">{_e(check.message())}</div>'
+        f'\n<div class="banner">{e(check.message())}</div>'
         for check in canary_checks(report.run.canaries, report.targets)
         if not check.detected
     )
     return (
-        f'<div class="verdict {css}">Exit code {_e(code)}: {_e(text[:1].upper() + text[1:])}</div>'
+        f'<div class="verdict {css}">Exit code {e(code)}: {e(text[:1].upper() + text[1:])}</div>'
         + banners
     )
 
@@ -164,7 +168,7 @@ def _attention(report: Report, report_path: str) -> str:
         ""
         if command is None
         else "<p>Scan the targets marked “rescan” again (add the night's <code>--policy</code>"
-        f' to act on what it finds):<code class="cmd">{_e(command)}</code></p>'
+        f' to act on what it finds):<code class="cmd">{e(command)}</code></p>'
     )
     return (
         f'<section class="attention" id="attention"><h2>Needs attention ({len(items)})</h2>\n'
@@ -175,10 +179,10 @@ def _attention(report: Report, report_path: str) -> str:
 
 def _attention_row(item: Item) -> str:
     cells = [
-        f'<td class="human">{_e(item.kind)}</td>',
-        f'<td class="path">{_e(item.where)}</td>',
-        f"<td>{_e(item.virus)}</td>",
-        f"<td>{_e(item.why)}</td>",
+        f'<td class="human">{e(item.kind)}</td>',
+        f'<td class="path">{e(item.where)}</td>',
+        f"<td>{e(item.virus)}</td>",
+        f"<td>{e(item.why)}</td>",
         f"<td>{'rescan' if item.rerun else 'decide'}</td>",
     ]
     return "<tr>" + "".join(cells) + "</tr>"
@@ -201,183 +205,14 @@ def _cards(report: Report) -> str:
     if s.delta is not None:
         delta = s.delta
         cards += [("new", delta.new), ("recurring", delta.recurring), ("resolved", delta.resolved)]
-    if _has_accepted(report):
+    if has_accepted(report):
         cards.append(("accepted files", s.accepted))
     if report.run.canaries:
         cards.append(("unverified", s.unverified))
     html_cards = "".join(
-        f'<div class="card"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for k, v in cards
+        f'<div class="card"><b>{e(v)}</b><span>{e(k)}</span></div>' for k, v in cards
     )
     return f'<div class="cards">{html_cards}</div>'
-
-
-def _table(
-    headers: Sequence[str],
-    rows: Iterable[Sequence[object]],
-    numeric: set[int],
-    marks: Sequence[bool | None] = (),
-) -> str:
-    """A table; `marks[i]` colours row i's outcome cell: True needs a person, False handled."""
-
-    def cell(tag: str, i: int, value: object, mark: bool | None = None) -> str:
-        css = ' class="n"' if i in numeric else ' class="path"' if headers[i] == "path" else ""
-        if mark is not None and i == OUTCOME_COLUMN:
-            label = "needs a person" if mark else "handled"
-            css = f' class="{"human" if mark else "handled"}" title="{label}"'
-        return f"<{tag}{css}>{_e(value)}</{tag}>"
-
-    head = "".join(cell("th", i, h) for i, h in enumerate(headers))
-    body = [
-        "<tr>"
-        + "".join(cell("td", i, v, marks[r] if r < len(marks) else None) for i, v in enumerate(row))
-        + "</tr>"
-        for r, row in enumerate(rows)
-    ]
-    if not body:
-        return '<p class="empty">None.</p>'
-    return (
-        f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
-        + "\n".join(body)
-        + "\n</tbody>\n</table>"
-    )
-
-
-def _duration(value: float | None) -> str:
-    return "" if value is None else f"{value:.1f} s"
-
-
-def _server_table(servers: Sequence[ServerSummary]) -> str:
-    headers = ["server", "targets", "clean", "infected", "failed", "skipped", "infected files"]
-    rows = [
-        [
-            x.server,
-            x.targets,
-            x.clean,
-            x.infected,
-            x.failed,
-            x.skipped,
-            x.infected_files,
-            _duration(x.median_duration),
-        ]
-        for x in servers
-    ]
-    return _table([*headers, "median duration"], rows, numeric=set(range(1, 8)))
-
-
-OUTCOME_COLUMN = 6
-
-
-def _infected_table(report: Report) -> str:
-    """Every infected file; its outcome cell says (by colour and tooltip) whether the file was
-    handled or still needs a person, judged once per account like the summary counts it."""
-    headers = ["server", "account", "scan_type", "path", "virus", "action", "outcome", "message"]
-    history = with_history(report)
-    rows: list[list[object]] = []
-    marks: list[bool | None] = []
-    outcomes = effective_outcomes(report)
-    for t in report.targets:
-        for f in t.findings:
-            row = [t.server, t.account, t.scan_type, f.path, f.virus, f.action, f.outcome]
-            message = f.message
-            if (expired := f.expired_acceptance) is not None:
-                note = f"acceptance expired on {expired.expires.isoformat()}: {expired.reason}"
-                message = f"{note}; {message}" if message else note
-            rows.append([*row, message, *([f.delta] if report.compared else [])])
-            if history:
-                seen = f"{f.first_seen:%Y-%m-%d}" if f.first_seen is not None else ""
-                rows[-1] += [seen, f.nights_seen]
-            marks.append(
-                needs_human(outcomes.get((t.server, t.account, f.path, f.virus), f.outcome))
-            )
-    if report.compared:
-        headers.append("delta")
-        gap = ["", ""] if history else []
-        rows += [
-            [r.server, r.account, r.scan_type, r.path, r.virus, "", "", "", "resolved", *gap]
-            for r in report.resolved
-        ]
-        marks += [None] * len(report.resolved)
-    if history:
-        headers += ["first seen", "nights"]
-    numeric = {len(headers) - 1} if history else set()
-    if not rows:
-        return _table(headers, rows, numeric=numeric)
-    legend = (
-        '<p class="legend">outcome: <span class="handled">■</span> handled,'
-        ' <span class="human">■</span> needs a person</p>'
-    )
-    return legend + _table(headers, rows, numeric=numeric, marks=marks)
-
-
-def _has_accepted(report: Report) -> bool:
-    return report.run.accepted is not None or report.summary.accepted > 0
-
-
-def _accepted(report: Report) -> str:
-    """Accepted files (never acted on: the policy is not consulted), then stale entries."""
-    headers = ["server", "account", "scan_type", "path", "virus", "reason", "expires"]
-    rows = [
-        [t.server, t.account, t.scan_type, f.path, f.virus, f.accepted.reason, f.accepted.expires]
-        for t in report.targets
-        for f in t.infected_files
-        if f.accepted is not None and not f.canary
-    ]
-    parts = [
-        '<p class="meta">Seen, judged, accepted until the date shown: not counted as infected'
-        " files, and the policy is not consulted for them (no action is ever sent).</p>",
-        _table(headers, rows, numeric=set()),
-    ]
-    info = report.run.accepted
-    if info is not None and info.stale:
-        parts.append(
-            f'<p class="meta">Entries of {_e(info.source)} that matched no infected file this'
-            " run (remove them, or check their globs):</p>"
-        )
-        stale = [
-            [e.line, ", ".join(f"{k}: {v}" for k, v in e.when.items()), e.reason, e.expires]
-            for e in info.stale
-        ]
-        parts.append(_table(["line", "when", "reason", "expires"], stale, numeric={0}))
-    return "\n".join(parts)
-
-
-def _canary_table(report: Report) -> str:
-    headers = ["servers", "scanned by", "account", "path", "virus", "state", "detail"]
-    rows = [
-        [
-            ", ".join(check.servers),
-            check.canary.by,
-            check.canary.account,
-            check.canary.path,
-            check.canary.virus,
-            check.state,
-            check.detected_as or check.detail or "",
-        ]
-        for check in canary_checks(report.run.canaries, report.targets)
-    ]
-    return _table(headers, rows, numeric=set())
-
-
-def _failure_table(report: Report) -> str:
-    """Targets that were not fully scanned: failed, interrupted, or deferred by the window."""
-    rows = [
-        [
-            t.server,
-            t.account,
-            t.scan_type,
-            t.status,
-            t.error.kind if t.error else "",
-            t.error.message if t.error else "",
-        ]
-        for t in report.targets
-        if incomplete(t)
-    ]
-    headers = ["server", "account", "scan_type", "status", "kind", "message"]
-    return _table(headers, rows, numeric=set())
-
-
-# ---------------------------------------------------------------------------------------------
-# inline SVG bar charts
 
 
 def _charts(servers: Sequence[ServerSummary]) -> str:
@@ -402,10 +237,10 @@ def _bar_chart(bars: Sequence[tuple[str, float]], unit: str) -> str:
         width = round(bar_w * value / top, 1)
         shown = f"{value:g} {unit}"
         rows.append(
-            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{_e(label[:22])}</text>'
+            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{e(label[:22])}</text>'
             f'<rect x="{label_w}" y="{y + 3}" width="{width}" height="{row_h - 6}" fill="#0969da">'
-            f"<title>{_e(label)}: {_e(shown)}</title></rect>"
-            f'<text x="{label_w + width + 4}" y="{y + 15}">{_e(shown)}</text>'
+            f"<title>{e(label)}: {e(shown)}</title></rect>"
+            f'<text x="{label_w + width + 4}" y="{y + 15}">{e(shown)}</text>'
         )
     total_w = label_w + bar_w + 80
     return (

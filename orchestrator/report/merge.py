@@ -21,6 +21,7 @@ from orchestrator.model import (
     EXIT_INCOMPLETE,
     AcceptedInfo,
     CanaryInfo,
+    Downtime,
     RunInfo,
     RunWindow,
     ServerPacing,
@@ -188,6 +189,7 @@ def _merged_run(reports: Sequence[Report], first: RunInfo, shard: str) -> RunInf
         canaries=_merged_canaries(reports),
         accepted=_merged_accepted(reports),
         window=_merged_window(reports),
+        outages=_merged_outages(reports),
     )
 
 
@@ -227,6 +229,16 @@ def _merged_pacing(reports: Sequence[Report]) -> dict[str, ServerPacing]:
     for report in sorted(reports, key=lambda r: (r.run.rerun_of is not None, r.run.started_at)):
         merged.update(report.run.pacing)
     return merged
+
+
+def _merged_outages(reports: Sequence[Report]) -> dict[str, tuple[Downtime, ...]]:
+    """Shards watch disjoint servers; a rerun's outages of a server are the night's too: every
+    stretch is kept, in time order."""
+    merged: dict[str, list[Downtime]] = {}
+    for report in reports:
+        for name, stretches in report.run.outages.items():
+            merged.setdefault(name, []).extend(stretches)
+    return {name: tuple(sorted(s, key=lambda d: d.down_at)) for name, s in merged.items()}
 
 
 def _with_delta(run: RunInfo, targets: list[TargetResult], reports: Sequence[Report]) -> Report:

@@ -16,6 +16,7 @@ from orchestrator.model import (
     EXIT_CLEAN,
     EXIT_INCOMPLETE,
     EXIT_INFECTED,
+    Downtime,
     ErrorKind,
     InfectedFile,
     Outcome,
@@ -199,6 +200,19 @@ def normalize_run(run: RunInfo) -> RunInfo:
         pacing={name: normalize_pacing(p) for name, p in run.pacing.items()},
         canaries=dict(run.canaries),
         window=None if run.window is None else normalize_window(run.window),
+        outages={
+            name: tuple(normalize_downtime(d) for d in stretches)
+            for name, stretches in run.outages.items()
+        },
+    )
+
+
+def normalize_downtime(downtime: Downtime) -> Downtime:
+    return replace(
+        downtime,
+        down_at=utc_second(downtime.down_at),
+        back_at=_maybe_utc(downtime.back_at),
+        seconds=round(float(downtime.seconds), 1),
     )
 
 

@@ -178,8 +178,41 @@ def _server_summary(server: str, targets: Sequence[TargetResult]) -> ServerSumma
 SUMMARY_HEADER = ("server", "targets", "clean", "infected", "failed", "skipped", "infected files")
 
 
+@dataclass(frozen=True, slots=True)
+class ServerOutages:
+    """A server whose host went away in the run: how often, how long in all, how it ended."""
+
+    server: str
+    times: int
+    seconds: float
+    ending: str  # "back" | "given up" | "down at the end"
+
+
+def per_server_outages(report: Report) -> list[ServerOutages]:
+    """From `run.outages`, in the report's server order."""
+    out = []
+    for server, stretches in report.run.outages.items():
+        if not stretches:
+            continue
+        last = stretches[-1]
+        ending = "given up" if last.gave_up else "back" if last.back_at else "down at the end"
+        total = round(sum(d.seconds for d in stretches), 1)
+        out.append(ServerOutages(server, len(stretches), total, ending))
+    return out
+
+
+def outage_lines(report: Report) -> list[str]:
+    """`outages: web02 down 2 times, 46.3 s in all, back`: one line per server that was down."""
+    return [
+        f"outage: {x.server} down {x.times} time{'s' if x.times > 1 else ''}, "
+        f"{x.seconds:.1f} s in all, {x.ending}"
+        for x in per_server_outages(report)
+    ]
+
+
 def summary_table(report: Report) -> str:
-    """A plain-text table, one line per server and a total line."""
+    """A plain-text table, one line per server and a total line (then a line per server whose
+    host went down in the run, if any)."""
     s = report.summary
     rows = [
         [x.server, x.targets, x.clean, x.infected, x.failed, x.skipped, x.infected_files]
@@ -190,7 +223,7 @@ def summary_table(report: Report) -> str:
     widths = [max(len(str(row[i])) for row in cells) for i in range(len(SUMMARY_HEADER))]
     lines = [_line(row, widths) for row in cells]
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
+    return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1], *outage_lines(report)])
 
 
 def _line(row: Sequence[Cell], widths: Sequence[int]) -> str:

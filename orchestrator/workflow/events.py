@@ -130,16 +130,21 @@ class DisinfectQueued:
 
 @dataclass(frozen=True, slots=True)
 class RequestFailed:
-    """A request failed for good (retries, if any, are spent).
+    """A request failed for good (retries, if any, are spent; an outage of the host was waited
+    through by the client, so this is not one, unless `final`).
 
     `ambiguous`: the request may have reached the server (timeout, reset after sending), so a
     non-idempotent call must be checked before it is ever sent again.
+    `final`: the server is given up for the run (down past `timeouts.server_down`, never
+    answered, a refused login, a TLS failure): nothing will be sent to it again, so the target
+    ends now, whatever its phase would otherwise retry.
     """
 
     error: ErrorInfo
     ambiguous: bool = False
     #: Seconds the server asked us to wait (HTTP Retry-After), when it said so.
     retry_after: float | None = None
+    final: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,9 @@ every transition. Phases:
 
 Which replies a phase takes is one table, `ACCEPTS`: `step` sends any other reply to FAILED with
 an internal error (a bug in the driver, never a guess), and each phase's handler `match`es only
-what it accepts.
+what it accepts. A `final` RequestFailed (the server is given up for the run) ends the target in
+any phase, before its handler: FAILED, or DONE with the error once disinfection was sent (the
+findings stand, their outcomes unknown), as a failed request there always has.
 
 PRECHECK reads the status before starting: its `time_started` is the baseline that tells our
 scan's status from the stale one of an earlier scan, and a scan already running (FOREIGN: started
@@ -50,7 +52,7 @@ from orchestrator.workflow.events import (
     ScanStatusReply,
     Tick,
 )
-from orchestrator.workflow.moves import request, unexpected, verdict_of
+from orchestrator.workflow.moves import done, fail, request, unexpected, verdict_of
 from orchestrator.workflow.remedy import (
     disinfect_actions,
     on_disinfecting,
@@ -80,7 +82,7 @@ ACCEPTS: dict[Phase, tuple[type, ...]] = {
     Phase.SCANNING: (ScanStatusReply, RequestFailed, Tick),
     Phase.LISTING: (InfectedListReply, RequestFailed),
     Phase.PLANNING: (ActionsPlanned,),  # the runner's own decision: it cannot fail
-    Phase.DISINFECTING: (DisinfectQueued, RequestFailed),
+    Phase.DISINFECTING: (DisinfectQueued, RequestFailed, Tick),
     Phase.FOLLOWING: (DisinfectionStatusReply, RequestFailed, Tick),
 }
 
@@ -122,6 +124,10 @@ def step(state: State, reply: Reply, now: float) -> tuple[State, Command]:
         return state, Finish(verdict_of(state))
     if not isinstance(reply, ACCEPTS[state.phase]):
         return unexpected(state, reply)
+    if isinstance(reply, RequestFailed) and reply.final:
+        if state.phase in (Phase.DISINFECTING, Phase.FOLLOWING):
+            return done(replace(state, error=reply.error))
+        return fail(state, reply.error)
     return _HANDLERS[state.phase](state, reply, now)
 
 

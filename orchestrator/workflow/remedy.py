@@ -1,5 +1,6 @@
 """The remedy phases: PLANNING (the policy's plan for the infected files), DISINFECTING
-(disinfect_files sent once) and FOLLOWING (check_disinfection_status until done).
+(disinfect_files sent once; again only when the server said it did not run it) and FOLLOWING
+(check_disinfection_status until done).
 
 Whether disinfect_files went out is known for sure: the driver marks the state `sending`
 (`disinfect_sending`, journaled) right before the POST leaves, after any session login, and
@@ -44,7 +45,9 @@ def on_planning(state: State, reply: Reply, now: float) -> tuple[State, Command]
             actions = disinfect_actions(planned)
             if not actions:
                 return done(state)
-            return request(replace(state, phase=Phase.DISINFECTING), Disinfect(actions))
+            plan = replace(state.disinfection, first_sent_at=now)
+            disinfecting = replace(state, phase=Phase.DISINFECTING, disinfection=plan)
+            return request(disinfecting, Disinfect(actions))
     return unexpected(state, reply)
 
 
@@ -70,15 +73,40 @@ def on_disinfecting(state: State, reply: Reply, now: float) -> tuple[State, Comm
         case DisinfectQueued():
             following = start_following(state, queued_at=now, ambiguous=False)
             return wait(replace(following, last_wait=0.0), state.cfg.poll_min)
+        case Tick():  # the wait after a disinfect_files the server did not run is over
+            return request(state, Disinfect(disinfect_actions(state.disinfection.planned)))
         case RequestFailed(ambiguous=True):
             # Never resent: follow whatever cPanel queued, if anything.
             following = start_following(state, queued_at=now, ambiguous=True)
             return request(following, poll_disinfection(following))
+        case RequestFailed(error=error) if error.kind is ErrorKind.UNREACHABLE:
+            return _not_run(state, reply, now)
         case RequestFailed(error=error):
             # Never sent, or answered without running: nothing was queued.
             task = replace(state.disinfection, sending=False)
             return done(replace(state, disinfection=task, error=error))
     return unexpected(state, reply)
+
+
+def _not_run(state: State, reply: RequestFailed, now: float) -> tuple[State, Command]:
+    """disinfect_files answered without running (5xx, 429, a proxy's page: a status line says
+    the call did not run, errors.py) or never sent (refused): nothing was queued, so sending it
+    again cannot act twice. After the wait the server asked for (or a growing backoff), until
+    `disinfection_timeout` has passed since the first one. (A lost answer is never resent.)"""
+    cfg, task = state.cfg, state.disinfection
+    first = task.first_sent_at if task.first_sent_at is not None else now
+    refused = task.not_run + 1
+    backoff = min(cfg.poll_max, cfg.poll_min * 2 ** min(refused - 1, 30))
+    delay = max(reply.retry_after if reply.retry_after is not None else backoff, cfg.poll_min)
+    if now + delay >= first + cfg.disinfection_timeout:
+        message = (
+            f"disinfect_files not accepted in {now - first:.0f}s ({refused} times not run; "
+            f"the last: {reply.error.message})"
+        )
+        return done(replace(state, error=ErrorInfo(reply.error.kind, message)))
+    # known not to have run: a kill -9 during the wait resends it, never follows a ghost
+    task = replace(task, not_run=refused, first_sent_at=first, sending=False)
+    return wait(replace(state, disinfection=task), delay)
 
 
 def start_following(

@@ -38,6 +38,11 @@ def on_scanning(state: State, reply: Reply, now: float) -> tuple[State, Command]
     match reply:
         case Tick():
             return poll_status(state, now)
+        case RequestFailed(error=error) if error.kind in (
+            ErrorKind.UNREACHABLE,
+            ErrorKind.PROTOCOL,
+        ):
+            return _unread(state, error, now)
         case RequestFailed(error=error):
             return fail(state, error)
         case ScanStatusReply(data=data):
@@ -48,6 +53,21 @@ def on_scanning(state: State, reply: Reply, now: float) -> tuple[State, Command]
                     return request(replace(state, phase=Phase.LISTING), ListInfected())
             return _check_deadlines_then_wait(state, now, stale=not ours)
     return unexpected(state, reply)
+
+
+def _unread(state: State, error: ErrorInfo, now: float) -> tuple[State, Command]:
+    """A status read of our running scan failed (its retries spent): no verdict, the scan is
+    the server's. Read again later, while the scan's deadlines allow: a scan whose status went
+    unread for `stall_timeout` fails with the read's error (kind unreachable or protocol)."""
+    cfg = state.cfg
+    started = state.scan.started_at if state.scan.started_at is not None else now
+    progress_at = state.scan.progress_at if state.scan.progress_at is not None else started
+    if now - started >= cfg.scan_timeout or now - progress_at >= cfg.stall_timeout:
+        message = f"{error.message} (no scan progress seen for {now - progress_at:.0f}s)"
+        return fail(state, ErrorInfo(error.kind, message))
+    delay = min(cfg.poll_max, max(cfg.poll_min, state.last_wait * 2))
+    delay = min(delay, started + cfg.scan_timeout - now, progress_at + cfg.stall_timeout - now)
+    return wait(state, max(delay, 0.0))
 
 
 def poll_status(state: State, now: float) -> tuple[State, Command]:

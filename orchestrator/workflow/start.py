@@ -113,7 +113,13 @@ def _watch_foreign(state: State, data: StatusData, now: float) -> tuple[State, C
 def send_start(state: State, now: float) -> tuple[State, Command]:
     if state.start.attempts >= state.cfg.max_start_attempts:
         return fail(state, ErrorInfo(ErrorKind.UNREACHABLE, "start_scan never took effect"))
-    start = replace(state.start, attempts=state.start.attempts + 1, sent_at=now)
+    first = state.start.first_sent_at if state.start.first_sent_at is not None else now
+    if now - first >= state.cfg.scan_timeout:  # the target's deadline (see _not_started)
+        message = f"start_scan never took effect in {now - first:.0f}s"
+        return fail(state, ErrorInfo(ErrorKind.UNREACHABLE, message))
+    start = replace(
+        state.start, attempts=state.start.attempts + 1, sent_at=now, first_sent_at=first
+    )
     state = replace(state, phase=Phase.STARTING, start=start, last_wait=0.0)
     return request(state, StartScan(state.target.scan_type))
 
@@ -127,18 +133,35 @@ def on_starting(state: State, reply: Reply, now: float) -> tuple[State, Command]
         case RequestFailed(ambiguous=True):
             # The request may have reached cPanel: read the status before deciding anything.
             return request(replace(state, phase=Phase.VERIFY_START), GetScanStatus())
-        case RequestFailed(error=error) if (
-            error.kind is ErrorKind.UNREACHABLE
-            and state.start.attempts < state.cfg.max_start_attempts
-        ):
-            # The server answered (5xx, 429) or was never reached: start_scan did not run.
-            # Not resent blindly: after the wait the server asked for, read the status again.
-            delay = reply.retry_after if reply.retry_after is not None else poll_backoff(state)
-            return wait(replace(state, phase=Phase.PRECHECK), max(delay, state.cfg.poll_min))
+        case RequestFailed(error=error) if error.kind is ErrorKind.UNREACHABLE:
+            return _not_started(state, reply, now)
         case RequestFailed(error=error):
             # status 0: no new scan (and cPanel has reset the status file): nothing to poll.
             return fail(state, _attempted(state, error))
     return unexpected(state, reply)
+
+
+def _not_started(state: State, reply: RequestFailed, now: float) -> tuple[State, Command]:
+    """The server answered without running start_scan (5xx, 429, a proxy's page) or was never
+    reached (refused): no attempt of ours. Not resent blindly: after the wait the server asked
+    for (or a backoff growing to poll_max), the status is read again (PRECHECK), and only if no
+    scan of ours started is start_scan sent again; until `scan_timeout` has passed since the
+    target's first start_scan (a scan not started by then could not have finished by then)."""
+    cfg, start = state.cfg, state.start
+    first = start.first_sent_at if start.first_sent_at is not None else now
+    deadline = first + cfg.scan_timeout
+    refused = start.not_started + 1
+    backoff = min(cfg.poll_max, cfg.poll_min * 2 ** min(refused - 1, 30))
+    delay = reply.retry_after if reply.retry_after is not None else backoff
+    delay = max(delay, cfg.poll_min)
+    if now + delay >= deadline:  # no next try before the deadline: say so now
+        message = (
+            f"start_scan not accepted in {now - first:.0f}s ({refused} times not started; "
+            f"the last: {reply.error.message})"
+        )
+        return fail(state, ErrorInfo(reply.error.kind, message))
+    start = replace(start, attempts=start.attempts - 1, not_started=refused)
+    return wait(replace(state, phase=Phase.PRECHECK, start=start), delay)
 
 
 def _attempted(state: State, error: ErrorInfo) -> ErrorInfo:

@@ -68,7 +68,11 @@ class WorkflowConfig:
     disinfection_timeout: float = 3600.0
     #: How long `none` is read as "queued, not started yet" after disinfect_files succeeded.
     none_grace: float = 120.0
-    #: start_scan is sent at most this often for one target (only after a status check).
+    #: start_scan is sent at most this often for one target (only after a status check),
+    #: counting the sends that may have run (answered, or their answer lost). A start the
+    #: server answered without running it (5xx, 429, a proxy's page) or that never reached it
+    #: (refused) is no attempt: it is sent again, after a status read, until `scan_timeout`
+    #: has passed since the target's first start_scan.
     max_start_attempts: int = 2
     #: After a start_scan whose answer was lost, how long the previous scan's status may still
     #: be shown (the stale window) before the start is taken as not having happened.
@@ -116,6 +120,9 @@ class StartAttempts:
     attempts: int = 0
     busy_refusals: int = 0  # refused "already in progress": not attempts of ours
     sent_at: float | None = None
+    #: answered without running (5xx, 429, a proxy) or refused: not attempts, retried
+    not_started: int = 0
+    first_sent_at: float | None = None  # the target's first start_scan: its deadline counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +142,9 @@ class Disinfection:
     interrupted: bool = False
     last_id: int | None = None
     records: tuple[DisinfectionRecord, ...] = ()
+    #: disinfect_files answered without running (5xx, 429, a proxy) or refused: sent again
+    not_run: int = 0
+    first_sent_at: float | None = None  # the first disinfect_files: its deadline counts from it
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,7 @@ def test_a_report_only_policy_opens_no_session(preflight: Preflight) -> None:
 
 
 def test_a_session_that_cannot_be_opened_fails_the_server(preflight: Preflight) -> None:
-    refused = Faults(fail_next=20, functions=frozenset({"create_user_session"}))
+    refused = Faults(session_login_no_cookie=True)  # the session's login sets no cookie
     spec = with_faults(small_fleet(), "sim01", refused)
     _, checked = preflight(spec, policy=QUARANTINE)
     assert checked.code == 2

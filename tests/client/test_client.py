@@ -117,9 +117,11 @@ START_URL = f"{BASE}/json-api/uapi_cpanel"
 
 @pytest.mark.asyncio
 async def test_a_persistent_5xx_gets_exactly_the_configured_attempts(http: Http) -> None:
-    """The first attempt is made outside stamina; the count must not change for that."""
+    """The first attempt is made outside stamina; the count must not change for that. (A 500
+    is cPanel's own answer; a gateway's 502/503/504 again and again is an outage, which the
+    host's breaker waits through: tests/client/test_breaker.py.)"""
     with aioresponses() as mocked:
-        mocked.get(uapi_url("get_scan_status"), status=503, body="busy", repeat=True)
+        mocked.get(uapi_url("get_scan_status"), status=500, body="busy", repeat=True)
         client = ServerClient(http, server(), NoLimit())
         with pytest.raises(TransportError):
             await client.get_scan_status("alice")
@@ -248,7 +250,7 @@ async def test_retries_stop_at_the_total_time_cap_before_the_attempt_cap() -> No
     async def busy(request: web.Request) -> web.Response:
         nonlocal hits
         hits += 1
-        return web.Response(status=503, text="busy")
+        return web.Response(status=500, text="busy")  # cPanel's own error: not an outage
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", busy)

@@ -13,9 +13,10 @@ import pytest_asyncio
 from aioresponses import aioresponses
 
 from orchestrator.client import Http, ServerClient
-from orchestrator.client.health import HOST_SILENCE_LIMIT, host_key
+from orchestrator.client.breaker import BreakerTimings
+from orchestrator.client.health import host_key
 from orchestrator.config import AuthMethod
-from orchestrator.errors import AuthError, HostRefused, HostSilent, TlsError, TransportError
+from orchestrator.errors import AuthError, HostRefused, ServerDown, TlsError, TransportError
 from orchestrator.model import ErrorKind
 from orchestrator.simulator import generate_fleet
 from tests.client.test_client import UAPI_OK, NoLimit, recorded, server
@@ -132,8 +133,9 @@ def test_entries_share_a_budget_exactly_when_scheme_host_and_port_match(
 async def test_a_host_that_stops_answering_does_not_cost_every_entry_its_timeouts_in_turn(
     http: Http,
 ) -> None:
-    """New logins take turns per host; once HOST_SILENCE_LIMIT of them got no answer at all,
-    the host's other new entries fail unreachable without waiting for their own timeouts."""
+    """New logins take turns per host; once a host that never answered in this run left a few
+    requests unanswered, the host's breaker gives it up for every entry at once: the others
+    fail unreachable without waiting for their own timeouts."""
     base = "https://web01.test:2083"
     with aioresponses() as mocked:
         mocked.get(EXECUTE, exception=TimeoutError(), repeat=True)
@@ -141,11 +143,12 @@ async def test_a_host_that_stops_answering_does_not_cost_every_entry_its_timeout
         for client in entries:
             with pytest.raises(TransportError) as err:
                 await client.get_scan_status("alice")
-        assert isinstance(err.value, HostSilent)
-        assert str(err.value).startswith("not attempted: the last 5 requests to this host")
+        assert isinstance(err.value, ServerDown)
+        assert str(err.value).startswith("never answered in this run (3 failed requests")
         assert err.value.kind is ErrorKind.UNREACHABLE and not err.value.maybe_sent
-        # 3 attempts (stamina's test mode) for the first entry, 2 for the second, then none
-        assert sum(len(v) for v in recorded(mocked).values()) == HOST_SILENCE_LIMIT
+        # the first entry's two attempts open the breaker, its probe gives the host up
+        limit = BreakerTimings().never_answered_limit
+        assert sum(len(v) for v in recorded(mocked).values()) == limit
 
 
 @pytest.mark.asyncio
@@ -155,6 +158,6 @@ async def test_an_untrusted_certificate_is_reported_as_tls_for_every_entry_not_a
     base = "https://web01.test:2083"
     with aioresponses() as mocked:
         mocked.get(EXECUTE, exception=ssl.SSLError("certificate verify failed"), repeat=True)
-        for n in range(HOST_SILENCE_LIMIT + 2):
+        for n in range(BreakerTimings().never_answered_limit + 3):
             with pytest.raises(TlsError):
                 await entry(http, f"web01-{n}", base).get_scan_status("alice")

@@ -15,8 +15,8 @@ from orchestrator.client.retry import Replay, RetryPolicy, first_attempt, retry_
 from orchestrator.errors import (
     ApiError,
     AuthError,
-    HostSilent,
     ProtocolError,
+    ServerDown,
     TargetError,
     TlsError,
     TransportError,
@@ -58,7 +58,7 @@ def busy() -> TransportError:
         pytest.param(ProtocolError("truncated body"), True, id="garbled-body-retries"),
         pytest.param(AuthError("refused"), False, id="auth-never"),
         pytest.param(TlsError("bad certificate"), False, id="tls-never"),
-        pytest.param(HostSilent("host silent"), False, id="nothing-sent-never"),
+        pytest.param(ServerDown("host given up"), False, id="host-given-up-never"),
         pytest.param(ApiError("status 0"), False, id="api-answer-never"),
         pytest.param(ValueError("a bug"), False, id="not-ours-never"),
     ],

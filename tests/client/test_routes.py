@@ -127,14 +127,15 @@ async def test_disinfect_says_sending_once_right_before_the_post_and_never_when_
                 "alice", {"/home/alice/x.php": Action.QUARANTINE}, sending=lambda: calls.append("x")
             )
     assert calls == [], "create_user_session failed: the POST never left"
-    with aioresponses() as mocked:
+    # a new run's session: the host that never answered above is given up in that one
+    async with Http(request_timeout=5) as fresh, aioresponses() as mocked:
         mocked.get(CREATE, payload=SESSION)
         mocked.get(LOGIN, status=302, headers={"Set-Cookie": "cpsession=alice:abc; path=/"})
         mocked.post(
             f"{SESSION_BASE}/execute/ClamScanner/disinfect_files",
             payload={"status": 1, "data": {"task_id": "t1"}, "errors": None},
         )
-        client = ServerClient(http, server(AuthMethod.WHM_TOKEN), NoLimit())
+        client = ServerClient(fresh, server(AuthMethod.WHM_TOKEN), NoLimit())
         task = await client.disinfect(
             "alice", {"/home/alice/x.php": Action.QUARANTINE}, sending=lambda: calls.append("x")
         )

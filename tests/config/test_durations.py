@@ -50,7 +50,7 @@ def test_inventory_timeouts_take_durations_and_numbers(tmp_path: Path) -> None:
         textwrap.dedent(
             """\
             settings:
-              timeouts: {scan: 6h, stall: "30m", disinfection: 3600, request: 2.5}
+              timeouts: {scan: 6h, stall: "30m", disinfection: 3600, request: 2.5, server_down: 20m}
             servers:
               - name: a
                 url: "http://127.0.0.1:1"
@@ -65,6 +65,16 @@ def test_inventory_timeouts_take_durations_and_numbers(tmp_path: Path) -> None:
         3600,
         2.5,
     )
+    assert timeouts.server_down == 1200
+
+
+def test_server_down_defaults_to_fifteen_minutes(tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(
+        "servers:\n  - name: a\n    url: http://127.0.0.1:1\n"
+        "    auth: {method: whm_token, user: root, token_env: T}\n"
+    )
+    assert load_inventory(inventory, secrets=False).settings.timeouts.server_down == 900
 
 
 def test_a_bad_duration_in_the_inventory_names_file_line_and_field(tmp_path: Path) -> None:

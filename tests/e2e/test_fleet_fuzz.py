@@ -5,9 +5,13 @@ two of them met (two scan types of one account raced each other: cPanel keeps on
 status file and one infected list per account). Here hypothesis generates small fleets that mix
 both ways in, several scan types per account, stale status windows, a scan already running or
 a status left reset when the run starts, clamd down on some accounts, disabled scan types,
-transient faults on some functions, policies with every action (and dry runs), and a run
-stopped part-way then resumed from its journal. Every example runs the real `clamfleet run`
-against a fresh simulated fleet, which referees the protocol, and must give:
+transient faults on some functions, a real night's faults (outages of a host, refused or behind
+a 503 proxy, at a time or on a function; upcp runs of several restarts; a proxy throttling
+start_scan with 429 or 503; busy servers paced by their load, some readings failing), entries
+sharing a host (cpanel_token and cpanel_password: one entry per account), policies with every
+action (and dry runs), and a run stopped part-way then resumed from its journal. Every example
+runs the real `clamfleet run` against a fresh simulated fleet, which referees the protocol, and
+must give:
 
 - every target of the inventory in the report exactly once;
 - no protocol violation (checked per example, with the example that broke the rule);
@@ -15,7 +19,10 @@ against a fresh simulated fleet, which referees the protocol, and must give:
   simulator recorded it (never a previous, sibling, UI-started or other server's scan); a
   target that failed reports no file its own scan did not find;
 - the exit code by the table, and summary counts that agree with the targets;
-- the action the policy's first matching rule names, and outcomes that are what the server did.
+- the action the policy's first matching rule names, and outcomes that are what the server did;
+- on a server whose only trouble is the night's (outages, throttling, load), no target lost to
+  it: none fails unreachable (or timeout, stalled, protocol), unless the host never answered in
+  the run at all (an outage from its very first request looks like a closed port).
 
 CI runs a fixed, small set of examples (`derandomize=True`); `CLAMFLEET_FUZZ=long` soaks with
 hundreds of random ones (README, Development).
@@ -182,6 +189,58 @@ scan_type_lists = st.lists(st.sampled_from(SCAN_TYPES), min_size=1, max_size=4, 
 
 
 @st.composite
+def night_faults(draw: st.DrawFn) -> dict[str, Any]:
+    """A real night's faults on one server, mostly none: an outage of its host (refused, or a
+    503 proxy with or without Retry-After; at a time, or on a client function's Nth request,
+    N >= 3 so the host has answered before), or an upcp run of several restarts; a proxy
+    throttling start_scan; a busy server (its load besides the scans, below the inventory's
+    `load.max`, so the run cannot wait on it for ever; `run` adds load.max for whm entries),
+    whose readings may fail. Short: an example still takes seconds."""
+    knobs: dict[str, Any] = {}
+    away = draw(st.sampled_from(("none", "none", "none", "outage", "outage", "upcp")))
+    if away != "none":
+        knobs["outage_mode"] = draw(st.sampled_from(("refused", "503")))
+        if knobs["outage_mode"] == "503":
+            knobs["outage_retry_after"] = draw(st.sampled_from((0, 0, 1, 2)))
+        if draw(st.booleans()):
+            knobs["outage_on"] = draw(st.sampled_from(CLIENT_FUNCTIONS))
+            knobs["outage_on_count"] = draw(st.sampled_from((3, 4, 6)))
+        else:
+            knobs["outage_at"] = draw(st.sampled_from((1.0, 1.5, 2.5)))
+        if away == "upcp":
+            knobs["upcp_seconds"] = draw(st.sampled_from((4.0, 7.0)))
+        else:
+            knobs["outage_seconds"] = draw(st.sampled_from((1.0, 2.0, 3.5)))
+    if draw(st.integers(0, 3)) == 0:
+        knobs["throttle_start"] = draw(st.integers(1, 2))
+        knobs["throttle_mode"] = draw(st.sampled_from(("429", "503")))
+        knobs["throttle_retry_after"] = draw(st.sampled_from((0, 1)))
+    if draw(st.integers(0, 3)) == 0:
+        knobs["busy_load"] = draw(st.sampled_from((0.5, 2.0)))
+        knobs["loadavg_fail_first"] = draw(st.integers(0, 2))
+        knobs["loadavg_fail_every"] = draw(st.sampled_from((0, 0, 3)))
+    return knobs
+
+
+NIGHT = frozenset(
+    {
+        "outage_mode", "outage_seconds", "outage_at", "outage_on", "outage_on_count",
+        "outage_retry_after", "upcp_seconds", "throttle_start", "throttle_mode",
+        "throttle_retry_after", "busy_load", "loadavg_fail_first", "loadavg_fail_every",
+    }
+)  # fmt: skip
+#: knobs that do not make trouble of their own (the stale window is cPanel's normal)
+HARMLESS = frozenset({"stale_seconds"})
+
+
+def night_only(faults: Faults) -> bool:
+    """Whether a server's only trouble is the night's: then no target may be lost to it."""
+    default = Faults()
+    changed = {k for k in Faults.__dataclass_fields__ if getattr(faults, k) != getattr(default, k)}
+    return changed <= NIGHT | HARMLESS
+
+
+@st.composite
 def server_specs(draw: st.DrawFn, name: str) -> tuple[ServerSpec, list[Before]]:
     users = USERS[: draw(st.integers(1, 4))]
     accounts, before = [], []
@@ -204,6 +263,7 @@ def server_specs(draw: st.DrawFn, name: str) -> tuple[ServerSpec, list[Before]]:
         stale_seconds=draw(st.sampled_from((0.0, 0.1, 0.25, 0.5))),
         clamd_down_accounts=frozenset({down} if down else ()),
         **draw(transient_faults()),
+        **draw(night_faults()),
     )
     return ServerSpec(name, accounts=tuple(accounts), faults=faults), before
 
@@ -313,6 +373,9 @@ def inventory_for(sim: SimulatorThread, ex: Example, path: Path) -> dict[str, st
     doc = yaml.safe_load(path.read_text())
     for entry in doc["servers"]:
         entry["scan_types"] = list(ex.scan_types[entry["name"]])
+        busy = ex.spec.server(server_of(entry["name"])).faults.busy_load
+        if busy and ex.auth == "whm":  # paced by its load, kept under its ceiling
+            entry["load"] = {"max": busy + ex.max_concurrent_scans + 1, "check_interval": 0.2}
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return env
 
@@ -376,6 +439,7 @@ def check(ex: Example, sim: SimulatorThread, ran: Ran) -> None:
         )
 
     check_verdict(report, ran.code)
+    check_night_costs_no_target(ex, report)
     check_sent_once(report)
     check_destructive_cap(ex, sim)
     for server in ex.spec.servers:
@@ -404,6 +468,19 @@ def check_target(ex: Example, t: dict[str, Any], found: list[tuple[str, str]] | 
         assert f["action"] == action, ("not the first matching rule's action", who, f)
         if ex.policy is None or ex.policy.dry_run or action == "report":
             assert f["outcome"] == "not-requested", (who, f)
+
+
+def check_night_costs_no_target(ex: Example, report: dict[str, Any]) -> None:
+    """Outages, throttling and load only cost waiting: on a server with no other trouble, no
+    target fails for want of an answer, unless the host never answered in the run at all."""
+    lost_kinds = {"unreachable", "timeout", "stalled", "protocol", "internal"}
+    for t in report["targets"]:
+        if not night_only(ex.spec.server(server_of(t["server"])).faults):
+            continue
+        error = t["error"] or {}
+        if t["status"] == "failed" and error.get("kind") in lost_kinds:
+            message = error.get("message", "")
+            assert message.startswith("never answered in this run"), ("lost to the night", t)
 
 
 def check_sent_once(report: dict[str, Any]) -> None:
@@ -503,6 +580,22 @@ def describe(ex: Example, ran: Ran) -> None:
         event("stopped, then resumed")
     for b in ex.before:
         event(f"before the run: {b.kind}")
+    for server in ex.spec.servers:
+        f = server.faults
+        if f.upcp_seconds:
+            event(f"night: upcp ({f.outage_mode})")
+        elif f.outage_seconds:
+            event(
+                f"night: outage {f.outage_mode} " + (f"on {f.outage_on}" if f.outage_on else "at")
+            )
+        if f.throttle_start:
+            event(f"night: throttled start_scan ({f.throttle_mode})")
+        if f.busy_load:
+            event("night: busy server")
+    for stretches in ran.report["run"].get("outages", {}).values():
+        event(
+            f"outages seen: {len(stretches)}" + (" (given up)" if stretches[-1]["gave_up"] else "")
+        )
     for t in ran.report["targets"]:
         event(f"target {t['status']}" + (f" ({t['error']['kind']})" if t["error"] else ""))
         for f in t["infected_files"]:

@@ -152,11 +152,6 @@ def assert_every_target_found_what_it_holds(
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the client gives a call up after its retries (no breaker that waits for the "
-    "server): the targets whose calls met the 503 fail, and its retries hammer the proxy",
-)
 def test_a_503_outage_while_results_are_listed_costs_no_target_and_no_finding(
     night: Callable[..., Night], cli: Callable[..., Outcome]
 ) -> None:
@@ -172,11 +167,6 @@ def test_a_503_outage_while_results_are_listed_costs_no_target_and_no_finding(
     assert violations == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the client's status polls fail on the refused port and the breaker gives the "
-    "server up: the scans that went on during the outage are reported failed",
-)
 def test_a_refused_port_in_the_middle_of_the_scans_costs_no_target_and_no_finding(
     night: Callable[..., Night], cli: Callable[..., Outcome]
 ) -> None:
@@ -192,11 +182,6 @@ def test_a_refused_port_in_the_middle_of_the_scans_costs_no_target_and_no_findin
     assert violations == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the client sends a start_scan answered 503 once more only: a proxy that throttles "
-    "it twice fails the target",
-)
 def test_throttled_starts_take_exactly_once_per_target_and_no_target_fails(
     night: Callable[..., Night], cli: Callable[..., Outcome]
 ) -> None:

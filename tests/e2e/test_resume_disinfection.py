@@ -15,9 +15,11 @@ from typing import Any
 from unittest import mock
 
 from orchestrator.client.channel import Channel
+from orchestrator.client.route import WhmRoute
 from orchestrator.client.transport import Http
+from orchestrator.errors import ApiError
 from orchestrator.model import EXIT_INTERNAL
-from orchestrator.simulator import AccountSpec, Faults, SimFile
+from orchestrator.simulator import AccountSpec, SimFile
 from tests.support import (
     Outcome,
     Sim,
@@ -72,6 +74,24 @@ def killed_as_the_post_leaves() -> Iterator[None]:
         return await original(self, *args, **kwargs)
 
     with mock.patch.object(Http, "send", send):
+        yield
+
+
+@contextmanager
+def first_session_refused() -> Iterator[None]:
+    """WHM refuses the run's first create_user_session (an API error, never retried): the
+    disinfect_files of that target never leaves; later sessions open as usual."""
+    original = WhmRoute.open_session
+    calls = 0
+
+    async def open_session(self: WhmRoute, account: str) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ApiError("create_user_session: refused (the WHM token lacks the ACL)")
+        return await original(self, account)
+
+    with mock.patch.object(WhmRoute, "open_session", open_session):
         yield
 
 
@@ -142,12 +162,11 @@ def test_a_run_killed_as_the_post_left_resumes_by_following_it_and_says_interrup
 def test_a_sibling_scan_type_sends_a_file_whose_first_request_never_left(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
 ) -> None:
-    # home's create_user_session fails for good (every retry): disinfect_files never leaves
-    faults = Faults(fail_next=3, functions=frozenset({"create_user_session"}))
-    sim = simulate(
-        one_server(alice(), faults=faults, seed=5), server_keys={"scan_types": ["home", "mail"]}
-    )
-    result = cli("run", sim.inventory, "--policy", write_policy(tmp_path))
+    # home's session cannot be opened (WHM refuses create_user_session): its disinfect_files
+    # never leaves; mail's, later, opens one
+    sim = simulate(one_server(alice(), seed=5), server_keys={"scan_types": ["home", "mail"]})
+    with first_session_refused():
+        result = cli("run", sim.inventory, "--policy", write_policy(tmp_path))
     report = result.report
     home, mail = files_of(report, "home"), files_of(report, "mail")
     assert home[MAIL_FILE]["outcome"] == "error"

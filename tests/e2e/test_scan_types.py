@@ -147,9 +147,10 @@ def sibling_fleet(faults: Faults) -> FleetSpec:
 def test_a_sibling_scan_type_waits_for_a_disinfection_its_sibling_stopped_following(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
 ) -> None:
-    # the first target's disinfection polls fail (3 attempts): it stops following its task,
-    # which cPanel still runs; its end would delete the infected list of a scan started now
-    faults = Faults(fail_next=3, functions=frozenset({"check_disinfection_status"}))
+    # the first target's disinfection task is queued, but starts only after 3 s: the target
+    # stops following it after its 2 s of `none` (none_grace); cPanel still runs it, and its
+    # end would delete the infected list of a scan started now
+    faults = Faults(disinfect_start_delay=3.0)
     sim = simulate(sibling_fleet(faults), server_keys={"scan_types": ["public_html", "home"]})
     policy = tmp_path / "policy.yaml"
     policy.write_text("default: quarantine\n")
@@ -170,8 +171,9 @@ def test_a_sibling_scan_type_waits_for_a_disinfection_its_sibling_stopped_follow
 def test_a_sibling_is_not_scanned_rather_than_read_clean_while_a_disinfection_may_run(
     simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
 ) -> None:
-    # every disinfection poll is lost: nobody can know when the task ends
-    faults = Faults(reset_every=1, functions=frozenset({"check_disinfection_status"}))
+    # every disinfection poll answers garbage: nobody can know when the task ends (the host
+    # answers, so this is no outage to wait through)
+    faults = Faults(truncated_json_every=1, functions=frozenset({"check_disinfection_status"}))
     sim = simulate(
         sibling_fleet(faults),
         server_keys={"scan_types": ["public_html", "home"]},

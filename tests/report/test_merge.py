@@ -10,7 +10,15 @@ from datetime import timedelta
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.model import ErrorInfo, ErrorKind, InfectedFile, ScanType, Status, Target
+from orchestrator.model import (
+    Downtime,
+    ErrorInfo,
+    ErrorKind,
+    InfectedFile,
+    ScanType,
+    Status,
+    Target,
+)
 from orchestrator.report import (
     Report,
     apply_baseline,
@@ -169,6 +177,23 @@ def test_rerun_of_failures_is_folded_onto_the_merged_result() -> None:
     assert merged.report.summary.failed == 0
     assert merged.report.summary.exit_code == 1  # alice is still infected
     assert merged.report.run.shard == "1/1"
+
+
+def test_outages_of_shards_and_of_a_rerun_are_all_kept_in_time_order() -> None:
+    early = Downtime(T0 + timedelta(seconds=10), T0 + timedelta(seconds=40), 30.0)
+    late = Downtime(T0 + timedelta(hours=2), None, 900.0, gave_up=True)
+    parts = [
+        shard(1, 2, {"web01"}, outages={"web01": (early,)}),
+        shard(2, 2, {"web02", "web03"}, outages={"web02": (late,)}),
+    ]
+    rerun = build_report(
+        sample_run(id="run-3", rerun_of="run-1", started_at=T0 + timedelta(hours=1)),
+        [result("web02", "carol", Status.CLEAN)],
+    )
+    rerun = replace(rerun, run=replace(rerun.run, outages={"web02": (early,)}))
+    merged = merge_reports([*parts, rerun]).report
+    assert merged.run.outages == {"web01": (early,), "web02": (early, late)}
+    validate_report_dict(report_to_dict(merged))
 
 
 def test_rerun_of_sharded_run_folds_after_the_shards() -> None:

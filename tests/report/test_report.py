@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from orchestrator.errors import ConfigError
 from orchestrator.model import (
     Action,
+    Downtime,
     ErrorInfo,
     ErrorKind,
     InfectedFile,
@@ -34,13 +35,13 @@ from orchestrator.report import (
     build_report,
     exit_code,
     load_report,
+    render,
     report_from_dict,
     report_to_dict,
     summary_table,
     validate_report_dict,
     write_report,
 )
-from orchestrator.report.writers import render
 
 T0 = datetime(2026, 11, 28, 2, 0, 0, tzinfo=UTC)
 EVIL_PATH = '/home/bob/mail/<script>alert("x")</script>&co\'s.eml'
@@ -525,6 +526,38 @@ def test_summary_table_lists_each_server_and_a_total() -> None:
     assert rows["total"] == ["6", "1", "2", "2", "1", "3"]
 
 
+def test_servers_that_went_down_are_in_run_outages_the_summary_and_the_html() -> None:
+    outages = {
+        "web02": (
+            Downtime(at(10), at(42.25), 32.25),
+            Downtime(at(100), at(114), 14.0),
+        ),
+        "web03": (Downtime(at(50), None, 900.0, gave_up=True),),
+    }
+    report = build_report(sample_run(outages=outages), sample_results())
+    doc = report_to_dict(report)
+    validate_report_dict(json.loads(json.dumps(doc)))
+    assert doc["run"]["outages"]["web02"][0] == {
+        "down_at": "2026-11-28T02:00:10Z",
+        "back_at": "2026-11-28T02:00:42Z",
+        "down_s": 32.2,
+        "gave_up": False,
+    }
+    assert doc["run"]["outages"]["web03"] == [
+        {"down_at": "2026-11-28T02:00:50Z", "back_at": None, "down_s": 900.0, "gave_up": True}
+    ]
+    assert report_from_dict(doc, "r.json") == report
+    assert summary_table(report).splitlines()[-2:] == [
+        "outage: web02 down 2 times, 46.2 s in all, back",
+        "outage: web03 down 1 time, 900.0 s in all, given up",
+    ]
+    html = render(report, ["html"])["report.html"]
+    assert "<h2>Server outages</h2>" in html and "given up" in html and "46.2 s" in html
+    quiet = report_to_dict(sample_report())
+    assert "outages" not in quiet["run"], "additive: only when a server went down"
+    assert "Server outages" not in render(sample_report(), ["html"])["report.html"]
+
+
 # ---------------------------------------------------------------------------------------------
 # property: any report survives report.json
 
@@ -579,6 +612,21 @@ runs = st.builds(
         ),
         timezone=st.sampled_from(["local", "UTC", "Europe/Berlin"]),
         source=st.sampled_from(["settings", "--finish-by"]),
+    ),
+    outages=st.dictionaries(
+        names,
+        st.lists(
+            st.builds(
+                Downtime,
+                down_at=moments,
+                back_at=st.none() | moments,
+                seconds=st.integers(0, 10**6).map(lambda n: n / 10),
+                gave_up=st.booleans(),
+            ),
+            min_size=1,
+            max_size=3,
+        ).map(tuple),
+        max_size=2,
     ),
 )
 

@@ -47,6 +47,7 @@ from orchestrator.workflow.events import (
     StartScan,
     Tick,
     Verdict,
+    Wait,
 )
 
 PATH = "/home/bob/public_html/x.php"
@@ -87,9 +88,13 @@ replies: st.SearchStrategy[Reply] = st.one_of(
         DisinfectionStatusReply, st.sampled_from(["none", "queued", "running", "done"]), records
     ),
     st.builds(
-        lambda kind, ambiguous: RequestFailed(ErrorInfo(kind, "x"), ambiguous),
+        lambda kind, ambiguous, final, retry_after: RequestFailed(
+            ErrorInfo(kind, "x"), ambiguous, retry_after, final
+        ),
         st.sampled_from(list(ErrorKind)),
         st.booleans(),
+        st.sampled_from([False, False, False, True]),
+        st.sampled_from([None, 0.0, 3.0]),
     ),
 )
 
@@ -103,20 +108,37 @@ class WorkflowMachine(RuleBasedStateMachine):
         self.state, self.cmd = workflow.begin(Target("s", "bob", ScanType.HOME), cfg, 0.0)
         self.now = 0.0
         self.verdict: Verdict | None = None
-        self.starts = 0
+        self.starts = 0  # start_scan sent that may have run (not answered "not started")
+        self.read_since_start = True  # a status read since the last start_scan
         self.disinfects = 0
         self.listed = False
 
     @rule(reply=replies, dt=st.floats(0, 60))
     def feed(self, reply: Reply, dt: float) -> None:
         was_terminal = self.state.phase in TERMINAL
+        was = self.state.phase
         self.now += dt
         if self.state.phase is Phase.LISTING and isinstance(reply, InfectedListReply):
             self.listed = True
+        if isinstance(reply, ScanStatusReply) and self.state.phase in workflow.ACCEPTS:
+            self.read_since_start = self.read_since_start or ScanStatusReply in ACCEPTS[was]
         self.state, self.cmd = workflow.step(self.state, reply, self.now)
         if was_terminal:
             assert self.state.phase in TERMINAL, "a finished target never comes back to life"
+        if isinstance(reply, RequestFailed) and reply.final:
+            assert self.state.phase in TERMINAL, "a server given up ends the target at once"
+        not_started = (
+            isinstance(reply, RequestFailed)
+            and reply.error.kind is ErrorKind.UNREACHABLE
+            and not reply.ambiguous
+        )
+        if was is Phase.STARTING and not_started and self.state.phase is Phase.PRECHECK:
+            self.starts -= 1  # the server said it did not run: no attempt
+        if was is Phase.DISINFECTING and not_started and isinstance(self.cmd, Wait):
+            self.disinfects -= 1  # the server said it did not run: sent again after the wait
         if isinstance(self.cmd, StartScan):
+            assert self.read_since_start, "never a second start_scan without a status read"
+            self.read_since_start = False
             self.starts += 1
         if isinstance(self.cmd, Disinfect):
             self.disinfects += 1

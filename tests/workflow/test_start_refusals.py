@@ -152,20 +152,79 @@ def test_an_http_error_on_start_scan_is_retried_after_retry_after_with_a_status_
     assert state.phase is Phase.SCANNING
 
 
-def test_start_scan_failing_with_http_errors_ends_fast_naming_the_status_and_attempts() -> None:
+def test_a_start_answered_503_again_and_again_is_retried_after_reads_until_its_deadline() -> None:
     state, _ = to_start()
     error = ErrorInfo(ErrorKind.UNREACHABLE, "start_scan: HTTP 503 Service Unavailable")
-    state, cmd = workflow.step(state, RequestFailed(error), 1)
-    assert isinstance(cmd, Wait)
-    assert cmd.seconds < CFG.start_grace
-    state, cmd, now = until_request(state, cmd, 1)
-    state, cmd = workflow.step(state, status(True, 100), now)
-    state, cmd = workflow.step(state, RequestFailed(error), now)
-    assert isinstance(cmd, Finish)
+    now, waits, starts = 1.0, [], 1
+    while True:
+        state, cmd = workflow.step(state, RequestFailed(error), now)
+        if isinstance(cmd, Finish):
+            break
+        assert isinstance(cmd, Wait) and state.phase is Phase.PRECHECK
+        waits.append(cmd.seconds)
+        state, cmd, now = until_request(state, cmd, now)
+        assert cmd == GetScanStatus(), "never a second start_scan without a status read"
+        state, cmd = workflow.step(state, status(True, 100), now)
+        assert cmd == StartScan(ScanType.HOME)
+        starts += 1
+    assert waits[:5] == [2, 4, 8, 16, 30] and max(waits) == CFG.poll_max  # backoff, capped
+    assert now + CFG.poll_max >= CFG.scan_timeout  # until the deadline, not twice and done
     final = cmd.verdict.error
     assert final is not None and final.kind is ErrorKind.UNREACHABLE
-    assert "HTTP 503" in final.message and "2 attempts" in final.message
-    assert state.api_calls == 4  # status, start, status, start: no 20-s verification loop
+    assert "HTTP 503" in final.message and f"{starts} times not started" in final.message
+    assert state.start.attempts == 1, "a start answered without running is no attempt"
+
+
+def test_a_refused_start_then_an_accepted_one_scans_with_one_attempt_spent() -> None:
+    state, _ = to_start()
+    refused = RequestFailed(ErrorInfo(ErrorKind.UNREACHABLE, "start_scan: cannot connect"))
+    state, cmd = workflow.step(state, refused, 1)
+    state, cmd, now = until_request(state, cmd, 1)
+    state, cmd = workflow.step(state, status(True, 100), now)
+    assert cmd == StartScan(ScanType.HOME)
+    state, cmd = workflow.step(state, ScanStarted(), now)
+    assert state.phase is Phase.SCANNING
+    assert (state.start.attempts, state.start.not_started, state.start.first_sent_at) == (1, 1, 0)
+
+
+def test_a_server_given_up_ends_the_target_in_any_phase_without_a_retry() -> None:
+    gone = RequestFailed(
+        ErrorInfo(ErrorKind.UNREACHABLE, "server down since 02:14:05 UTC, 15m"), final=True
+    )
+    state, _ = to_start()
+    state, cmd = workflow.step(state, gone, 1)  # a start that did not run: no retry now
+    assert isinstance(cmd, Finish) and cmd.verdict.status is Status.FAILED
+    assert cmd.verdict.error == gone.error
+
+
+def test_a_status_read_of_a_running_scan_that_fails_is_no_verdict_until_the_stall_timeout() -> None:
+    state, _ = to_start()
+    state, cmd = workflow.step(state, ScanStarted(), 0)
+    state, cmd, now = until_request(state, cmd, 0)
+    state, cmd = workflow.step(state, status(False, 200, 1), now)
+    lost = RequestFailed(ErrorInfo(ErrorKind.UNREACHABLE, "get_scan_status: HTTP 500"))
+    while True:
+        state, cmd, now = until_request(state, cmd, now)
+        assert cmd == GetScanStatus()
+        state, cmd = workflow.step(state, lost, now)
+        if isinstance(cmd, Finish):
+            break
+        assert state.phase is Phase.SCANNING, "polling resumes: the scan is the server's"
+    assert now >= CFG.stall_timeout
+    error = cmd.verdict.error
+    assert error is not None and error.kind is ErrorKind.UNREACHABLE
+    assert "HTTP 500" in error.message and "no scan progress seen" in error.message
+
+
+def test_a_status_read_that_fails_then_answers_complete_lists_the_findings() -> None:
+    state, _ = to_start()
+    state, cmd = workflow.step(state, ScanStarted(), 0)
+    state, cmd, now = until_request(state, cmd, 0)
+    lost = RequestFailed(ErrorInfo(ErrorKind.PROTOCOL, "truncated JSON"), ambiguous=True)
+    state, cmd = workflow.step(state, lost, now)
+    state, cmd, now = until_request(state, cmd, now)
+    state, cmd = workflow.step(state, status(True, 200, 10), now)
+    assert state.phase is Phase.LISTING
 
 
 def test_a_disinfection_past_its_deadline_reports_its_files_unknown_not_error() -> None:
