@@ -193,9 +193,10 @@ def night_faults(draw: st.DrawFn) -> dict[str, Any]:
     """A real night's faults on one server, mostly none: an outage of its host (refused, or a
     503 proxy with or without Retry-After; at a time, or on a client function's Nth request,
     N >= 3 so the host has answered before), or an upcp run of several restarts; a proxy
-    throttling start_scan; a busy server (its load besides the scans, below the inventory's
-    `load.max`, so the run cannot wait on it for ever; `run` adds load.max for whm entries),
-    whose readings may fail. Short: an example still takes seconds."""
+    throttling start_scan; a busy server (its load besides the scans; `run` adds load.max for
+    whm entries: above that load, or, for OVER_MAX_LOAD, under it with a short load.patience,
+    so its targets end deferred, named by the load), whose readings may fail. Short: an
+    example still takes seconds."""
     knobs: dict[str, Any] = {}
     away = draw(st.sampled_from(("none", "none", "none", "outage", "outage", "upcp")))
     if away != "none":
@@ -216,11 +217,14 @@ def night_faults(draw: st.DrawFn) -> dict[str, Any]:
         knobs["throttle_mode"] = draw(st.sampled_from(("429", "503")))
         knobs["throttle_retry_after"] = draw(st.sampled_from((0, 1)))
     if draw(st.integers(0, 3)) == 0:
-        knobs["busy_load"] = draw(st.sampled_from((0.5, 2.0)))
+        knobs["busy_load"] = draw(st.sampled_from((0.5, 2.0, OVER_MAX_LOAD)))
         knobs["loadavg_fail_first"] = draw(st.integers(0, 2))
         knobs["loadavg_fail_every"] = draw(st.sampled_from((0, 0, 3)))
     return knobs
 
+
+#: A busy server's own load that its inventory's load.max (OVER_MAX_LOAD - 1.5) stays under.
+OVER_MAX_LOAD = 3.5
 
 NIGHT = frozenset(
     {
@@ -374,7 +378,9 @@ def inventory_for(sim: SimulatorThread, ex: Example, path: Path) -> dict[str, st
     for entry in doc["servers"]:
         entry["scan_types"] = list(ex.scan_types[entry["name"]])
         busy = ex.spec.server(server_of(entry["name"])).faults.busy_load
-        if busy and ex.auth == "whm":  # paced by its load, kept under its ceiling
+        if busy and ex.auth == "whm" and busy >= OVER_MAX_LOAD:  # over its ceiling all night
+            entry["load"] = {"max": busy - 1.5, "check_interval": 0.2, "patience": 1.0}
+        elif busy and ex.auth == "whm":  # paced by its load, kept under its ceiling
             entry["load"] = {"max": busy + ex.max_concurrent_scans + 1, "check_interval": 0.2}
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return env
@@ -440,6 +446,7 @@ def check(ex: Example, sim: SimulatorThread, ran: Ran) -> None:
 
     check_verdict(report, ran.code)
     check_night_costs_no_target(ex, report)
+    check_deferred_by_the_load(ex, report)
     check_sent_once(report)
     check_destructive_cap(ex, sim)
     for server in ex.spec.servers:
@@ -481,6 +488,18 @@ def check_night_costs_no_target(ex: Example, report: dict[str, Any]) -> None:
         if t["status"] == "failed" and error.get("kind") in lost_kinds:
             message = error.get("message", "")
             assert message.startswith("never answered in this run"), ("lost to the night", t)
+
+
+def check_deferred_by_the_load(ex: Example, report: dict[str, Any]) -> None:
+    """A target deferred (no window here) was kept back by its server's load, and says so; on
+    a server whose own load stays over max, what did not start is deferred after patience,
+    never left waiting (the run ended) nor failed for it."""
+    for t in report["targets"]:
+        error = t["error"] or {}
+        if error.get("kind") == "deferred":
+            assert error["message"].startswith("load "), ("deferred, not by the load", t)
+            busy = ex.spec.server(server_of(t["server"])).faults.busy_load
+            assert busy >= OVER_MAX_LOAD and ex.auth == "whm", ("deferred on a quiet server", t)
 
 
 def check_sent_once(report: dict[str, Any]) -> None:
@@ -590,7 +609,9 @@ def describe(ex: Example, ran: Ran) -> None:
             )
         if f.throttle_start:
             event(f"night: throttled start_scan ({f.throttle_mode})")
-        if f.busy_load:
+        if f.busy_load >= OVER_MAX_LOAD:
+            event("night: busy server over its load.max")
+        elif f.busy_load:
             event("night: busy server")
     for stretches in ran.report["run"].get("outages", {}).values():
         event(
