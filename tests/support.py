@@ -4,18 +4,22 @@ did."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
+from aiohttp import web
 
 from orchestrator.model import TargetResult
 from orchestrator.report import Report, load_report, validate_report_dict, write_report
@@ -296,3 +300,41 @@ class _FillingConnection:
 
     def close(self) -> None:
         self.db.close()
+
+
+@contextmanager
+def http_receiver(
+    add_routes: Callable[[web.Application], object],
+    before_stop: Callable[[asyncio.AbstractEventLoop], None] | None = None,
+) -> Iterator[int]:
+    """An aiohttp server on 127.0.0.1 in a thread of its own, for what clamfleet posts to (a
+    webhook, Apprise's json://): its port. `before_stop` runs in its loop before it stops."""
+    ready = threading.Event()
+    state: dict[str, Any] = {}
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        state["loop"] = loop
+        app = web.Application()
+        add_routes(app)
+        runner = web.AppRunner(app)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        state["port"] = runner.addresses[0][1]
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.shutdown())
+        loop.run_until_complete(runner.cleanup())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield int(state["port"])
+    finally:
+        loop: asyncio.AbstractEventLoop = state["loop"]
+        if before_stop is not None:
+            loop.call_soon_threadsafe(before_stop, loop)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

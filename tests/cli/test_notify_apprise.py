@@ -5,13 +5,11 @@ and Apprise is not imported by `--help`."""
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -24,7 +22,7 @@ from aiosmtpd.smtp import AuthResult
 
 from orchestrator.cli import notify_apprise
 from orchestrator.simulator import FleetSpec, ServerSpec
-from tests.support import Outcome, Sim, edit_inventory, one_server, small_account
+from tests.support import Outcome, Sim, edit_inventory, http_receiver, one_server, small_account
 
 SMTP_PASSWORD = "Sm7pPassw0rdNotForLogs"
 # The login goes in clear text on loopback, on purpose: the test reads what is sent.
@@ -94,34 +92,14 @@ class JsonReceiver:
 def receiver() -> Iterator[JsonReceiver]:
     """An HTTP receiver on 127.0.0.1 for Apprise's json:// and for --notify-webhook."""
     box = JsonReceiver()
-    ready = threading.Event()
-    state: dict[str, Any] = {}
 
     async def handle(request: web.Request) -> web.Response:
         box.received.append({"path": request.path, **await request.json()})
         return web.Response(text="ok")
 
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-        state["loop"] = loop
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", handle)
-        runner = web.AppRunner(app)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        state["port"] = runner.addresses[0][1]
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    box.url = f"127.0.0.1:{state['port']}"
-    yield box
-    state["loop"].call_soon_threadsafe(state["loop"].stop)
-    thread.join(10)
+    with http_receiver(lambda app: app.router.add_post("/{tail:.*}", handle)) as port:
+        box.url = f"127.0.0.1:{port}"
+        yield box
 
 
 def infected_and_failed(simulate: Callable[..., Sim], monkeypatch: pytest.MonkeyPatch) -> Sim:

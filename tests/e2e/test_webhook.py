@@ -6,7 +6,6 @@ or an unset variable refused before any scan.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +17,7 @@ from aiohttp import web
 from orchestrator.client import post_webhook
 from orchestrator.model import TargetResult
 from orchestrator.simulator import generate_fleet
-from tests.support import Outcome, Sim, edited_report, target_key
+from tests.support import Outcome, Sim, edited_report, http_receiver, target_key
 
 # ---------------------------------------------------------------------------------------------
 # Webhook: modes, failures that change nothing, the timeout, the URL kept secret
@@ -36,39 +35,19 @@ class Receiver:
 def receiver() -> Iterator[Receiver]:
     """A webhook receiver on 127.0.0.1 in its own thread; the path looks like a Slack secret."""
     hook = Receiver(url="")
-    ready = threading.Event()
-    state: dict[str, Any] = {}
+    release = asyncio.Event()  # a hanging receiver waits for it (set before the server stops)
 
     async def handle(request: web.Request) -> web.Response:
         hook.received.append(await request.json())
         if hook.hang:
-            await state["release"].wait()
+            await release.wait()
         return web.Response(status=hook.status, text="ok")
 
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-        state["loop"] = loop
-        state["release"] = asyncio.Event()
-        app = web.Application()
-        app.router.add_post("/services/T000/B000/SECRETHOOKPATH", handle)
-        runner = web.AppRunner(app)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        state["port"] = runner.addresses[0][1]
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.shutdown())
-        loop.run_until_complete(runner.cleanup())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    hook.url = f"http://127.0.0.1:{state['port']}/services/T000/B000/SECRETHOOKPATH"
-    yield hook
-    state["loop"].call_soon_threadsafe(state["release"].set)
-    state["loop"].call_soon_threadsafe(state["loop"].stop)
-    thread.join(10)
+    path = "/services/T000/B000/SECRETHOOKPATH"
+    routes = lambda app: app.router.add_post(path, handle)  # noqa: E731
+    with http_receiver(routes, before_stop=lambda _loop: release.set()) as port:
+        hook.url = f"http://127.0.0.1:{port}{path}"
+        yield hook
 
 
 def test_webhook_posts_a_summary_and_a_dead_webhook_does_not_change_the_exit_code(
