@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import replace
 from datetime import timedelta
 
@@ -39,6 +40,7 @@ from tests.report.test_report import (
     sample_results,
     sample_run,
 )
+from tests.support import with_targets
 
 
 def shard(index: int, total: int, servers: set[str], **run: object) -> Report:
@@ -107,6 +109,25 @@ def test_missing_shards_and_servers_are_reported() -> None:
     again = merge_reports([merged.report, shard(2, 4, {"web02"}), shard(4, 4, set())])
     assert again.missing_shards == () and again.report.run.shard == "1/1"
     assert comparable(again.report) == comparable(sample_report())
+
+
+def test_a_merge_with_servers_missing_reads_back_with_its_exit_code_2() -> None:
+    """merge will not call a fleet clean it has not seen whole: its report.json says exit code
+    2 over clean targets, and must still load (for --baseline, --only-failed, a later merge)."""
+    part = shard(1, 2, {"web01"})
+    clean = tuple(
+        replace(t, status=Status.CLEAN, infected_files=(), error=None) for t in part.targets
+    )
+    merged = merge_reports([with_targets(part, clean)]).report
+    assert merged.summary.exit_code == 2 and not merged.summary.failed
+    text = render(merged, ["json"])["report.json"]
+    again = report_from_dict(json.loads(text), "merged/report.json")
+    assert again.summary.exit_code == 2
+    whole = replace(merged, run=replace(merged.run, servers=("web01",)))
+    doc = json.loads(render(whole, ["json"])["report.json"])
+    doc["summary"]["exit_code"] = 2  # over a fleet seen whole: still a lie, still refused
+    with pytest.raises(ConfigError, match="exit_code: 2 disagrees with the targets"):
+        report_from_dict(doc, "forged/report.json")
 
 
 @pytest.mark.parametrize(
