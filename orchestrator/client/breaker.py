@@ -108,6 +108,9 @@ class Breaker:
     _changed: anyio.Event | None = None
     _windows: list[_Window] = field(default_factory=list)
     _random: random.Random = field(default_factory=random.Random)
+    #: Called once, at the run's first answer of the host's own (the journal keeps it, so a
+    #: --resume knows the host is one that comes back: `answered_before`).
+    on_reached: Callable[[], None] | None = None
 
     @property
     def open(self) -> bool:
@@ -157,11 +160,20 @@ class Breaker:
     # -- outcomes (client/channel.py reports every request's) --------------------------------
 
     def answered(self, server: str, *, probe: bool) -> None:
-        """The host answered (any status but a gateway's 502/503/504): it is there."""
-        self._reached = True
-        self._failures = 0
+        """The host answered (any status but a gateway's 502/503/504): it is there. While the
+        breaker is open only the probe's answer closes it: another answer is to a request that
+        left before the breaker opened (in flight then) and tells how the host was, not how
+        it is (a proxy may answer 503 to everything sent since; the fleet fuzz found a run
+        whose requests flooded the 503 after such an answer)."""
+        if not self._reached:
+            self._reached = True
+            if self.on_reached is not None:
+                self.on_reached()
         if probe:
             self._probing = False
+        elif self._open:
+            return
+        self._failures = 0
         if self._open:
             self._open = False
             down = self.clock() - self._since

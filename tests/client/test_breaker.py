@@ -100,6 +100,24 @@ async def test_two_outage_failures_open_it_then_one_probe_goes_and_its_answer_fr
 
 
 @pytest.mark.asyncio
+async def test_an_answer_to_a_request_sent_before_it_opened_does_not_close_it() -> None:
+    """Only the probe's answer says the host is back: a request that left before the outage
+    (in flight when the breaker opened) tells how the host was."""
+    clock = Clock()
+    b = breaker(clock)
+    b.answered("web01", probe=False)
+    b.failed("web01", gateway(), probe=False)
+    b.failed("web01", gateway(), probe=False)
+    assert b.open
+    b.answered("web01", probe=False)  # a slow reply to a request of before the outage
+    assert b.open and await waits(b), "still open: nothing but the probe is sent"
+    clock.t += 1.0 * 1.2
+    assert await b.admit("web01", "get_scan_status") is True
+    b.answered("web01", probe=True)
+    assert not b.open and not await waits(b)
+
+
+@pytest.mark.asyncio
 async def test_each_failed_probe_doubles_the_cool_down_up_to_its_cap() -> None:
     clock = Clock()
     b = breaker(clock)
@@ -190,6 +208,19 @@ async def test_a_run_that_starts_in_a_503_outage_gives_the_host_up_as_fast_as_a_
     assert await b.admit("web01", "listaccts") is True
     b.failed("web01", gateway(), probe=True)
     assert b.verdict is not None and b.verdict.message.startswith("never answered in this run")
+
+
+def test_a_hosts_first_own_answer_is_told_once_so_the_journal_can_keep_it() -> None:
+    told: list[str] = []
+    hosts = Hosts(reached=told.append)
+    b = hosts.breaker("https://web01.example.com:2083")
+    assert hosts.breaker("https://web01.example.com:2083/other") is b
+    b.failed("web01", gateway(), probe=False)
+    assert told == [], "a gateway's 503 is not the host's answer"
+    b.answered("web01", probe=False)
+    b.answered("web01-bob", probe=False)
+    hosts.breaker("https://web02.example.com:2083").answered("web02", probe=False)
+    assert told == ["web01.example.com:2083", "web02.example.com:2083"]
 
 
 def test_cpanels_own_errors_and_throttling_are_answers_not_outages() -> None:
