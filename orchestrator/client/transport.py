@@ -8,6 +8,7 @@ headers, i.e. the token, and a chained traceback would print them.
 
 from __future__ import annotations
 
+import secrets
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -33,10 +34,14 @@ SslSetting = ssl.SSLContext | bool
 Recorder = Callable[[Exchange], None]
 
 
-def user_agent(run_id: str | None) -> str:
-    """`clamfleet/<version> (run <run-id>)`: a server's referee tells runs apart by it."""
+def user_agent(run_id: str | None, client: str | None = None) -> str:
+    """`clamfleet/<version> (run <run-id>; client <tag>)`: a server's referee tells runs apart
+    by the run id (kept across --resume) and one process of a run from the next by the client
+    tag (a resumed process knows nothing of the outage its predecessor met)."""
     base = f"clamfleet/{__version__}"
-    return f"{base} (run {run_id})" if run_id else base
+    if not run_id:
+        return base
+    return f"{base} (run {run_id}; client {client})" if client else f"{base} (run {run_id})"
 
 
 def parse_url(text: str) -> Url:
@@ -70,7 +75,7 @@ class Http:
         recorder: Recorder | None = None,
     ) -> None:
         self._recorder = recorder
-        self._user_agent = user_agent(run_id)
+        self._user_agent = user_agent(run_id, secrets.token_hex(4))
         self._timeout = aiohttp.ClientTimeout(
             total=request_timeout, sock_connect=min(request_timeout, 15.0)
         )

@@ -23,7 +23,7 @@ from orchestrator.simulator import uapi, whm
 from orchestrator.simulator.auth import COOKIE, parse_authorization
 from orchestrator.simulator.faults import LOGIN_PAGE, NO_FAULT, Decision, Hit, error_page
 from orchestrator.simulator.outage import REFUSED
-from orchestrator.simulator.referee import Request, redact, run_of
+from orchestrator.simulator.referee import Request, client_of, redact, run_of
 from orchestrator.simulator.runtime import RequestRecord, ServerRuntime
 
 RUNTIME = web.AppKey("runtime", ServerRuntime)
@@ -122,10 +122,10 @@ def _parse(request: web.Request, args: Mapping[str, Any]) -> Parsed:
 
 
 def _judged(request: web.Request, parsed: Parsed, now: float) -> Request:
-    run = run_of(request.headers.get("User-Agent"))
+    agent = request.headers.get("User-Agent")
     return Request(
         request.method, redact(request.path), parsed.route, parsed.function, parsed.account,
-        run, now,
+        run_of(agent), now, client_of(agent),
     )  # fmt: skip
 
 

@@ -9,11 +9,15 @@ State is per server (`ServerReferee`, used under that server's `ServerRuntime.lo
 fleet-wide request window (`FleetWindow`, its own lock, shared by every server of a fleet).
 The rule checks themselves are pure functions of what the server knows at that moment.
 
-Run identity: clamfleet sends `User-Agent: clamfleet/<version> (run <run-id>)`. Requests without
-a run id (other clients, `validate --check-connectivity`, test helpers) form one anonymous run.
-The rules "within one run" (a restarted scan, requests after a refused login, the request
-rates) are counted per run: the referee judges one client's behaviour, and two clients that
-each keep their promise are not one client breaking it.
+Run identity: clamfleet sends `User-Agent: clamfleet/<version> (run <run-id>; client <tag>)`.
+Requests without a run id (other clients, `validate --check-connectivity`, test helpers) form
+one anonymous run. The rules "within one run" (a restarted scan, requests after a refused
+login, the request rates) are counted per run: the referee judges one client's behaviour, and
+two clients that each keep their promise are not one client breaking it. A run keeps its id
+across `--resume`; the client tag names one process of it, and only `outage-hammering` counts
+per process: a resumed process cannot know that the host its predecessor left was down, so its
+own few first requests into the outage are forgiven again (every other rule holds across the
+resume: a resumed run must not restart a scan its predecessor started).
 
 Rate tolerance: a client keeping R requests per second spaces its requests at least 1/R apart
 when it *sends* them; on a loaded loopback they *arrive* with jitter, so two requests sent
@@ -58,7 +62,8 @@ from orchestrator.simulator.promises import ServerRules as ServerRules
 
 ANONYMOUS = "anonymous"
 RATE_WINDOW = 0.95  # seconds; see the module docstring
-RUN_ID = re.compile(r"\(run ([^()\s]+)\)")
+RUN_ID = re.compile(r"\(run ([^();\s]+)[;)]")
+CLIENT = re.compile(r"\(run [^();\s]+; client ([^()\s]+)\)")
 SESSION_TOKEN = re.compile(r"/cpsess\d+")
 MIN_PROBE_INTERVAL = 1.0  # seconds between two requests of a run in an outage (after grace)
 PROBE_JITTER = 0.05  # seconds of arrival jitter forgiven on that interval
@@ -110,6 +115,12 @@ def run_of(user_agent: str | None) -> str:
     return m.group(1) if m else ANONYMOUS
 
 
+def client_of(user_agent: str | None) -> str:
+    """The client tag (one process of a run) a request's User-Agent carries, or ""."""
+    m = CLIENT.search(user_agent or "")
+    return m.group(1) if m else ""
+
+
 def redact(path: str) -> str:
     """The request path without its session token (a credential while the session lives)."""
     return SESSION_TOKEN.sub("/cpsess…", path)
@@ -126,6 +137,7 @@ class Request:
     account: str | None
     run: str
     t: float
+    client: str = ""  # one process of the run (a --resume is another): see `client_of`
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +254,7 @@ class ServerReferee:
     _denied: set[tuple[str, str]] = field(default_factory=set)  # (run, suspended account)
     _took: set[tuple[str, str, str]] = field(default_factory=set)  # (run, account, scan_type)
     #: (outage index, run) -> (requests in that outage, arrival of the latest)
-    _outage_seen: dict[tuple[int, str], tuple[int, float]] = field(default_factory=dict)
+    _outage_seen: dict[tuple[int, str, str], tuple[int, float]] = field(default_factory=dict)
 
     def flag(self, req: Request, rule: str, message: str) -> None:
         self.violations.append(
@@ -303,7 +315,7 @@ class ServerReferee:
 
     def outage(self, req: Request, outage: Outage) -> None:
         """A request that arrived during a 503 outage (see the module docstring)."""
-        key = (outage.index, req.run)
+        key = (outage.index, req.run, req.client)
         count, last = self._outage_seen.get(key, (0, req.t))
         count += 1
         self._outage_seen[key] = (count, req.t)

@@ -34,19 +34,22 @@ OUTAGE_503 = Faults(outage_mode="503", outage_on="get_scan_status", outage_secon
 
 @asynccontextmanager
 async def refereed(
-    spec: FleetSpec, run: str = "r1", *, shared_scan_cap: bool | None = None
-) -> AsyncIterator[Api]:
+    spec: FleetSpec, run: str = "r1", *, shared_scan_cap: bool | None = None,
+    client: str | None = None,
+) -> AsyncIterator[Api]:  # fmt: skip
     clock = ManualClock()
     async with (
         SimulatedFleet(spec, clock=clock, shared_scan_cap=shared_scan_cap) as fleet,
-        aiohttp.ClientSession(headers={"User-Agent": user_agent(run)}) as http,
+        aiohttp.ClientSession(headers={"User-Agent": user_agent(run, client)}) as http,
     ):
         yield Api(fleet, http, clock)
 
 
-def other_run(api: Api, run: str) -> Api:
+def other_run(api: Api, run: str, client: str | None = None) -> Api:
     http = aiohttp.ClientSession(
-        headers={"User-Agent": user_agent(run)}, connector=api.http.connector, connector_owner=False
+        headers={"User-Agent": user_agent(run, client)},
+        connector=api.http.connector,
+        connector_owner=False,
     )
     return Api(api.fleet, http, api.clock)
 
@@ -98,6 +101,29 @@ async def test_a_client_that_backs_off_in_an_outage_and_another_run_are_not_hamm
         answers = [await status(api) for _ in range(10)]  # the outage is over: no limit here
     assert answers == [200] * 10
     assert api.fleet.violations() == []
+
+
+@pytest.mark.expect_violations("outage-hammering")
+@pytest.mark.asyncio
+async def test_a_resumed_process_of_the_run_gets_its_own_few_requests_into_an_outage() -> None:
+    # the first process met the outage and was killed mid-run; `--resume` starts another
+    # process of the same run, which cannot know the host is down: its first requests are
+    # forgiven again (the run id is the same, the client tag is not)
+    async with refereed(fleet_of(alice(), faults=OUTAGE_503), client="first") as api:
+        for _ in range(4):
+            await status(api)
+        resumed = other_run(api, "r1", client="second")
+        try:
+            answers = [await status(resumed) for _ in range(4)]
+            api.clock.advance(1.0)
+            answers.append(await status(resumed))
+            hammering = await status(resumed)  # its fifth... sixth, at once: hammering
+        finally:
+            await resumed.http.close()
+    assert answers == [503] * 5 and hammering == 503
+    [violation] = api.fleet.violations()
+    assert (violation.rule, violation.run) == ("outage-hammering", "r1")
+    assert "request 6 " in violation.message
 
 
 @pytest.mark.expect_violations("outage-hammering")

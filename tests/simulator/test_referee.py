@@ -22,6 +22,7 @@ from orchestrator.simulator.referee import (
     RATE_WINDOW,
     ServerRules,
     Violation,
+    client_of,
     over_rate,
     run_of,
     summary_lines,
@@ -333,6 +334,9 @@ def test_more_than_the_rate_inside_the_window_is_always_too_fast(
 
 def test_the_run_id_comes_from_clamfleets_user_agent_and_is_anonymous_otherwise() -> None:
     assert run_of(user_agent("0123abcd")) == "0123abcd"
+    assert run_of(user_agent("0123abcd", "beef")) == "0123abcd"
+    assert client_of(user_agent("0123abcd", "beef")) == "beef"
+    assert client_of(user_agent("0123abcd")) == ""
     assert run_of(user_agent(None)) == "anonymous"
     assert run_of("Python/3.11 aiohttp/3.9") == "anonymous"
     assert run_of(None) == "anonymous"
