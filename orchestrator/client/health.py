@@ -20,6 +20,8 @@ client/channel.py `Channel.send`, and the breaker's outcomes); the runner asks
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -154,10 +156,16 @@ class Hosts:
         for `timeouts.server_down` as a night's run does."""
         return cls(BreakerTimings(server_down=CHECK_SERVER_DOWN))
 
-    def __init__(self, timings: BreakerTimings | None = None) -> None:
+    def __init__(
+        self,
+        timings: BreakerTimings | None = None,
+        reached: Callable[[str], None] | None = None,
+    ) -> None:
+        """`reached(label)`: called at a host's first answer in the run (Breaker.on_reached)."""
         self._logins: dict[HostKey, HostLogins] = {}
         self._breakers: dict[HostKey, Breaker] = {}
         self.timings = timings or BreakerTimings()
+        self._reached = reached
 
     def logins(self, base_url: str) -> HostLogins:
         key = host_key(base_url)
@@ -170,7 +178,10 @@ class Hosts:
         key = host_key(base_url)
         found = self._breakers.get(key)
         if found is None:
-            found = self._breakers[key] = Breaker(f"{key[1]}:{key[2]}", self.timings)
+            label = f"{key[1]}:{key[2]}"
+            found = self._breakers[key] = Breaker(label, self.timings)
+            if self._reached is not None:
+                found.on_reached = functools.partial(self._reached, label)
         return found
 
     def for_server(self, server: Server) -> ServerHealth:

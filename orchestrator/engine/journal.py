@@ -52,6 +52,7 @@ FORMAT = 3
 #: Journals written before the format was recorded (user_version 0) are format 1.
 _UNRECORDED_FORMAT = 1
 _DROP = "DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS servers; DROP TABLE IF EXISTS targets;"
+_ANSWERED = "answered "  # meta key prefix: a host (host:port) that answered in the run
 _CLEAR = "DELETE FROM meta; DELETE FROM servers; DELETE FROM targets;"
 
 _SCHEMA = """
@@ -339,6 +340,18 @@ class Journal:
             "ON CONFLICT(server) DO UPDATE SET targets = excluded.targets",
             (server, encoded),
         )
+
+    def host_answered(self, host: str) -> bool:
+        """Whether the interrupted run had an answer from this host (`host:port`)."""
+        row = self._conn.execute(
+            "SELECT value FROM meta WHERE key = ?", (f"{_ANSWERED}{host}",)
+        ).fetchone()
+        return row is not None
+
+    def save_host_answered(self, host: str) -> None:
+        """The host answered in this run (once per host): on --resume it is waited for when
+        away, as one that comes back, not given up as one that never answered."""
+        self._put_meta({f"{_ANSWERED}{host}": "1"})
 
     def state(self, target: Target) -> workflow.State | None:
         row = self._row(target, "state")

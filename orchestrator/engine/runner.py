@@ -102,7 +102,9 @@ class FleetRun:
             limit_per_host=options.connections_per_host,
             run_id=options.run_id,
             # a host that went away is waited for this long (client/breaker.py)
-            hosts=Hosts(BreakerTimings(server_down=settings.timeouts.server_down)),
+            hosts=Hosts(
+                BreakerTimings(server_down=settings.timeouts.server_down), self._host_reached
+            ),
         )
         self.observer: Observer = observer or NullObserver()
         self.journal = journal
@@ -318,7 +320,7 @@ class FleetRun:
         only = self.options.only
         known = self.journal.server_targets(server.name) if self.journal is not None else None
         if known is not None:  # --resume: the targets the interrupted run had resolved
-            if self._answered_before(known):
+            if self._answered_before(known, health.breaker.label):
                 # a host away now (the run resumed mid-restart) is waited for, not given up
                 # as one that never answered
                 health.breaker.answered_before()
@@ -353,10 +355,18 @@ class FleetRun:
         self.observer.targets_resolved(server.name, selection.targets)
         return selection
 
-    def _answered_before(self, targets: tuple[Target, ...]) -> bool:
-        """Whether the interrupted run had answers from this server: a target past its first
-        status read, or finished with a scan."""
+    def _host_reached(self, host: str) -> None:
+        """A host's first answer in this run, kept in the journal (`_select` on --resume)."""
+        if self.journal is not None:
+            self.journal.save_host_answered(host)
+
+    def _answered_before(self, targets: tuple[Target, ...], host: str) -> bool:
+        """Whether the interrupted run had answers from this server: its host's noted (any
+        entry's, even a check of a stale status only), a target past its first status read,
+        or one finished with a scan."""
         assert self.journal is not None
+        if self.journal.host_answered(host):
+            return True
         for target in targets:
             state = self.journal.state(target)
             if state is not None and state.phase not in _UNANSWERED_PHASES:

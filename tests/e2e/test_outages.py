@@ -16,8 +16,10 @@ from unittest import mock
 
 import pytest
 
+from orchestrator import workflow
 from orchestrator.cli import execute
 from orchestrator.client.transport import Http
+from orchestrator.engine.journal import Journal
 from orchestrator.model import EXIT_INTERNAL
 from orchestrator.simulator import Faults, FleetSpec, generate_fleet
 from orchestrator.simulator.referee import GRACE_EXTRA, MIN_PROBE_INTERVAL, PROBE_JITTER
@@ -156,6 +158,37 @@ def test_a_run_resumed_while_its_host_is_away_waits_for_it_instead_of_giving_it_
     args: list[str | Path] = ["run", sim.inventory, "--journal", tmp_path / "journal.sqlite"]
     with mock.patch.object(execute, "FleetRun", stopping_after_results(1)):
         assert cli(*args).code == EXIT_INTERNAL  # stopped, a scan still running
+    sim.fleet.set_faults("sim01", Faults(outage_seconds=3.0))  # cpsrvd restarts: refused
+    resumed = cli(*args, "--resume")
+    assert_every_target_found_what_it_holds(spec, resumed)
+    (stretch,) = resumed.report["run"]["outages"]["sim01"]
+    assert stretch["back_at"] is not None and not stretch["gave_up"]
+
+
+class Killed(Exception):
+    """The process dies here: nothing after it reaches the journal or the server."""
+
+
+def test_a_run_resumed_while_its_host_is_away_waits_even_if_only_a_status_check_was_answered(
+    simulate: Callable[..., Sim], cli: Callable[..., Outcome], tmp_path: Path
+) -> None:
+    """The interrupted run died right after its first answers (the checks of the stale
+    status), before any target's next step reached the journal: only the journal's note that
+    the host answered tells the resumed run that this host comes back (the fleet fuzz found
+    such a host given up as "never answered")."""
+    spec = night()
+    sim = simulate(spec, server_keys={"max_concurrent_scans": CAP})
+    args: list[str | Path] = ["run", sim.inventory, "--journal", tmp_path / "journal.sqlite"]
+    original = Journal.save_state
+
+    def save_state(self: Journal, state: workflow.State) -> None:
+        if state.phase not in (workflow.Phase.SETTLING, workflow.Phase.PRECHECK):
+            raise Killed("killed after the status check was answered")
+        original(self, state)
+
+    with mock.patch.object(Journal, "save_state", save_state):
+        assert cli(*args).code == EXIT_INTERNAL
+    assert sim.fleet.calls("sim01", function="start_scan") == 0
     sim.fleet.set_faults("sim01", Faults(outage_seconds=3.0))  # cpsrvd restarts: refused
     resumed = cli(*args, "--resume")
     assert_every_target_found_what_it_holds(spec, resumed)

@@ -79,6 +79,28 @@ def test_state_and_result_survive_reopening_with_resume(tmp_path: Path) -> None:
     again.close()
 
 
+def test_a_host_that_answered_is_remembered_for_resume_and_forgotten_by_a_new_run(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path)
+    journal.open(IDENTITY, resume=False)
+    journal.start({**IDENTITY, "run_id": "r1"})
+    journal.save_host_answered("web01.example.com:2083")
+    journal.close()
+
+    again = Journal(path)
+    again.open(IDENTITY, resume=True)
+    assert again.host_answered("web01.example.com:2083")
+    assert not again.host_answered("web02.example.com:2083")
+    again.close()
+
+    fresh = Journal(path)
+    fresh.open(IDENTITY, resume=False)
+    assert not fresh.host_answered("web01.example.com:2083")
+    fresh.close()
+
+
 def finished_journal(path: Path) -> None:
     journal = Journal(path)
     journal.open(IDENTITY, resume=False)
