@@ -52,6 +52,10 @@ FORMAT = 3
 #: Journals written before the format was recorded (user_version 0) are format 1.
 _UNRECORDED_FORMAT = 1
 _DROP = "DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS servers; DROP TABLE IF EXISTS targets;"
+#: Phases a target is in before any answer of its server was taken (or after one failed it).
+_UNANSWERED_PHASES = frozenset(
+    {workflow.Phase.SETTLING, workflow.Phase.PRECHECK, workflow.Phase.FAILED}
+)
 _ANSWERED = "answered "  # meta key prefix: a host (host:port) that answered in the run
 _CLEAR = "DELETE FROM meta; DELETE FROM servers; DELETE FROM targets;"
 
@@ -341,12 +345,23 @@ class Journal:
             (server, encoded),
         )
 
-    def host_answered(self, host: str) -> bool:
-        """Whether the interrupted run had an answer from this host (`host:port`)."""
+    def answered_before(self, targets: tuple[Target, ...], host: str) -> bool:
+        """Whether the interrupted run had answers from this server: its host's first answer
+        noted (any entry's, even a check of a stale status only), a target past its first
+        status read, or one finished with a scan."""
         row = self._conn.execute(
             "SELECT value FROM meta WHERE key = ?", (f"{_ANSWERED}{host}",)
         ).fetchone()
-        return row is not None
+        if row is not None:
+            return True
+        for target in targets:
+            state = self.state(target)
+            if state is not None and state.phase not in _UNANSWERED_PHASES:
+                return True
+            done = self.result(target)
+            if done is not None and done.scan is not None:
+                return True
+        return False
 
     def save_host_answered(self, host: str) -> None:
         """The host answered in this run (once per host): on --resume it is waited for when

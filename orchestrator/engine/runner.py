@@ -70,11 +70,6 @@ from orchestrator.workflow.window import Window, in_zone
 
 log = structlog.get_logger("clamfleet")
 
-#: Phases a target is in before any answer of its server was taken (or after one failed it).
-_UNANSWERED_PHASES = frozenset(
-    {workflow.Phase.SETTLING, workflow.Phase.PRECHECK, workflow.Phase.FAILED}
-)
-
 
 class FleetRun:
     """One run over an inventory. `await run()`, then `results()`; also after cancellation.
@@ -319,8 +314,9 @@ class FleetRun:
         scan_types = self._scan_types(server)
         only = self.options.only
         known = self.journal.server_targets(server.name) if self.journal is not None else None
-        if known is not None:  # --resume: the targets the interrupted run had resolved
-            if self._answered_before(known, health.breaker.label):
+        # --resume: the targets the interrupted run had resolved
+        if known is not None and self.journal is not None:
+            if self.journal.answered_before(known, health.breaker.label):
                 # a host away now (the run resumed mid-restart) is waited for, not given up
                 # as one that never answered
                 health.breaker.answered_before()
@@ -359,22 +355,6 @@ class FleetRun:
         """A host's first answer in this run, kept in the journal (`_select` on --resume)."""
         if self.journal is not None:
             self.journal.save_host_answered(host)
-
-    def _answered_before(self, targets: tuple[Target, ...], host: str) -> bool:
-        """Whether the interrupted run had answers from this server: its host's noted (any
-        entry's, even a check of a stale status only), a target past its first status read,
-        or one finished with a scan."""
-        assert self.journal is not None
-        if self.journal.host_answered(host):
-            return True
-        for target in targets:
-            state = self.journal.state(target)
-            if state is not None and state.phase not in _UNANSWERED_PHASES:
-                return True
-            done = self.journal.result(target)
-            if done is not None and done.scan is not None:
-                return True
-        return False
 
     def _in_flight(self, target: Target) -> bool:
         """Whether an interrupted run left this target mid-way (its scan may be running)."""

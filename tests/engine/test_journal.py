@@ -91,13 +91,13 @@ def test_a_host_that_answered_is_remembered_for_resume_and_forgotten_by_a_new_ru
 
     again = Journal(path)
     again.open(IDENTITY, resume=True)
-    assert again.host_answered("web01.example.com:2083")
-    assert not again.host_answered("web02.example.com:2083")
+    assert again.answered_before((T1,), "web01.example.com:2083")
+    assert not again.answered_before((T1,), "web02.example.com:2083")
     again.close()
 
     fresh = Journal(path)
     fresh.open(IDENTITY, resume=False)
-    assert not fresh.host_answered("web01.example.com:2083")
+    assert not fresh.answered_before((T1,), "web01.example.com:2083")
     fresh.close()
 
 
