@@ -49,10 +49,6 @@ from orchestrator.errors import (
 from orchestrator.log import redact_text
 from orchestrator.model import EXIT_CLEAN, EXIT_INCOMPLETE, ErrorInfo, ErrorKind, Status
 
-#: Fewer and shorter retries than a run's: a pre-flight answers in seconds, not minutes.
-PREFLIGHT_RETRY = RetryPolicy(attempts=3, total=20.0, initial=0.5, max=4.0)
-
-
 #: Account problems listed in a row before "(+N more)".
 MAX_LISTED = 3
 
@@ -131,7 +127,7 @@ def check_connectivity(
     """Check every server, print one table row per server; 0 when all pass, else 2.
     `policy`: the run's; one that sends actions makes whm_token servers try a session."""
     session = policy is not None and sends_actions(policy)
-    checks = anyio.run(check_fleet, inventory, retry or PREFLIGHT_RETRY, session)
+    checks = anyio.run(check_fleet, inventory, retry or RetryPolicy.for_checks(), session)
     stream = out or sys.stdout
     stream.write(render_table(checks) + "\n")
     passed = sum(c.passed for c in checks)

@@ -51,8 +51,6 @@ from orchestrator.errors import ApiError, AuthError, ConfigError, ProtocolError,
 from orchestrator.log import redact_text
 from orchestrator.model import EXIT_CLEAN, EXIT_INCOMPLETE, ErrorInfo, ErrorKind
 
-#: Fewer and shorter retries than a run's, as validate --check-connectivity has.
-PROBE_RETRY = RetryPolicy(attempts=3, total=20.0, initial=0.5, max=4.0)
 #: Accounts whose get_scan_status is read until one has a status object.
 STATUS_SAMPLE = 3
 NEEDS_CANARY = "needs a canary scan: --scan-canary (the inventory's canary, or --canary-account)"
@@ -129,7 +127,7 @@ def check_api(
     retry: RetryPolicy | None = None,
 ) -> int:
     """Probe every server, print its rows; write transcripts if asked; 0 when all hold, else 2."""
-    probes = anyio.run(probe_fleet, inventory, options, retry or PROBE_RETRY)
+    probes = anyio.run(probe_fleet, inventory, options, retry or RetryPolicy.for_checks())
     stream = out or sys.stdout
     stream.write(render(probes, options) + "\n")
     if options.record is not None:

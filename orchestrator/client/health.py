@@ -23,13 +23,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import anyio
 import structlog
 
 from orchestrator.client.breaker import Breaker, BreakerTimings
 from orchestrator.config import Server
+from orchestrator.config.hosts import HostKey, host_key
 from orchestrator.errors import (
     AuthError,
     HostRefused,
@@ -39,17 +39,6 @@ from orchestrator.errors import (
 from orchestrator.model import ErrorInfo, ErrorKind
 
 log = structlog.get_logger("clamfleet")
-
-#: (scheme, host, port): one host, as cPHulk's budget is counted here.
-HostKey = tuple[str, str, int]
-
-
-def host_key(base_url: str) -> HostKey:
-    """`https://Web01.example.com:2083` -> ("https", "web01.example.com", 2083)."""
-    parts = urlsplit(base_url)
-    scheme = parts.scheme.lower()
-    port = parts.port or (443 if scheme == "https" else 80)
-    return scheme, (parts.hostname or "").lower(), port
 
 
 class HostLogins:

@@ -43,6 +43,13 @@ class RetryPolicy:
     max: float = 15.0
     jitter: float = 0.5
 
+    @classmethod
+    def for_checks(cls) -> RetryPolicy:
+        """validate's checks (--check-connectivity, --check-api): fewer and shorter retries
+        than a run's, as `Hosts.for_checks` waits less for a host that is away: a pre-flight
+        answers in seconds, not minutes."""
+        return cls(attempts=3, total=20.0, initial=0.5, max=4.0)
+
 
 @dataclass(frozen=True, slots=True)
 class Replay:

@@ -87,10 +87,7 @@ def target_from_dict(value: Any, source: str) -> TargetResult:
 
 def _target(r: Reader, value: Any, where: str) -> TargetResult:
     obj = r.obj(value, where)
-
-    def get(key: str) -> tuple[Any, str]:
-        return r.field(obj, key, where)
-
+    get = r.fields(obj, where)
     files, files_where = get("infected_files")
     return TargetResult(
         target=Target(
@@ -128,10 +125,7 @@ def _scan(r: Reader, value: Any, where: str) -> ScanStats:
 
 def _file(r: Reader, value: Any, where: str) -> InfectedFile:
     obj = r.obj(value, where)
-
-    def get(key: str) -> tuple[Any, str]:
-        return r.field(obj, key, where)
-
+    get = r.fields(obj, where)
     delta = r.optional(r.text, obj.get("delta"), f"{where}.delta")
     if delta is not None and delta not in DELTAS:
         raise r.fail(f"{where}.delta", f"unknown delta {delta!r}")

@@ -23,10 +23,7 @@ from orchestrator.report.trend import NightPoint, ServerPoint, Trend
 
 def read_run(r: Reader, value: Any, where: str) -> RunInfo:
     run = r.obj(value, where)
-
-    def get(key: str) -> tuple[Any, str]:
-        return r.field(run, key, where)
-
+    get = r.fields(run, where)
     servers = run.get("servers") or []
     return RunInfo(
         id=r.text(*get("id")),
@@ -104,10 +101,7 @@ def _stale(r: Reader, value: Any, where: str) -> StaleEntry:
 
 def _window(r: Reader, value: Any, where: str) -> RunWindow:
     obj = r.obj(value, where)
-
-    def get(key: str) -> tuple[Any, str]:
-        return r.field(obj, key, where)
-
+    get = r.fields(obj, where)
     text, end_where = get("end")
     r.time(text, end_where)  # an aware ISO 8601 timestamp (the checks and their messages)
     return RunWindow(
@@ -119,10 +113,7 @@ def _window(r: Reader, value: Any, where: str) -> RunWindow:
 
 def _downtime(r: Reader, value: Any, where: str) -> Downtime:
     obj = r.obj(value, where)
-
-    def get(key: str) -> tuple[Any, str]:
-        return r.field(obj, key, where)
-
+    get = r.fields(obj, where)
     return Downtime(
         down_at=r.time(*get("down_at")),
         back_at=r.optional(r.time, *get("back_at")),
@@ -133,10 +124,7 @@ def _downtime(r: Reader, value: Any, where: str) -> Downtime:
 
 def _pacing(r: Reader, value: Any, where: str) -> ServerPacing:
     obj = r.obj(value, where)
-
-    def get(key: str) -> tuple[Any, str]:
-        return r.field(obj, key, where)
-
+    get = r.fields(obj, where)
     rows, rows_where = get("history")
     return ServerPacing(
         max_load=r.optional(r.number, *get("max_load")),
@@ -184,10 +172,7 @@ def read_trend(r: Reader, value: Any, where: str) -> Trend:
 
 def _night(r: Reader, value: Any, where: str) -> NightPoint:
     obj = r.obj(value, where)
-
-    def get(key: str) -> tuple[Any, str]:
-        return r.field(obj, key, where)
-
+    get = r.fields(obj, where)
     return NightPoint(
         run_id=r.text(*get("run_id")),
         started_at=r.time(*get("started_at")),

@@ -92,6 +92,10 @@ class Reader:
         """The value of `key` and its field path."""
         return self.key(obj, key, where), f"{where}.{key}" if where else key
 
+    def fields(self, obj: Mapping[str, Any], where: str) -> Callable[[str], tuple[Any, str]]:
+        """`field` bound to one object: `get = r.fields(obj, where)`, then `r.text(*get(k))`."""
+        return lambda key: self.field(obj, key, where)
+
 
 def _kind(value: Any) -> str:
     if value is None:

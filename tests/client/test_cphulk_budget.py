@@ -14,8 +14,8 @@ from aioresponses import aioresponses
 
 from orchestrator.client import Http, ServerClient
 from orchestrator.client.breaker import BreakerTimings
-from orchestrator.client.health import host_key
 from orchestrator.config import AuthMethod
+from orchestrator.config.hosts import host_key
 from orchestrator.errors import AuthError, HostRefused, ServerDown, TlsError, TransportError
 from orchestrator.model import ErrorKind
 from orchestrator.simulator import generate_fleet
